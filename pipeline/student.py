@@ -1,0 +1,188 @@
+"""Build a student from a teacher: keep a subset of its layers (DistilBERT init), optionally trim the vocabulary.
+
+Layer selection copies teacher layer `layers[i]` into student layer `i`, with the embeddings, pooler and
+heads copied unchanged, so an untrained student is already a usable encoder (all-MiniLM-L6-v2 layers
+{0, 5}: STS-B 72.4 against the teacher's 81.0).
+
+Vocabulary trimming keeps only the WordPiece tokens a corpus uses, plus the specials and every
+single-character piece (plain and `##`), so any word the old vocabulary could spell is still spelled
+and nothing new becomes [UNK]. The word-embedding table is about half of a small BERT, so this is
+the largest size lever after quantization.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from pocketbert.errors import PocketBertError
+from pocketbert.pipeline.models.encoder import Encoder
+from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
+
+STRATEGIES = ("every-other", "first", "last", "uniform")
+
+
+def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | None = None) -> list[int]:
+    """`0,2,5` or a named strategy -> teacher layer indices, checked against the teacher's depth.
+
+    Strategies: `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
+    `uniform` (N layers spread from the first to the last, e.g. 0 and 5 for N=2 of 6). `first`,
+    `last` and `uniform` need a count: `uniform:3`.
+    """
+    spec = spec.strip()
+    name, _, count = spec.partition(":")
+    if name in STRATEGIES:
+        n = num_student_layers
+        if count:
+            if not count.isdigit() or int(count) < 1:
+                raise PocketBertError(f"--layers {spec!r}: the count after ':' must be a positive integer")
+            n = int(count)
+        if name == "every-other":
+            layers = list(range(0, num_teacher_layers, 2))
+            return layers[:n] if n else layers
+        if not n:
+            raise PocketBertError(f"--layers {name} needs a count, for example {name}:3")
+        if n > num_teacher_layers:
+            raise PocketBertError(f"--layers {spec}: the teacher has only {num_teacher_layers} layers")
+        if name == "first":
+            return list(range(n))
+        if name == "last":
+            return list(range(num_teacher_layers - n, num_teacher_layers))
+        if n == 1:
+            return [num_teacher_layers - 1]
+        return sorted({round(i * (num_teacher_layers - 1) / (n - 1)) for i in range(n)})
+    try:
+        layers = [int(x) for x in spec.split(",") if x.strip() != ""]
+    except ValueError:
+        raise PocketBertError(
+            f"--layers {spec!r}: give comma-separated teacher layer indices (e.g. 0,2,5) or one of {', '.join(STRATEGIES)}"
+        ) from None
+    if not layers:
+        raise PocketBertError("--layers is empty; give teacher layer indices such as 0,2,5")
+    bad = [i for i in layers if not 0 <= i < num_teacher_layers]
+    if bad:
+        raise PocketBertError(
+            f"--layers: index {bad[0]} is out of range; the teacher has layers 0..{num_teacher_layers - 1}"
+        )
+    seen = set()
+    for i in layers:
+        if i in seen:
+            raise PocketBertError(f"--layers: layer {i} is repeated; each teacher layer can be kept once")
+        seen.add(i)
+    return layers
+
+
+def select_layers(teacher: Encoder, layers: list[int]) -> Encoder:
+    """A student whose layer i is a copy of teacher layer `layers[i]`; everything else copied as is."""
+    tcfg = teacher.config
+    if tcfg.sharing != "none":
+        raise PocketBertError("layer selection needs a teacher without cross-layer sharing")
+    cfg = tcfg.replace(num_hidden_layers=len(layers))
+    student = Encoder(cfg, with_mlm_head=teacher.cls is not None)
+    state = {}
+    for key, value in teacher.state_dict().items():
+        if key.startswith("encoder.layer."):
+            idx, rest = key[len("encoder.layer."):].split(".", 1)
+            for i, k in enumerate(layers):
+                if int(idx) == k:
+                    state[f"encoder.layer.{i}.{rest}"] = value.clone()
+        else:
+            state[key] = value.clone()
+    student.load_state_dict(state, strict=True)
+    return student.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary trimming
+
+
+def is_single_char_piece(token: str) -> bool:
+    return len(token) == 1 or (token.startswith("##") and len(token) == 3)
+
+
+def corpus_token_ids(tokenizer: Tokenizer, texts, batch: int = 4096) -> set[int]:
+    """Every id the tokenizer produces on the texts (streamed in batches)."""
+    used: set[int] = set()
+    chunk: list[str] = []
+    for t in texts:
+        chunk.append(t)
+        if len(chunk) >= batch:
+            for ids in tokenizer.encode_ids(chunk, add_special_tokens=False):
+                used.update(ids)
+            chunk = []
+    if chunk:
+        for ids in tokenizer.encode_ids(chunk, add_special_tokens=False):
+            used.update(ids)
+    return used
+
+
+def trimmed_vocab(tokenizer: Tokenizer, texts) -> list[int]:
+    """Old ids to keep, in old order: specials, every single-character piece, and what the corpus uses.
+
+    Old order keeps [PAD]=0-style positions of the specials and makes the map monotone.
+    """
+    used = corpus_token_ids(tokenizer, texts)
+    if not used:
+        raise PocketBertError("the trimming corpus is empty; pass text files with at least one non-empty line")
+    keep = set(used)
+    keep.update(tokenizer.special_ids.values())
+    for i, tok in enumerate(tokenizer.vocab):
+        if is_single_char_piece(tok) or tok in SPECIAL_TOKENS or (tok.startswith("[") and tok.endswith("]")):
+            keep.add(i)
+    return sorted(keep)
+
+
+def apply_vocab(model: Encoder, keep: list[int]) -> Encoder:
+    """A copy of `model` whose vocabulary is the rows `keep` of the old one, in that order."""
+    new = copy.deepcopy(model)
+    idx = torch.tensor(keep, dtype=torch.long)
+    old = model.embeddings.word_embeddings
+    pad_old = model.config.pad_token_id
+    if pad_old not in keep:
+        raise PocketBertError("vocabulary trimming must keep the padding token")
+    cfg = model.config.replace(vocab_size=len(keep), pad_token_id=keep.index(pad_old))
+    new.config = cfg
+    emb = torch.nn.Embedding(len(keep), old.embedding_dim, padding_idx=cfg.pad_token_id)
+    emb.weight.data.copy_(old.weight.data[idx])
+    new.embeddings.word_embeddings = emb
+    if new.cls is not None:
+        new.cls.predictions.bias = torch.nn.Parameter(model.cls.predictions.bias.data[idx].clone())
+        new.cls.predictions._word_embeddings[0] = emb
+    return new
+
+
+def read_corpus_lines(paths: list[Path]):
+    """Lines of text from files: plain text (one sentence per line) or TSV, where every text column counts.
+
+    STS-B TSVs contribute sentence1 and sentence2; SST-2 TSVs their `sentence` column.
+    """
+    for path in paths:
+        if not path.is_file():
+            raise PocketBertError(f"corpus file {path} does not exist")
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except UnicodeDecodeError:
+            raise PocketBertError(f"corpus file {path} is not UTF-8 text; convert it to UTF-8") from None
+        if path.suffix == ".tsv" and lines:
+            rows = [line.split("\t") for line in lines]
+            header = rows[0]
+            if "sentence" in header:
+                cols = [header.index("sentence")]
+                rows = rows[1:]
+            elif len(header) >= 10:  # STS-B: ..., sentence1, sentence2, score
+                cols = [7, 8]
+                if header[7] == "sentence1":
+                    rows = rows[1:]
+            else:
+                cols = list(range(len(header)))
+            for r in rows:
+                for c in cols:
+                    if c < len(r) and r[c].strip():
+                        yield r[c]
+        else:
+            for line in lines:
+                if line.strip():
+                    yield line

@@ -1,0 +1,3 @@
+from pocketbert.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""`pocketbert` command line: one subcommand per module in `pocketbert/commands/`.
+
+Each command module defines `HELP` (one line), `add_arguments(parser)` and `run(args) -> (result, text)`:
+`result` is what `--json` prints, `text` what a person reads. Bad input raises `PocketBertError`
+(or `ValueError` / `FileNotFoundError` from validation), printed here as one line with exit code 2;
+set POCKETBERT_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+
+# name -> module under pocketbert.commands; the order is the order of `pocketbert --help`.
+# A name whose module is not there (yet) is left out of the parser.
+COMMANDS = [
+    "build", "student", "distill", "pretrain", "finetune", "export", "verify", "eval", "embed",
+    "bench", "report", "setup-arm64",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pocketbert",
+        description="Distil, quantize and export compact BERT-family encoders into verified mobile bundles.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module_name = f"pocketbert.commands.{name.replace('-', '_')}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        mod = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pocketbert.errors import PocketBertError
+
+    try:
+        result, text = args._module.run(args)
+    except KeyboardInterrupt:
+        print("pocketbert: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+    except (PocketBertError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as e:
+        if os.environ.get("POCKETBERT_DEBUG"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        print(f"pocketbert {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    elif text:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

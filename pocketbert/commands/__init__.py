@@ -1,0 +1,1 @@
+"""One module per `pocketbert` subcommand (see pocketbert/cli.py for the contract)."""
