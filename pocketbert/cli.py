@@ -44,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pocketbert import files
     from pocketbert.errors import PocketBertError
 
+    files.CURRENT_COMMAND = ["pocketbert", *(sys.argv[1:] if argv is None else argv)]
     try:
         result, text = args._module.run(args)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -46,11 +47,17 @@ def atomic_output_dir(out: str | os.PathLike, marker: str) -> Iterator[Path]:
     check_output_dir(out, marker)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the final folder gets the usual permissions
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for f in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
+        if f.is_file() and not f.stat().st_mode & 0o044:
+            os.chmod(f, 0o666 & ~umask)
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.rename(out, old)
@@ -101,10 +108,16 @@ def git_commit() -> str | None:
     return sha + ("+dirty" if dirty else "")
 
 
+# Set by the CLI to the argv it parsed, so records name the `pocketbert ...` command even when the
+# CLI is called in-process (tests, `pocketbert build` running its stages).
+CURRENT_COMMAND: list[str] | None = None
+
+
 def provenance(*dists: str) -> dict:
     """How an output was made: command line, versions, source commit, time."""
+    argv = CURRENT_COMMAND if CURRENT_COMMAND is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
     return {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": shlex.join(argv),
         "versions": tool_versions(*dists),
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -21,7 +21,13 @@ def run(args):
 
     from pocketbert.files import check_output_dir, sha256_file
     from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
-    from pocketbert.pipeline.student import apply_vocab, parse_layers, read_corpus_lines, select_layers, trimmed_vocab
+    from pocketbert.pipeline.student import (
+        apply_vocab,
+        parse_layers,
+        read_corpus_lines,
+        select_layers,
+        trimmed_vocab,
+    )
     from pocketbert.pipeline.tokenizer import Tokenizer, tokenizer_options
 
     out = Path(args.out)

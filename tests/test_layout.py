@@ -1,0 +1,54 @@
+"""The package layout holds: one import root, and imports that flow one way between stages."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# stage folder -> project modules it may import (prefix match)
+ALLOWED = {
+    "pipeline": ("pocketbert.pipeline", "pocketbert.errors", "pocketbert.files"),
+    "export": ("pocketbert.export", "pocketbert.errors", "pocketbert.files", "pocketbert.pipeline.models",
+               "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer", "pocketbert.pipeline.evaluate"),
+    "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.errors", "pocketbert.files", "pocketbert.export.manifest",
+                      "pocketbert.export.naming"),
+}
+
+
+def _project_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in names if n.split(".")[0] in ("pocketbert", "pipeline", "export", "runtime_bench")}
+
+
+def test_imports_flow_one_way():
+    bad = []
+    for stage, allowed in ALLOWED.items():
+        for path in (REPO / stage).rglob("*.py"):
+            for name in _project_imports(path):
+                # `from pocketbert.pipeline import x` names a module x: judge the longest dotted form
+                if not name.startswith(allowed) and not any(name == a.rsplit(".", 1)[0] for a in allowed):
+                    bad.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not bad, "\n".join(bad)
+
+
+def test_one_import_root_and_console_script(tmp_path):
+    code = ("import importlib.util as u; import pocketbert.pipeline, pocketbert.export, pocketbert.runtime_bench; "
+            "print(u.find_spec('pipeline') is None or 'site-packages/pipeline' in str(u.find_spec('pipeline').origin), "
+            "pocketbert.pipeline.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    flag, where = out.split()
+    assert flag == "True" and where.startswith(str(REPO / "pipeline"))
+    help_text = subprocess.run([sys.executable, "-m", "pocketbert", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    for command in ("student", "embed", "eval"):
+        assert command in help_text

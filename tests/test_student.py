@@ -1,0 +1,101 @@
+"""Student builder: layer selection copies teacher layer k into student layer i; vocabulary trimming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.testing import assert_close
+
+from pocketbert.cli import main
+from pocketbert.errors import PocketBertError
+from pocketbert.pipeline.checkpoint import load_checkpoint
+from pocketbert.pipeline.evaluate import embed_texts
+from pocketbert.pipeline.student import is_single_char_piece, parse_layers, select_layers
+from pocketbert.pipeline.tokenizer import Tokenizer
+
+
+@pytest.mark.parametrize(("spec", "n", "expected"), [
+    ("0,2,5", 6, [0, 2, 5]),
+    ("5,0", 6, [5, 0]),
+    ("every-other", 6, [0, 2, 4]),
+    ("first:2", 6, [0, 1]),
+    ("last:2", 6, [4, 5]),
+    ("uniform:2", 6, [0, 5]),
+    ("uniform:3", 6, [0, 2, 5]),
+    ("uniform:4", 12, [0, 4, 7, 11]),
+])
+def test_parse_layers(spec, n, expected):
+    assert parse_layers(spec, n) == expected
+
+
+@pytest.mark.parametrize("spec", ["0,6", "-1", "1,1", "", "a,b", "first", "uniform:9", "uniform:0"])
+def test_parse_layers_rejects(spec):
+    with pytest.raises(PocketBertError):
+        parse_layers(spec, 6)
+
+
+def test_layer_selection_copies_teacher_layer_k_into_student_layer_i(tiny_bert):
+    teacher = load_checkpoint(tiny_bert).model
+    layers = [2, 0]
+    student = select_layers(teacher, layers)
+    assert student.config.num_hidden_layers == 2
+    ts, ss = teacher.state_dict(), student.state_dict()
+    for i, k in enumerate(layers):
+        keys = [key for key in ss if key.startswith(f"encoder.layer.{i}.")]
+        assert len(keys) == 16
+        for key in keys:
+            torch.testing.assert_close(ss[key], ts[key.replace(f"encoder.layer.{i}.", f"encoder.layer.{k}.", 1)],
+                                       rtol=0, atol=0)
+    for key in ss:
+        if not key.startswith("encoder.layer."):
+            torch.testing.assert_close(ss[key], ts[key], rtol=0, atol=0)
+    # and the student really computes teacher layer 2 then teacher layer 0
+    ids = torch.tensor([[2, 10, 11, 12, 3]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        x = teacher.embeddings(ids, None)
+        m = teacher.additive_mask(mask)
+        for k in layers:
+            x, _ = teacher.encoder.layer[k](x, m)
+        assert_close(student(ids, mask).last_hidden_state, x, atol=1e-6, rtol=0)
+
+
+def test_student_cli_writes_record(tiny_student, tiny_bert):
+    rec = json.loads((tiny_student / "pocketbert.json").read_text())
+    assert rec["layer_map"] == [0, 2] and rec["stage"] == "student"
+    assert rec["parent"]["path"] == str(tiny_bert.resolve())
+    assert "pocketbert student" in rec["provenance"]["command"]
+    assert load_checkpoint(tiny_student).model.config.num_hidden_layers == 2
+
+
+def test_trim_vocab_keeps_tokenization_and_outputs(tmp_path, tiny_bert, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the man is playing a guitar\na dog runs\n\nthe cat is happy\n", encoding="utf-8")
+    out = tmp_path / "trimmed"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0,2", "--trim-vocab", str(corpus),
+                 "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    old, new = Tokenizer(tiny_bert), Tokenizer(out)
+    assert result["vocab_size"] == len(new) < len(old)
+    # every single-character piece and every special survives
+    assert {t for t in old.vocab if is_single_char_piece(t)} <= set(new.vocab)
+    assert new.special_ids.keys() == old.special_ids.keys()
+    # same token strings on the corpus and on unseen text (nothing new becomes [UNK])
+    texts = ["the man is playing a guitar", "zebras quickly jumped!", "Café déjà vu 123", "xylophone"]
+    for t in texts:
+        a = [old.vocab[i] for i in old.encode_ids([t])[0]]
+        b = [new.vocab[i] for i in new.encode_ids([t])[0]]
+        if t.startswith("the man"):
+            assert a == b
+        assert a.count("[UNK]") == b.count("[UNK]"), (t, a, b)
+    # the corpus sentences embed exactly as before
+    full = load_checkpoint(tiny_bert).model
+    full = select_layers(full, [0, 2])
+    before = embed_texts(full, old, texts[:1])
+    after = embed_texts(load_checkpoint(out).model, new, texts[:1])
+    np.testing.assert_allclose(before, after, atol=1e-6)
+    rec = json.loads((out / "pocketbert.json").read_text())
+    assert rec["vocab_trim"]["before"] == len(old) and rec["vocab_trim"]["after"] == len(new)
