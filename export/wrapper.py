@@ -1,0 +1,39 @@
+"""The traced module every exporter sees: int32 (1, N) inputs -> the task's one output tensor."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pocketbert.pipeline.models.encoder import Encoder
+
+INPUT_NAMES = ("input_ids", "attention_mask")
+
+
+def output_name(task: str) -> str:
+    return "embedding" if task == "embedding" else "logits"
+
+
+class TaskModule(nn.Module):
+    """forward(input_ids int32 (1, N), attention_mask int32 (1, N)) -> `encoder.task_forward(...)`.
+
+    Inputs are int32 for every format (Core ML and TFLite have no int64 inputs on device); the
+    embedding gather gets int64 inside the graph where PyTorch wants it.
+    """
+
+    def __init__(self, encoder: Encoder):
+        super().__init__()
+        self.encoder = encoder.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.task_forward(input_ids.to(torch.int64), attention_mask)
+
+
+def example_inputs(seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, seq_len) int32 example with some padding, used for tracing."""
+    ids = torch.zeros(1, seq_len, dtype=torch.int32)
+    mask = torch.zeros(1, seq_len, dtype=torch.int32)
+    n = max(2, seq_len // 2)
+    ids[0, :n] = torch.arange(n, dtype=torch.int32) % 7 + 5
+    mask[0, :n] = 1
+    return ids, mask
