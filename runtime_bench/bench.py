@@ -1,0 +1,361 @@
+"""Measure every artifact of a bundle on this host, interleaved with baselines, into the results schema.
+
+Set up (read the bundle, plan rows, measure the host's GEMM peak), run (per thread count and sequence
+length: one fresh pinned process per row, warm up, then rounds A B A B ...), write (after every group,
+atomically, so an interrupted run keeps what it measured), verify (every write is schema-validated).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pocketbert.errors import PocketBertError
+from pocketbert.runtime_bench import flops, mobile, stats, sysinfo
+from pocketbert.runtime_bench.schema import KIND, SCHEMA_VERSION, write_results
+from pocketbert.runtime_bench.worker import PREFIX
+
+RUNNER_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch", "coreml": "coreml",
+                    "pytorch": "pytorch_eager"}
+REPLY_TIMEOUT_S = 900.0
+
+
+@dataclass
+class Target:
+    """One thing to measure at one seq_len: an artifact of the bundle or a baseline the CLI prepared."""
+
+    name: str
+    format: str
+    backend: str
+    quant: str
+    seq_len: int
+    role: str  # artifact | baseline
+    path: str
+    runner: str
+    size_bytes: int | None
+    config: dict  # encoder config (HF keys) for FLOPs
+    vocab_size: int
+    file: str | None = None
+    quality: dict = field(default_factory=dict)
+    skip_reason: str | None = None
+
+
+def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
+    """Artifacts at the requested seq_lens, in manifest order. Core ML is skipped (with a reason) off macOS."""
+    config = dict(bundle.manifest["model"]["config"])
+    config.setdefault("task", bundle.task)
+    quality = bundle.manifest["model"].get("quality") or {}
+    out = []
+    for a in bundle.artifacts:
+        if a["seq_len"] not in seq_lens:
+            continue
+        skip = None
+        if a["format"] == "coreml" and sys.platform != "darwin":
+            skip = "Core ML runs only on macOS; measure it with the iOS demo app's benchmark"
+        q = {k: v for k, v in (a.get("quality") or quality).items() if isinstance(v, (int, float, str))}
+        out.append(Target(name=a["file"], file=a["file"], format=a["format"], backend=a["backend"], quant=a["quant"],
+                          seq_len=a["seq_len"], role="artifact", path=str(bundle.artifact_path(a)),
+                          runner=RUNNER_OF_FORMAT[a["format"]], size_bytes=a.get("size_bytes"), config=config,
+                          vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=skip))
+    return out
+
+
+def targets_from_baselines(baselines: list[dict], seq_lens: list[int]) -> list[Target]:
+    """Baseline descriptions {name, format, backend, quant, runner, path, size_bytes, config, quality?}."""
+    out = []
+    for b in baselines:
+        for n in seq_lens:
+            out.append(Target(name=b["name"], format=b["format"], backend=b["backend"], quant=b["quant"], seq_len=n,
+                              role="baseline", path=str(b["path"]), runner=b["runner"], size_bytes=b.get("size_bytes"),
+                              config=b["config"], vocab_size=int(b["config"].get("vocab_size", 30522)),
+                              quality=dict(b.get("quality") or {})))
+    return out
+
+
+# ---------------------------------------------------------------- one worker process
+
+class Worker:
+    """A fresh measuring process for one target at one thread count (see worker.py for the protocol)."""
+
+    def __init__(self, target: Target, threads: int, cores: list[int] | None, profile_dir: str | None = None):
+        spec = {"runner": target.runner, "path": target.path, "seq_len": target.seq_len, "threads": threads,
+                "cores": cores, "vocab_size": target.vocab_size, "profile_dir": profile_dir}
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
+        self.stderr = tempfile.TemporaryFile(mode="w+b")
+        self.proc = subprocess.Popen([sys.executable, "-m", "pocketbert.runtime_bench.worker", json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+        self._buf = b""
+
+    def read(self, timeout: float = REPLY_TIMEOUT_S) -> dict:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                text = line.decode("utf-8", "replace")
+                if text.startswith(PREFIX):
+                    return json.loads(text[len(PREFIX):])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                return {"error": f"no answer from the {self.proc.args[-1][:40]} worker in {timeout:.0f} s"}
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    self.proc.wait()
+                    return {"error": self._stderr_tail() or f"worker exited with code {self.proc.returncode}"}
+                self._buf += chunk
+
+    def ask(self, cmd: dict) -> dict:
+        try:
+            self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return {"error": self._stderr_tail() or "worker exited"}
+        return self.read()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = [ln.strip() for ln in self.stderr.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        return lines[-1][:400] if lines else ""
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.ask({"cmd": "exit"})
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.stderr.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cores_for(threads: int) -> list[int] | None:
+    """Pin to the first `threads` available cores; None where the OS has no affinity API."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    return sysinfo.available_cores()[:threads]
+
+
+# ---------------------------------------------------------------- host peak
+
+def measure_peak(threads_list: list[int]) -> dict:
+    per = {}
+    for t in threads_list:
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t), PYTHONWARNINGS="ignore")
+        spec = json.dumps({"mode": "peak", "threads": t, "cores": cores_for(t)})
+        proc = subprocess.run([sys.executable, "-m", "pocketbert.runtime_bench.worker", spec], capture_output=True,
+                              text=True, env=env, timeout=300)
+        got = [json.loads(ln[len(PREFIX):]) for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
+        per[str(t)] = got[0] if got else {"fp32_gflops": None, "int8_gops": None}
+    top = per[str(max(threads_list))]
+    return {"fp32_gflops": top["fp32_gflops"], "int8_gops": top["int8_gops"], "threads": max(threads_list),
+            "method": "best of repeated 1024x1024 GEMMs for 0.6 s in a pinned process: torch.mm (fp32), "
+                      "torch._int_mm (int8 -> int32); per_thread has each thread count",
+            "per_thread": per}
+
+
+# ---------------------------------------------------------------- the run
+
+def _base_row(t: Target, threads: int) -> dict:
+    row = {"name": t.name, "format": t.format, "backend": t.backend, "quant": t.quant, "seq_len": t.seq_len,
+           "threads": threads, "role": t.role}
+    if t.file:
+        row["file"] = t.file
+    if t.size_bytes is not None:
+        row["size_bytes"] = int(t.size_bytes)
+    if t.quality:
+        row["quality"] = t.quality
+    return row
+
+
+def _add_work(row: dict, t: Target, peak: dict, threads: int) -> None:
+    work = flops.encoder_work(t.config, t.seq_len)
+    row["gflops_per_inference"] = work.flops / 1e9
+    if "latency_ms_p50" not in row:
+        return
+    row["achieved_gflops"] = work.flops / 1e9 / (row["latency_ms_p50"] / 1e3)
+    p = peak.get("per_thread", {}).get(str(threads), {})
+    fp32, int8 = p.get("fp32_gflops"), p.get("int8_gops")
+    linear_peak = int8 if t.quant == "int8" else fp32
+    if fp32 and linear_peak:
+        # time this work would take at the host's peak / measured time (int8: weight GEMMs at the int8 peak)
+        ideal_ms = (work.linear_flops / linear_peak + work.attention_flops / fp32) / 1e6
+        row["peak_fraction"] = ideal_ms / row["latency_ms_p50"]
+
+
+def _split(runs: int, rounds: int) -> list[int]:
+    base, extra = divmod(runs, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
+def run_group(targets: list[Target], threads: int, runs: int, warmup: int, rounds: int, peak: dict,
+              log: Callable[[str], None]) -> list[dict]:
+    """Measure `targets` (one seq_len) at `threads`, interleaved; returns their rows."""
+    cores = cores_for(threads)
+    rows, workers, round_samples = {}, {}, {}
+    for t in targets:
+        row = _base_row(t, threads)
+        rows[t.name] = row
+        if t.skip_reason:
+            row.update(status="skipped", error=t.skip_reason)
+            continue
+        w = Worker(t, threads, cores)  # started one at a time: load time is measured on a quiet machine
+        ready = w.read()
+        if "error" in ready:
+            w.kill()
+            row.update(status="failed", error=f"failed to load: {ready['error']}")
+            log(f"  {t.name} seq{t.seq_len} t{threads}: FAILED to load: {ready['error']}")
+            continue
+        row.update(load_ms=ready["load_ms"], first_inference_ms=ready["first_inference_ms"])
+        workers[t.name] = w
+        round_samples[t.name] = []
+    try:
+        for name, w in workers.items():
+            if warmup:
+                got = w.ask({"cmd": "run", "n": warmup})
+                if "error" in got:
+                    rows[name].update(status="failed", error=f"warm-up failed: {got['error']}")
+        live = [n for n in workers if "status" not in rows[n]]
+        for i, n_runs in enumerate(_split(runs, rounds)):
+            order = live if i % 2 == 0 else live[::-1]  # A B, then B A: no row always runs right after another
+            for name in order:
+                if "status" in rows[name]:
+                    continue
+                got = workers[name].ask({"cmd": "run", "n": n_runs})
+                if "error" in got:
+                    rows[name].update(status="failed", error=f"inference failed: {got['error']}")
+                else:
+                    round_samples[name].append(got["samples_ms"])
+        for name, w in workers.items():
+            got = w.ask({"cmd": "stats"})
+            if got.get("peak_rss_delta_mb") is not None:
+                rows[name]["peak_rss_delta_mb"] = got["peak_rss_delta_mb"]
+    finally:
+        for w in workers.values():
+            w.close()
+    by_name = {t.name: t for t in targets}
+    for name in workers:
+        row = rows[name]
+        samples = [x for r in round_samples[name] for x in r]
+        if "status" not in row and samples:
+            row.update(status="ok", **stats.summarize(samples))
+            _add_work(row, by_name[name], peak, threads)
+    # pairwise speedups: each row over every baseline, and each artifact over its format's fp32 artifact
+    for name, row in rows.items():
+        if row.get("status") != "ok":
+            continue
+        refs = [o for o in rows.values() if o is not row and o.get("status") == "ok" and (
+            o["role"] == "baseline" or (row["role"] == "artifact" and o["role"] == "artifact"
+                                        and o["format"] == row["format"] and o["quant"] == "fp32"))]
+        speedups = {}
+        for o in refs:
+            speedups[o["name"]] = stats.paired_speedup(round_samples[o["name"]], round_samples[name])
+        if speedups:
+            row["speedup_vs"] = speedups
+    for row in rows.values():
+        if row.get("status") == "ok":
+            log(f"  {row['name']} seq{row['seq_len']} t{threads}: p50 {row['latency_ms_p50']:.2f} ms")
+    return [rows[t.name] for t in targets]
+
+
+def profile_rows(rows: list[dict], targets: list[Target], threads: int, n: int, log) -> None:
+    """Per-operator profile of each ok row, in its own process (profiling slows the timed runs)."""
+    by_name = {t.name: t for t in targets}
+    for row in rows:
+        t = by_name.get(row["name"])
+        if row.get("status") != "ok" or t is None:
+            continue
+        if t.runner not in ("onnxruntime", "executorch"):
+            from pocketbert.runtime_bench.worker import profile as _profile_note
+
+            row["ops_profile_note"] = _profile_note({"runner": t.runner}, None, None, 0)["ops_profile_note"]
+            continue
+        with tempfile.TemporaryDirectory(prefix="pocketbert-profile-") as d:
+            w = Worker(t, threads, cores_for(threads), profile_dir=d)
+            try:
+                if "error" in w.read():
+                    continue
+                got = w.ask({"cmd": "profile", "n": n})
+            finally:
+                w.close()
+        if "error" in got:
+            row["ops_profile_note"] = f"profile failed: {got['error']}"
+        else:
+            row["ops_top"] = got["ops_top"]
+            row["ops_profile_note"] = got["ops_profile_note"]
+        log(f"  profiled {row['name']} seq{row['seq_len']}")
+
+
+def new_document(bundle, config: dict, device: dict) -> dict:
+    from pocketbert.files import provenance
+
+    m = bundle.manifest
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": KIND, "complete": False,
+        "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bundle": {"path": str(Path(bundle.root).resolve()), "model_name": m["model"]["name"], "task": m["model"]["task"],
+                   "num_parameters": int(m["model"]["num_parameters"])},
+        "device": device, "config": config, "rows": [], "peak": {}, "estimates": [],
+        "provenance": provenance("onnxruntime", "ai-edge-litert", "executorch"), "notes": [],
+    }
+
+
+def add_estimates(doc: dict, targets: list[Target]) -> None:
+    seen = set()
+    for t in targets:
+        if (t.name, t.seq_len) in seen:
+            continue
+        seen.add((t.name, t.seq_len))
+        doc["estimates"].extend(mobile.estimate_rows(t.name, t.quant, t.seq_len, flops.encoder_work(t.config, t.seq_len)))
+
+
+def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: int, warmup: int,
+              baselines: list[dict] | None = None, rounds: int | None = None, profile: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Measure the bundle's artifacts (and baselines) on this host; write `out` as the run goes.
+
+    Returns the final results document (also written to `out`, `complete: true`).
+    """
+    targets = targets_from_bundle(bundle, seq_lens) + targets_from_baselines(baselines or [], seq_lens)
+    if not targets:
+        raise PocketBertError(f"{bundle.root}: no artifact at seq_len {seq_lens}; the bundle has {bundle.seq_lens}")
+    rounds = max(1, min(rounds or 10, runs))
+    device = sysinfo.host_info()
+    config = {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1,
+              "rounds": rounds, "baseline": ",".join(b["name"] for b in baselines) if baselines else None}
+    doc = new_document(bundle, config, device)
+    if max(threads) > device["cores_available"]:
+        doc["notes"].append(f"{max(threads)} threads on {device['cores_available']} available cores: threads share cores")
+    doc["notes"].append("host CPU, not a phone: see `device` and the mobile `estimates` (lower bounds, not measurements)")
+    log(f"measuring host GEMM peak at {threads} threads")
+    doc["peak"] = measure_peak(threads)
+    add_estimates(doc, targets)
+    write_results(out, doc)
+    for n in seq_lens:
+        group = [t for t in targets if t.seq_len == n]
+        for th in threads:
+            log(f"seq_len {n}, {th} thread(s): {len(group)} rows, {rounds} interleaved rounds")
+            rows = run_group(group, th, runs, warmup, rounds, doc["peak"], log)
+            if profile and th == threads[0]:
+                profile_rows(rows, group, th, max(1, min(runs, 10)), log)
+            doc["rows"].extend(rows)
+            write_results(out, doc)
+    doc["complete"] = True
+    write_results(out, doc)
+    return doc

@@ -1,0 +1,330 @@
+"""One measured model in one fresh process: `python -m pocketbert.runtime_bench.worker SPEC_JSON`.
+
+A fresh process per (row, threads) gives a clean load time and a clean peak-RSS delta. The process pins
+itself to `spec["cores"]` before any runtime is imported (thread pools are sized and placed at import or
+load), loads the model, runs one first inference, then answers commands on stdin, one JSON per line:
+
+  {"cmd": "run", "n": 5}        -> {"samples_ms": [...]}
+  {"cmd": "stats"}              -> {"peak_rss_delta_mb": ...}
+  {"cmd": "profile", "n": 10}   -> {"ops_top": [...], "ops_profile_note": "..."}
+  {"cmd": "exit"}
+
+Replies are lines starting with `@@pocketbert ` (runtimes print to stdout too; those lines are ignored).
+The first reply is {"ready": true, "load_ms", "first_inference_ms"} or {"error": "..."}.
+This file imports no pocketbert training code; runtimes are imported lazily, per runner.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+PREFIX = "@@pocketbert "
+
+
+def reply(obj: dict) -> None:
+    sys.stdout.write(PREFIX + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _status_kb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> float | None:
+    """Current RSS in MB, after resetting the kernel's peak-RSS counter (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    rss = _status_kb("VmRSS")
+    if rss is None:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 * (1 / 1024 if sys.platform == "darwin" else 1)
+    return rss / 1024
+
+
+def peak_rss_mb() -> float | None:
+    hwm = _status_kb("VmHWM")
+    if hwm is None:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 2**20 if sys.platform == "darwin" else r / 1024
+    return hwm / 1024
+
+
+def make_inputs(seq_len: int, vocab_size: int, seed: int = 0):
+    """Token ids (deterministic, [CLS] ... [SEP]) and an all-ones mask: the full bucket is real text."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000 if vocab_size > 2000 else 5, vocab_size, size=(1, seq_len), dtype=np.int64)
+    ids[0, 0], ids[0, -1] = (101, 102) if vocab_size > 2000 else (2, 3)
+    mask = np.ones((1, seq_len), dtype=np.int64)
+    return ids, mask
+
+
+def _feed_for(name: str, position: int, ids, mask):
+    lname = name.lower()
+    if "mask" in lname:
+        return mask
+    if "token_type" in lname or "segment" in lname:
+        return ids * 0
+    if "ids" in lname or "input" in lname:
+        return ids
+    return ids if position == 0 else mask
+
+
+# ---------------------------------------------------------------- runners: load() -> infer callable
+
+def load_onnxruntime(spec: dict, ids, mask):
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = spec["threads"]
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if spec.get("profile_dir"):
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(spec["profile_dir"]) / "ort")
+    sess = ort.InferenceSession(spec["path"], so, providers=["CPUExecutionProvider"])
+    feed = {}
+    for i, inp in enumerate(sess.get_inputs()):
+        arr = _feed_for(inp.name, i, ids, mask)
+        feed[inp.name] = arr.astype(np.int32 if "int32" in inp.type else np.int64)
+    return (lambda: sess.run(None, feed)), sess
+
+
+def load_litert(spec: dict, ids, mask):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=spec["path"], num_threads=spec["threads"])
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    named = any("mask" in d["name"].lower() for d in details)
+    for i, d in enumerate(details):
+        arr = _feed_for(d["name"], i, ids, mask) if named else (ids, mask)[min(i, 1)]
+        interp.set_tensor(d["index"], arr.astype(d["dtype"]).reshape(d["shape"]))
+    out_idx = [d["index"] for d in interp.get_output_details()]
+
+    def infer():
+        interp.invoke()
+        return [interp.get_tensor(i) for i in out_idx]
+
+    del np
+    return infer, interp
+
+
+def load_executorch(spec: dict, ids, mask):
+    import torch
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    portable_lib._unsafe_reset_threadpool(spec["threads"])
+    rt = Runtime.get()
+    program = rt.load_program(spec["path"], enable_etdump=bool(spec.get("profile_dir")),
+                              debug_buffer_size=0)
+    method = program.load_method("forward")
+    meta = method.metadata
+    args = []
+    for i in range(meta.num_inputs()):
+        info = meta.input_tensor_meta(i)
+        src = (ids, mask)[min(i, 1)]
+        dtype = {"Int": torch.int32, "Long": torch.int64}.get(str(info.dtype()).split(".")[-1], torch.int32)
+        args.append(torch.from_numpy(src).to(dtype))
+    return (lambda: method.execute(args)), program
+
+
+def load_pytorch_eager(spec: dict, ids, mask):
+    """The teacher as users run it today: transformers AutoModel, fp32, mean pooling over the mask."""
+    import torch
+    from transformers import AutoModel
+
+    torch.set_num_threads(spec["threads"])
+    model = AutoModel.from_pretrained(spec["path"]).eval()
+    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+
+    @torch.inference_mode()
+    def infer():
+        hidden = model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state  # (1, T, H)
+        m = t_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+    return infer, model
+
+
+def load_coreml(spec: dict, ids, mask):
+    import coremltools as ct
+
+    model = ct.models.MLModel(spec["path"], compute_units=ct.ComputeUnit.CPU_ONLY)
+    names = [i.name for i in model.get_spec().description.input]
+    feed = {n: _feed_for(n, i, ids, mask).astype("int32") for i, n in enumerate(names)}
+    return (lambda: model.predict(feed)), model
+
+
+RUNNERS = {"onnxruntime": load_onnxruntime, "litert": load_litert, "executorch": load_executorch,
+           "pytorch_eager": load_pytorch_eager, "coreml": load_coreml}
+# Modules imported before the RSS baseline, so that the delta is the model, not the runtime library.
+RUNTIME_MODULES = {"onnxruntime": ["numpy", "onnxruntime"], "litert": ["numpy", "ai_edge_litert.interpreter"],
+                   "executorch": ["torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"],
+                   "pytorch_eager": ["torch", "transformers"], "coreml": ["coremltools"]}
+
+
+# ---------------------------------------------------------------- per-operator profiles
+
+def _top(totals: dict[str, float], counts: dict[str, int], n_runs: int, k: int = 8) -> list[dict]:
+    total = sum(totals.values()) or 1.0
+    rows = sorted(totals.items(), key=lambda kv: -kv[1])[:k]
+    return [{"op": op, "time_ms": us / 1000 / n_runs, "share": us / total, "count": counts[op] // max(n_runs, 1)}
+            for op, us in rows]
+
+
+def profile_onnxruntime(handle, infer, n: int) -> dict:
+    for _ in range(n):
+        infer()
+    path = handle.end_profiling()
+    events = json.loads(Path(path).read_text())
+    totals, counts = collections.defaultdict(float), collections.Counter()
+    runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] += e.get("dur", 0)
+            counts[op] += 1
+    return {"ops_top": _top(totals, counts, max(runs, 1)),
+            "ops_profile_note": f"ONNX Runtime profiler, {max(runs, 1)} runs, kernel time per op type"}
+
+
+def profile_executorch(handle, infer, n: int, profile_dir: str) -> dict:
+    for _ in range(n):
+        infer()
+    etdump = str(Path(profile_dir) / "run.etdp")
+    handle.write_etdump_result_to_file(etdump, str(Path(profile_dir) / "debug.bin"))
+    from executorch.devtools import Inspector
+
+    inspector = Inspector(etdump_path=etdump)
+    totals, counts = collections.defaultdict(float), collections.Counter()
+    runs = 0
+    for block in inspector.event_blocks:
+        for ev in block.events:
+            if ev.name == "Method::execute":
+                runs += len(ev.perf_data.raw) if ev.perf_data is not None else 0
+                continue
+            if ev.perf_data is None or ev.name in ("Program::load_method", "Method::init"):
+                continue
+            us = sum(ev.perf_data.raw) * 1000  # raw is in ms
+            totals[ev.name] += us
+            counts[ev.name] += len(ev.perf_data.raw)
+    runs = max(runs, 1)
+    return {"ops_top": _top(totals, counts, runs),
+            "ops_profile_note": f"ExecuTorch ETDump, {runs} runs; XNNPACK work shows as one DELEGATE_CALL event"
+                                " per delegated subgraph (the pip runtime has no XNNPACK per-op profiling)"}
+
+
+def profile(spec: dict, handle, infer, n: int) -> dict:
+    runner = spec["runner"]
+    if runner == "onnxruntime":
+        return profile_onnxruntime(handle, infer, n)
+    if runner == "executorch":
+        return profile_executorch(handle, infer, n, spec["profile_dir"])
+    if runner == "litert":
+        return {"ops_top": [], "ops_profile_note": "LiteRT's Python Interpreter has no op profiler; use "
+                "benchmark_model --enable_op_profiling=true on the device"}
+    return {"ops_top": [], "ops_profile_note": f"no per-operator profile for {runner}"}
+
+
+# ---------------------------------------------------------------- GEMM peak
+
+def gemm_peak(threads: int, seconds: float = 0.6) -> dict:
+    """Best GFLOP/s of a large fp32 GEMM (torch.mm) and GOP/s of an int8 GEMM (torch._int_mm)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    n = 1024
+    out = {}
+    for key, make, mm in (
+        ("fp32_gflops", lambda: torch.randn(n, n), torch.mm),
+        ("int8_gops", lambda: torch.randint(-127, 127, (n, n), dtype=torch.int8), torch._int_mm),
+    ):
+        a, b = make(), make()
+        try:
+            mm(a, b)
+        except RuntimeError:
+            out[key] = None
+            continue
+        best, deadline = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            mm(a, b)
+            dt = time.perf_counter() - t0
+            best = max(best, 2 * n**3 / dt / 1e9)
+        out[key] = best
+    return out
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    cores = spec.get("cores")
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    if spec.get("mode") == "peak":
+        reply(gemm_peak(spec["threads"]))
+        return 0
+    runner = spec["runner"]
+    try:
+        import importlib
+
+        for mod in RUNTIME_MODULES[runner]:
+            importlib.import_module(mod)
+        ids, mask = make_inputs(spec["seq_len"], spec.get("vocab_size") or 30522)
+        rss0 = reset_peak_rss()
+        t0 = time.perf_counter()
+        infer, handle = RUNNERS[runner](spec, ids, mask)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        infer()
+        first_ms = (time.perf_counter() - t0) * 1e3
+    except Exception as e:  # any runtime's load failure becomes a failed row, not a crash of the bench
+        msg = " ".join(f"{type(e).__name__}: {e}".split())
+        reply({"error": msg[:400]})
+        return 1
+    reply({"ready": True, "load_ms": load_ms, "first_inference_ms": first_ms})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            if cmd["cmd"] == "run":
+                samples = []
+                for _ in range(cmd["n"]):
+                    t0 = time.perf_counter_ns()
+                    infer()
+                    samples.append((time.perf_counter_ns() - t0) / 1e6)
+                reply({"samples_ms": samples})
+            elif cmd["cmd"] == "stats":
+                peak = peak_rss_mb()
+                reply({"peak_rss_delta_mb": None if peak is None or rss0 is None else max(peak - rss0, 0.0)})
+            elif cmd["cmd"] == "profile":
+                reply(profile(spec, handle, infer, cmd["n"]))
+            elif cmd["cmd"] == "exit":
+                reply({"bye": True})
+                return 0
+        except Exception as e:
+            reply({"error": " ".join(f"{type(e).__name__}: {e}".split())[:400]})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
