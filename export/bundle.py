@@ -7,9 +7,11 @@ write (atomically: a temporary folder renamed into place only when every artifac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +215,8 @@ def main(cfg: ExportConfig) -> dict:
                     path = tmp / fname
                     t0 = time.perf_counter()
                     try:
-                        notes = mod.export(module, example, path, quant, output_name=out_name)
+                        with contextlib.redirect_stdout(sys.stderr):  # toolchains print; keep stdout for --json
+                            notes = mod.export(module, example, path, quant, output_name=out_name)
                     except PocketBertError:
                         raise
                     except Exception as e:  # a toolchain failure: name the artifact, keep one line

@@ -1,0 +1,141 @@
+"""Core ML: `coremltools.convert` from a `torch.export` program -> `.mlpackage` (mlprogram, iOS 17).
+
+fp32 converts with compute_precision FLOAT32 (fp32 weights; runs fp32 on CPU). fp16 is Core ML's
+default: fp16 weights and compute (the GPU and Neural Engine compute in fp16 in any case). int8 =
+the fp16 program with `linear_quantize_weights` (int8 symmetric per-channel weights).
+
+Core ML predicts only on macOS. Elsewhere verification checks the spec instead: input and output
+names, dtypes and shapes, and after quantization that the weights really are int8.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pocketbert.errors import PocketBertError
+
+from .wrapper import INPUT_NAMES
+
+MIN_TARGET = "iOS17"
+
+
+def unavailable_reason() -> str | None:
+    if platform.system() != "Darwin":
+        return f"Core ML predicts only on macOS (this is {platform.system()}); spec checked instead"
+    return None
+
+
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding") -> dict:
+    """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes)."""
+    import coremltools as ct
+
+    if quant not in ("fp32", "fp16", "int8"):
+        raise PocketBertError(f"coreml has no {quant} mode; use fp32, fp16 or int8")
+    with torch.no_grad():
+        program = torch.export.export(module.eval(), example_inputs)
+    program = program.run_decompositions({})
+    inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32) for n, t in zip(INPUT_NAMES, example_inputs)]
+    precision = ct.precision.FLOAT32 if quant == "fp32" else ct.precision.FLOAT16
+    mlmodel = ct.convert(program, inputs=inputs, outputs=[ct.TensorType(name=output_name)],
+                         convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                         compute_precision=precision, skip_model_load=True)
+    if quant == "int8":
+        import coremltools.optimize.coreml as cto
+
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                                                                    granularity="per_channel",
+                                                                                    weight_threshold=512))
+        mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+    mlmodel.save(str(path))
+    return {"minimum_deployment_target": MIN_TARGET, "weight_dtypes": weight_dtypes(path)}
+
+
+def _spec(path: Path):
+    import coremltools as ct
+
+    return ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+
+
+def weight_dtypes(path: Path) -> dict[str, int]:
+    """Count of weight tensors (>= 64 elements) per dtype, read from the mlprogram spec.
+
+    int8 weights appear as the int8 `quantized_data` of `constexpr_affine_dequantize` ops (iOS 17).
+    """
+    from coremltools.proto import MIL_pb2
+
+    fn = _spec(path).mlProgram.functions["main"]
+    block = fn.block_specializations[fn.opset]
+    counts: dict[str, int] = {}
+    for op in block.operations:
+        if not op.type.startswith("const"):
+            continue
+        for attr in op.attributes.values():
+            if attr.type.WhichOneof("type") != "tensorType":
+                continue
+            t = attr.type.tensorType
+            size = 1
+            for d in t.dimensions:
+                size *= d.constant.size
+            if size >= 64:
+                name = MIL_pb2.DataType.Name(t.dataType).lower()
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_spec(path: Path, seq_len: int, output_name: str, output_shape: list[int], quant: str) -> dict:
+    """Check names, dtypes, shapes (and int8 weights for int8); raise PocketBertError on a mismatch."""
+    spec = _spec(path)
+    problems = []
+    ins = {i.name: i for i in spec.description.input}
+    for name in INPUT_NAMES:
+        if name not in ins:
+            problems.append(f"input {name} missing (has {sorted(ins)})")
+            continue
+        arr = ins[name].type.multiArrayType
+        if list(arr.shape) != [1, seq_len]:
+            problems.append(f"input {name} shape {list(arr.shape)} != [1, {seq_len}]")
+        if arr.dataType != 131104:  # ArrayFeatureType.INT32
+            problems.append(f"input {name} is not int32")
+    outs = {o.name: o for o in spec.description.output}
+    if output_name not in outs:
+        problems.append(f"output {output_name} missing (has {sorted(outs)})")
+    elif outs[output_name].type.multiArrayType.shape and list(outs[output_name].type.multiArrayType.shape) != list(output_shape):
+        problems.append(f"output {output_name} shape {list(outs[output_name].type.multiArrayType.shape)} != {output_shape}")
+    dtypes = weight_dtypes(path)
+    if quant == "int8" and not dtypes.get("int8"):
+        problems.append(f"int8 artifact has no int8 weights ({dtypes})")
+    if quant == "fp16" and dtypes.get("float32"):
+        problems.append(f"fp16 artifact still has fp32 weights ({dtypes})")
+    if problems:
+        raise PocketBertError(f"Core ML spec check failed for {Path(path).name}: {'; '.join(problems)}")
+    return {"inputs": list(INPUT_NAMES), "output": output_name, "weight_dtypes": dtypes, "status": "passed"}
+
+
+class Runner:
+    """macOS only: one MLModel on CPU; call with int32 (1, N) arrays."""
+
+    def __init__(self, path: Path, compute_units: str = "CPU_ONLY"):
+        import coremltools as ct
+
+        reason = unavailable_reason()
+        if reason:
+            raise PocketBertError(reason)
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+        self.output = self.model.get_spec().description.output[0].name
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        out = self.model.predict({"input_ids": np.asarray(input_ids, dtype=np.int32),
+                                  "attention_mask": np.asarray(attention_mask, dtype=np.int32)})
+        return np.asarray(out[self.output], dtype=np.float32)
+
+
+def load(path: Path) -> Runner:
+    return Runner(path)
+
+
+def load_and_run(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    return load(path)(input_ids, attention_mask)

@@ -1,0 +1,112 @@
+"""TFLite / LiteRT: `litert-torch` converts (no TensorFlow needed); `ai-edge-quantizer` quantizes.
+
+int8 = recipe `dynamic_wi8_afp32` (per-channel int8 weights, embedding lookup included, fp32 activations
+quantized on the fly). litert-torch's own PT2E dynamic quantization broke EMBEDDING_LOOKUP here, so the
+quantizer works on the converted fp32 flatbuffer instead. fp16 = FLOAT_CASTING of fully-connected and
+embedding weights to fp16 (explicitly dequantized; compute stays fp32).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pocketbert.errors import PocketBertError
+
+from .wrapper import INPUT_NAMES
+
+
+class _Named(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, output_name: str):
+        super().__init__()
+        self.module = module
+        self.output_name = output_name
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.output_name: self.module(input_ids, attention_mask)}
+
+
+def _fp16_recipe():
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    rp = recipe_manager.RecipeManager()
+    for op in (qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.EMBEDDING_LOOKUP):
+        rp.add_quantization_config(
+            regex=".*", operation_name=op, algorithm_key=AlgorithmName.FLOAT_CASTING,
+            op_config=qtyping.OpQuantizationConfig(
+                weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+                compute_precision=qtyping.ComputePrecision.FLOAT,
+                explicit_dequantize=True,
+            ),
+        )
+    return rp.get_quantization_recipe()
+
+
+def _op_counts(path: Path) -> dict[str, int]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    ops = Counter(d["op_name"] for d in interp._get_ops_details())
+    return dict(sorted(ops.items()))
+
+
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding") -> dict:
+    """Write `path` (.tflite). Returns notes (op counts of the flatbuffer)."""
+    import litert_torch
+
+    path = Path(path)
+    if quant not in ("fp32", "fp16", "int8"):
+        raise PocketBertError(f"tflite has no {quant} mode; use fp32, fp16 or int8")
+    # Keyword sample inputs and a dict output give the signature the manifest's names
+    # (`input_ids`, `attention_mask` -> `embedding` / `logits`) instead of args_0, args_1 -> output_0.
+    named = _Named(module.eval(), output_name).eval()
+    edge = litert_torch.convert(named, sample_kwargs=dict(zip(INPUT_NAMES, example_inputs)))
+    if quant == "fp32":
+        edge.export(str(path))
+    else:
+        from ai_edge_quantizer import quantizer, recipe
+
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            fp32 = Path(tmp) / "fp32.tflite"
+            edge.export(str(fp32))
+            qt = quantizer.Quantizer(str(fp32))
+            qt.load_quantization_recipe(recipe.dynamic_wi8_afp32() if quant == "int8" else _fp16_recipe())
+            qt.quantize().export_model(str(path), overwrite=True)
+    return {"ops": _op_counts(path)}
+
+
+class Runner:
+    """One interpreter; call with int32 (1, N) arrays. Inputs are matched by name, else by position."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover - older installs
+            from tflite_runtime.interpreter import Interpreter
+        self.interp = Interpreter(model_path=str(path), num_threads=threads)
+        self.interp.allocate_tensors()
+        details = self.interp.get_input_details()
+        by_name = {d["name"]: d["index"] for d in details}
+        order = [d["index"] for d in details]
+        self.ids_index = next((i for n, i in by_name.items() if "input_ids" in n or n.endswith("args_0")), order[0])
+        self.mask_index = next((i for n, i in by_name.items() if "attention_mask" in n or n.endswith("args_1")), order[1])
+        self.out_index = self.interp.get_output_details()[0]["index"]
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self.interp.set_tensor(self.ids_index, np.ascontiguousarray(input_ids, dtype=np.int32))
+        self.interp.set_tensor(self.mask_index, np.ascontiguousarray(attention_mask, dtype=np.int32))
+        self.interp.invoke()
+        return np.array(self.interp.get_tensor(self.out_index), dtype=np.float32)
+
+
+def load(path: Path) -> Runner:
+    return Runner(path)
+
+
+def load_and_run(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    return load(path)(input_ids, attention_mask)
