@@ -1,0 +1,114 @@
+import Foundation
+
+/// A pocketbert bundle folder opened for use: manifest, tokenizer and golden cases, with the
+/// artifacts found through the manifest only (file names are never parsed).
+public struct ModelBundle: Sendable {
+    public static let manifestFile = "manifest.json"
+
+    public let directory: URL
+    public let manifest: BundleManifest
+    public let tokenizer: WordPieceTokenizer
+    public let golden: GoldenFile
+
+    /// Opens a bundle: reads `manifest.json` (refusing another major schema version), the vocabulary,
+    /// and `golden.json`, whose sha256 must match the manifest.
+    ///
+    /// Artifacts are not hashed here (that reads every model file); call `verify(_:)` before loading one.
+    public static func open(_ directory: URL) throws -> ModelBundle {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PocketBertError.missingFile(path: directory.lastPathComponent)
+        }
+        let manifest = try BundleManifest.read(from: directory.appendingPathComponent(manifestFile))
+        let vocabURL = directory.appendingPathComponent(manifest.tokenizer.vocabFile)
+        let tokenizer = try WordPieceTokenizer(vocabURL: vocabURL, spec: manifest.tokenizer)
+        let goldenURL = directory.appendingPathComponent(manifest.golden.file)
+        let actual = try FileHash.sha256(file: goldenURL)
+        guard actual == manifest.golden.sha256 else {
+            throw PocketBertError.checksumMismatch(file: manifest.golden.file, expected: manifest.golden.sha256, actual: actual)
+        }
+        let golden = try GoldenFile.read(from: goldenURL)
+        return ModelBundle(directory: directory, manifest: manifest, tokenizer: tokenizer, golden: golden)
+    }
+
+    public var name: String { manifest.model.name }
+    public var task: ModelTask { manifest.model.task }
+    public var seqLens: [Int] { manifest.seqLens }
+
+    /// Artifacts of the given formats (`coreml`, `executorch`), in manifest order.
+    public func artifacts(formats: Set<String>) -> [Artifact] {
+        manifest.artifacts.filter { formats.contains($0.format) }
+    }
+
+    /// The quantizations available for `format`, in manifest order.
+    public func quants(format: String) -> [String] {
+        var seen: [String] = []
+        for a in manifest.artifacts where a.format == format && !seen.contains(a.quant) { seen.append(a.quant) }
+        return seen
+    }
+
+    /// The artifact of `format`/`quant` for bucket `seqLen`.
+    public func artifact(format: String, quant: String, seqLen: Int) throws -> Artifact {
+        guard let a = manifest.artifacts.first(where: { $0.format == format && $0.quant == quant && $0.seqLen == seqLen }) else {
+            throw PocketBertError.noArtifact(
+                "the bundle has no \(format) \(quant) artifact for seq_len \(seqLen); export with --formats \(format) --quant \(quant)")
+        }
+        return a
+    }
+
+    /// Where `artifact` lives; throws `missingArtifact` when it is not in the folder.
+    public func url(of artifact: Artifact) throws -> URL {
+        let url = directory.appendingPathComponent(artifact.file)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw PocketBertError.missingArtifact(file: artifact.file)
+        }
+        return url
+    }
+
+    /// Checks that `artifact` is in the folder and has the sha256 the manifest recorded.
+    @discardableResult
+    public func verify(_ artifact: Artifact) throws -> URL {
+        let url = try url(of: artifact)
+        let actual = try FileHash.sha256(path: url)
+        guard actual == artifact.sha256 else {
+            throw PocketBertError.checksumMismatch(file: artifact.file, expected: artifact.sha256, actual: actual)
+        }
+        return url
+    }
+
+    /// The tolerance for `artifact` (the manifest's, else the fp32 default).
+    public func tolerance(for artifact: Artifact) -> Tolerance {
+        manifest.tolerance(format: artifact.format, quant: artifact.quant) ?? .fp32Default
+    }
+
+    /// Tokenizes `text` as the deployed model expects it (bucket chosen, truncated, padded).
+    public func encode(_ text: String) -> EncodedText {
+        tokenizer.encode(text, buckets: manifest.seqLens)
+    }
+
+    /// The golden self-test of the tokenizer alone (no model needed).
+    public func tokenizerSelfTest() -> [CheckResult] {
+        SelfTest.tokenizer(tokenizer, golden: golden, seqLens: manifest.seqLens)
+    }
+}
+
+/// Finds bundles: every folder holding a `manifest.json` directly under the given roots (the app's
+/// Documents folder, a `Bundles` folder among the app's resources).
+public enum BundleDiscovery {
+    public static func bundleDirectories(in roots: [URL]) -> [URL] {
+        var found: [URL] = []
+        let fm = FileManager.default
+        for root in roots {
+            if fm.fileExists(atPath: root.appendingPathComponent(ModelBundle.manifestFile).path) {
+                found.append(root)
+                continue
+            }
+            let children = (try? fm.contentsOfDirectory(at: root, includingPropertiesForKeys: [.isDirectoryKey])) ?? []
+            for child in children.sorted(by: { $0.lastPathComponent < $1.lastPathComponent })
+            where fm.fileExists(atPath: child.appendingPathComponent(ModelBundle.manifestFile).path) {
+                found.append(child)
+            }
+        }
+        return found
+    }
+}
