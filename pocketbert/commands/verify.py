@@ -1,0 +1,33 @@
+HELP = "re-check a bundle: manifest, sha256 of every file, and each artifact's parity in its own runtime"
+DESCRIPTION = """Verify a bundle written by `pocketbert export`: the manifest against its schema, every path inside the
+bundle, the sha256 of every artifact and of golden.json, then each artifact run in its runtime on the
+golden inputs against the stored eager PyTorch fp32 outputs (Core ML off macOS: spec check only).
+Any failure is one line and exit code 2.
+
+  pocketbert verify s3_bundle
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle", help="bundle folder (holds manifest.json)")
+    p.add_argument("--formats", default=None, help="only run these formats' parity (sha256 is always checked for all)")
+
+
+def run(args):
+    from pocketbert.export.bundle import parse_csv
+    from pocketbert.export.naming import FORMATS
+    from pocketbert.export.verify import verify_bundle
+    from pocketbert.errors import PocketBertError
+
+    fmts = parse_csv(args.formats, "--formats") if args.formats else None
+    for f in fmts or []:
+        if f not in FORMATS:
+            raise PocketBertError(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
+    result = verify_bundle(args.bundle, fmts)
+    lines = [f"bundle {args.bundle}: sha256 ok for all files; parity per artifact:"]
+    for r in result["rows"]:
+        d = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
+        c = "-" if r["min_cosine"] is None else f"{r['min_cosine']:.6f}"
+        extra = f"  ({r['reason']})" if r.get("reason") and r["status"] != "passed" else ""
+        lines.append(f"  {r['file']:<48} {r['status']:>8} {d:>10} {c:>10}{extra}")
+    return result, "\n".join(lines)
