@@ -1,0 +1,204 @@
+"""`pocketbert bench` on the host: real runtimes on a tiny bundle, schema-valid results, failures recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from pocketbert.cli import main
+from pocketbert.runtime_bench.schema import read_results, validate_results
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import make_hf_checkpoint  # noqa: E402
+
+SEQ_LENS = [16, 32]
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def make_tiny_bundle(root: Path, teacher: Path, broken: bool = True) -> Path:
+    """A bundle in the BUNDLE.md format with ONNX fp32/int8 artifacts of a tiny BERT (mean pooled),
+    written by hand so these tests do not depend on the exporter; `broken` adds a .tflite of garbage bytes."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    from pocketbert.commands.bench import _teacher_config
+
+    root.mkdir(parents=True)
+    model = AutoModel.from_pretrained(teacher).eval()
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            h = self.m(input_ids=input_ids.long(), attention_mask=attention_mask.long()).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(h.dtype)
+            return (h * mask).sum(1) / mask.sum(1)
+
+    artifacts = []
+    for n in SEQ_LENS:
+        ids = torch.ones(1, n, dtype=torch.int32)
+        fp32 = root / f"tiny_onnxruntime_fp32_seq{n}.onnx"
+        torch.onnx.export(MeanPooled(model), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
+                          output_names=["embedding"], opset_version=17, dynamo=False)
+        int8 = root / f"tiny_onnxruntime_int8_seq{n}.onnx"
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        files = [(fp32, "onnx", "onnxruntime", "fp32"), (int8, "onnx", "onnxruntime", "int8")]
+        if broken:
+            bad = root / f"tiny_litert_int8_seq{n}.tflite"
+            bad.write_bytes(b"this is not a flatbuffer" * 10)
+            files.append((bad, "tflite", "litert", "int8"))
+        for path, fmt, backend, quant in files:
+            artifacts.append({"file": path.name, "format": fmt, "backend": backend, "quant": quant, "seq_len": n,
+                              "size_bytes": path.stat().st_size, "sha256": _sha(path), "export_seconds": 0.1,
+                              "tool_versions": {}, "parity": {"status": "skipped", "reason": "test bundle"}, "notes": {}})
+    shutil.copy(teacher / "vocab.txt", root / "vocab.txt")
+    (root / "tokenizer.json").write_text("{}")
+    (root / "golden.json").write_text(json.dumps({"schema_version": "1.0", "cases": []}))
+    cfg = _teacher_config(teacher)
+    shape = {str(n): [1, n] for n in SEQ_LENS}
+    manifest = {
+        "schema_version": "1.0",
+        "model": {"name": "tiny", "task": "embedding", "config": cfg, "num_parameters": 100000,
+                  "parent": {"path": str(teacher), "weights_sha256": _sha(teacher / "model.safetensors")}},
+        "inputs": [{"name": "input_ids", "dtype": "int32", "shape": shape},
+                   {"name": "attention_mask", "dtype": "int32", "shape": shape}],
+        "outputs": [{"name": "embedding", "dtype": "float32", "shape": [1, cfg["hidden_size"]], "meaning": "sentence embedding",
+                     "pooling": "mean", "normalized": False}],
+        "seq_lens": SEQ_LENS,
+        "tokenizer": {"type": "wordpiece", "vocab_file": "vocab.txt", "tokenizer_file": "tokenizer.json", "lowercase": True,
+                      "strip_accents": True, "tokenize_chinese_chars": True, "max_input_chars_per_word": 100,
+                      "unk_token": "[UNK]", "special_tokens": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4},
+                      "max_length": max(SEQ_LENS)},
+        "tolerances": {k: {"max_abs_diff": 0.1, "min_cosine": 0.99} for k in ("onnx/fp32", "onnx/int8", "tflite/int8")},
+        "golden": {"file": "golden.json", "sha256": _sha(root / "golden.json")},
+        "artifacts": artifacts,
+        "provenance": {"command": "test", "versions": {}, "created_utc": "2026-01-01T00:00:00Z"},
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def bench_teacher(tmp_path_factory) -> Path:
+    return make_hf_checkpoint(tmp_path_factory.mktemp("bench_teacher"), "bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, bench_teacher) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bench") / "bundle", bench_teacher)
+
+
+@pytest.fixture(scope="session")
+def host_results(tmp_path_factory, tiny_bundle, bench_teacher) -> Path:
+    """One real bench run shared by the tests below: 1 thread, both buckets, teacher baselines."""
+    out = tmp_path_factory.mktemp("results") / "results.json"
+    cache = tmp_path_factory.mktemp("cache")
+    code = main(["bench", str(tiny_bundle), "--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "5",
+                 "--baseline", "teacher", "--teacher", str(bench_teacher), "--cache", str(cache), "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def _rows(doc, **match):
+    return [r for r in doc["rows"] if all(r.get(k) == v for k, v in match.items())]
+
+
+def test_host_bench_measures_every_artifact_and_baseline(host_results, tiny_bundle):
+    doc = read_results(host_results)  # schema-validated
+    assert doc["complete"] is True
+    assert doc["device"]["environment"] == "host" and doc["device"]["cpu_model"]
+    assert doc["config"] == {**doc["config"], "threads": [1], "runs": 5, "warmup": 1, "seq_lens": SEQ_LENS}
+    names = {r["name"] for r in doc["rows"]}
+    for n in SEQ_LENS:
+        assert {f"tiny_onnxruntime_fp32_seq{n}.onnx", f"tiny_onnxruntime_int8_seq{n}.onnx"} <= names
+        for base in ("teacher_pytorch_fp32", "teacher_onnx_fp32", "teacher_onnx_int8"):
+            (row,) = _rows(doc, name=base, seq_len=n)
+            assert row["role"] == "baseline" and row["status"] == "ok"
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    sizes = {a["file"]: a["size_bytes"] for a in manifest["artifacts"]}
+    for row in _rows(doc, status="ok"):
+        assert row["runs"] == 5
+        assert row["latency_ms_min"] <= row["latency_ms_p50"] <= row["latency_ms_p90"] <= row["latency_ms_p99"]
+        assert row["latency_ms_min"] <= row["latency_ms_trimmed_mean"] <= row["latency_ms_max"]
+        assert row["load_ms"] > 0 and row["first_inference_ms"] > 0 and row["peak_rss_delta_mb"] >= 0
+        assert row["gflops_per_inference"] > 0 and row["achieved_gflops"] > 0 and row["peak_fraction"] > 0
+        if row["role"] == "artifact":
+            assert row["size_bytes"] == sizes[row["file"]]
+            # pairwise speedups against every baseline of the same group
+            assert set(row["speedup_vs"]) >= {"teacher_pytorch_fp32", "teacher_onnx_fp32", "teacher_onnx_int8"}
+            assert all(v > 0 for v in row["speedup_vs"].values())
+
+
+def test_artifact_that_fails_to_load_is_a_failed_row_and_the_others_run(host_results):
+    doc = read_results(host_results)
+    for n in SEQ_LENS:
+        (bad,) = _rows(doc, name=f"tiny_litert_int8_seq{n}.tflite")
+        assert bad["status"] == "failed" and "failed to load" in bad["error"] and "\n" not in bad["error"]
+        assert "latency_ms_p50" not in bad
+        assert all(r["status"] == "ok" for r in _rows(doc, seq_len=n) if r is not bad)
+
+
+def test_peak_estimates_and_profiles(host_results):
+    doc = read_results(host_results)
+    assert doc["peak"]["fp32_gflops"] > 0 and doc["peak"]["per_thread"]["1"]["fp32_gflops"] > 0
+    cores = {e["core"] for e in doc["estimates"]}
+    assert {"Cortex-A55", "Cortex-A78", "Cortex-X3"} <= cores and any("Apple" in c for c in cores)
+    for e in doc["estimates"]:
+        assert e["label"] == "estimate" and e["sources"] and e["lower_bound_ms"] > 0
+    # int8 weights are a quarter of the fp32 bytes, so the memory-bound estimate can only go down
+    by = {(e["name"], e["core"]): e for e in doc["estimates"]}
+    fp32 = by[("tiny_onnxruntime_fp32_seq32.onnx", "Cortex-A55")]
+    int8 = by[("tiny_onnxruntime_int8_seq32.onnx", "Cortex-A55")]
+    assert int8["weight_bytes"] * 4 == fp32["weight_bytes"] and int8["lower_bound_ms"] <= fp32["lower_bound_ms"]
+    (onnx_row,) = _rows(doc, name="tiny_onnxruntime_fp32_seq32.onnx")
+    ops = onnx_row["ops_top"]
+    assert ops and ops[0]["share"] >= ops[-1]["share"] and sum(o["share"] for o in ops) <= 1.0 + 1e-9
+    assert "ONNX Runtime profiler" in onnx_row["ops_profile_note"]
+
+
+def _assert_fails(capsys, argv, needle):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and needle in err, err
+    return err
+
+
+def test_missing_bundle_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    _assert_fails(capsys, ["bench", str(tmp_path / "nope"), "--out", str(out)], "does not exist")
+    assert not out.exists()
+
+
+def test_bad_threads_is_one_line_exit_2(tmp_path, capsys, tiny_bundle):
+    out = tmp_path / "r.json"
+    _assert_fails(capsys, ["bench", str(tiny_bundle), "--threads", "0", "--out", str(out)], "--threads")
+    assert not out.exists()
+
+
+def test_seq_len_not_in_bundle_is_one_line_exit_2(tmp_path, capsys, tiny_bundle):
+    out = tmp_path / "r.json"
+    _assert_fails(capsys, ["bench", str(tiny_bundle), "--seq-len", "64", "--out", str(out)], "not in the bundle")
+    assert not out.exists()
+
+
+def test_out_that_is_not_a_results_file_is_refused(tmp_path, capsys, tiny_bundle):
+    out = tmp_path / "notes.json"
+    out.write_text('{"mine": true}')
+    _assert_fails(capsys, ["bench", str(tiny_bundle), "--out", str(out)], "not a pocketbert results file")
+    assert out.read_text() == '{"mine": true}'
+
+
+def test_every_written_results_file_is_schema_valid(host_results):
+    validate_results(json.loads(host_results.read_text()))
