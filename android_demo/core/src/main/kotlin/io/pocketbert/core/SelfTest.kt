@@ -1,0 +1,154 @@
+package io.pocketbert.core
+
+import java.io.File
+
+/** One golden case (BUNDLE.md `golden.json`). `expected` is null for MLM bundles, which store `expectedArgmax`. */
+class GoldenCase(
+    val name: String,
+    val text: String,
+    val ids: IntArray,
+    val seqLen: Int,
+    val inputIds: IntArray,
+    val attentionMask: IntArray,
+    val expected: FloatArray?,
+    val expectedArgmax: IntArray?,
+)
+
+class Golden(val outputName: String, val seqLens: List<Int>, val cases: List<GoldenCase>) {
+    companion object {
+        fun read(file: File): Golden {
+            val w = file.name
+            val root = try {
+                Json.parse(file.readText(Charsets.UTF_8)).asObj(w)
+            } catch (e: Json.ParseError) {
+                throw BundleError("$w is not valid JSON (${e.message}); push the bundle again")
+            }
+            Bundle.checkSchemaVersion(root["schema_version"], w)
+            val cases = root.list("cases", w).mapIndexed { i, c ->
+                val m = c.asObj("$w cases[$i]")
+                val cw = "$w case ${m["name"] ?: i}"
+                GoldenCase(
+                    name = m.str("name", cw), text = m.str("text", cw), ids = m.list("ids", cw).ints(cw),
+                    seqLen = m.int("seq_len", cw), inputIds = m.list("input_ids", cw).ints(cw),
+                    attentionMask = m.list("attention_mask", cw).ints(cw),
+                    expected = (m["expected"] as? List<Any?>)?.floats(cw),
+                    expectedArgmax = (m["expected_argmax"] as? List<Any?>)?.ints(cw),
+                )
+            }
+            return Golden(root.str("output_name", w), root.list("seq_lens", w).ints(w).toList(), cases)
+        }
+    }
+}
+
+/** A loaded model for one artifact (one static sequence length). Implemented per runtime in the app. */
+interface ModelRunner : AutoCloseable {
+    /** Run one padded example; returns the output flattened row-major (embedding: H floats, logits: labels). */
+    fun run(inputIds: IntArray, attentionMask: IntArray): FloatArray
+    override fun close() {}
+}
+
+/** One line of the self-test screen: a case checked against the tokenizer or one artifact. */
+data class CheckResult(val target: String, val case: String, val passed: Boolean, val detail: String)
+
+/**
+ * The golden self-test: the tokenizer must give each case's exact ids, and each artifact's output must be
+ * within the manifest's tolerance of the eager PyTorch output stored with the case.
+ */
+object SelfTest {
+    fun tokenizer(tokenizer: WordPieceTokenizer, golden: Golden, seqLens: List<Int>): List<CheckResult> =
+        golden.cases.map { c ->
+            val e = tokenizer.encodeForBuckets(c.text, seqLens)
+            val problem = when {
+                !e.ids.contentEquals(c.ids) -> "ids differ at position ${firstDiff(e.ids, c.ids)}: " +
+                    "got ${e.ids.toList()}, golden ${c.ids.toList()}"
+                e.seqLen != c.seqLen -> "bucket ${e.seqLen}, golden ${c.seqLen}"
+                !e.inputIds.contentEquals(c.inputIds) -> "input_ids differ at position ${firstDiff(e.inputIds, c.inputIds)}"
+                !e.attentionMask.contentEquals(c.attentionMask) -> "attention_mask differs"
+                else -> null
+            }
+            CheckResult("tokenizer", c.name, problem == null, problem ?: "${e.ids.size} ids, seq${e.seqLen}")
+        }
+
+    /** Run the cases of `artifact`'s bucket through `runner` and compare with the golden outputs. */
+    fun artifact(artifact: Artifact, runner: ModelRunner, golden: Golden, tolerance: Tolerance): List<CheckResult> =
+        golden.cases.filter { it.seqLen == artifact.seqLen }.map { c ->
+            val out = try {
+                runner.run(c.inputIds, c.attentionMask)
+            } catch (e: Exception) {
+                return@map CheckResult(artifact.label, c.name, false, "runtime error: ${e.message?.lineSequence()?.first()}")
+            }
+            compare(artifact.label, c, out, tolerance)
+        }
+
+    fun compare(target: String, c: GoldenCase, out: FloatArray, tol: Tolerance): CheckResult {
+        val argmax = c.expectedArgmax
+        if (argmax != null) {
+            // MLM: logits (N, V) are too large to store; compare the predicted token at each real position.
+            if (out.size % argmax.size != 0) return CheckResult(target, c.name, false, "output size ${out.size} is not N x V")
+            val v = out.size / argmax.size
+            val real = c.attentionMask.count { it == 1 }
+            val agree = (0 until real).count { p -> argmaxOf(out, p * v, v) == argmax[p] }
+            val share = agree.toDouble() / maxOf(real, 1)
+            val ok = share >= tol.minCosine
+            return CheckResult(target, c.name, ok, "argmax agreement %.3f (need >= %.3f)".format(share, tol.minCosine))
+        }
+        val exp = c.expected ?: return CheckResult(target, c.name, false, "golden case has no expected output")
+        if (exp.size != out.size) return CheckResult(target, c.name, false, "output has ${out.size} values, golden ${exp.size}")
+        val maxAbs = exp.indices.maxOfOrNull { Math.abs(exp[it].toDouble() - out[it].toDouble()) } ?: 0.0
+        val cos = Similarity.cosine(exp, out)
+        val ok = maxAbs <= tol.maxAbsDiff && cos >= tol.minCosine
+        return CheckResult(
+            target, c.name, ok,
+            "max_abs_diff %.3g (<= %.3g), cosine %.6f (>= %.6f)".format(maxAbs, tol.maxAbsDiff, cos, tol.minCosine),
+        )
+    }
+
+    private fun argmaxOf(a: FloatArray, off: Int, n: Int): Int {
+        var best = 0
+        for (k in 1 until n) if (a[off + k] > a[off + best]) best = k
+        return best
+    }
+
+    private fun firstDiff(a: IntArray, b: IntArray): Int {
+        for (k in 0 until minOf(a.size, b.size)) if (a[k] != b[k]) return k
+        return minOf(a.size, b.size)
+    }
+}
+
+/** Embedding and classifier read-outs shown by the app. */
+object Similarity {
+    fun cosine(a: FloatArray, b: FloatArray): Double {
+        require(a.size == b.size) { "vectors of different sizes ${a.size} and ${b.size}" }
+        var dot = 0.0
+        var na = 0.0
+        var nb = 0.0
+        for (k in a.indices) {
+            dot += a[k].toDouble() * b[k]
+            na += a[k].toDouble() * a[k]
+            nb += b[k].toDouble() * b[k]
+        }
+        if (na == 0.0 || nb == 0.0) return if (na == nb) 1.0 else 0.0
+        return dot / (Math.sqrt(na) * Math.sqrt(nb))
+    }
+
+    /** Indices of the `k` candidates most similar to `query`, best first, with their cosine. */
+    fun topK(query: FloatArray, candidates: List<FloatArray>, k: Int): List<Pair<Int, Double>> =
+        candidates.mapIndexed { i, c -> i to cosine(query, c) }.sortedByDescending { it.second }.take(k)
+
+    /** Numerically stable softmax. */
+    fun softmax(logits: FloatArray): DoubleArray {
+        val m = logits.maxOrNull()?.toDouble() ?: return DoubleArray(0)
+        val e = DoubleArray(logits.size) { Math.exp(logits[it] - m) }
+        val s = e.sum()
+        return DoubleArray(e.size) { e[it] / s }
+    }
+
+    /** (label, probability) best first; labels default to `LABEL_i` when the manifest has none. */
+    fun classify(logits: FloatArray, labels: List<String>): List<Pair<String, Double>> {
+        if (labels.isNotEmpty() && labels.size != logits.size) {
+            throw BundleError("model gives ${logits.size} logits but the manifest lists ${labels.size} labels; re-export the bundle")
+        }
+        val p = softmax(logits)
+        return p.indices.map { (labels.getOrNull(it) ?: "LABEL_$it") to p[it] }.sortedByDescending { it.second }
+    }
+}
