@@ -155,7 +155,7 @@ def load_pytorch_eager(spec: dict, ids, mask):
     from transformers import AutoModel
 
     torch.set_num_threads(spec["threads"])
-    model = AutoModel.from_pretrained(spec["path"]).eval()
+    model = AutoModel.from_pretrained(spec["path"]).eval()  # its modeling module was imported in prepare
     t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
 
     @torch.inference_mode()
@@ -182,6 +182,17 @@ RUNNERS = {"onnxruntime": load_onnxruntime, "litert": load_litert, "executorch":
 RUNTIME_MODULES = {"onnxruntime": ["numpy", "onnxruntime"], "litert": ["numpy", "ai_edge_litert.interpreter"],
                    "executorch": ["torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"],
                    "pytorch_eager": ["torch", "transformers"], "coreml": ["coremltools"]}
+
+
+def prepare_pytorch_eager(spec: dict) -> None:
+    """Import the model's modeling module (transformers imports it lazily) so load_ms is the load, not the import."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    MODEL_MAPPING[type(AutoConfig.from_pretrained(spec["path"]))]
+
+
+PREPARE = {"pytorch_eager": prepare_pytorch_eager}
 
 
 # ---------------------------------------------------------------- per-operator profiles
@@ -290,6 +301,8 @@ def main(argv: list[str]) -> int:
 
         for mod in RUNTIME_MODULES[runner]:
             importlib.import_module(mod)
+        if runner in PREPARE:
+            PREPARE[runner](spec)
         ids, mask = make_inputs(spec["seq_len"], spec.get("vocab_size") or 30522)
         rss0 = reset_peak_rss()
         t0 = time.perf_counter()

@@ -1,0 +1,243 @@
+"""Render results files as a self-contained HTML page (tables + PNG plots embedded as base64) or Markdown.
+
+The page must read on its own: it says where the numbers come from (host CPU or phone, CPU model, ISA,
+threads, pinning), what is measured and what is an estimate.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+
+OK = "ok"
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None or v == "":
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _mb(n) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f}"
+
+
+def _where(doc: dict) -> str:
+    d = doc["device"]
+    env = {"host": "host CPU (not a phone)", "adb": "Android phone over adb", "emulation": "emulation"}[d["environment"]]
+    parts = [env, d.get("name"), d.get("cpu_model"), d.get("os"), d.get("arch")]
+    isa = ", ".join(d.get("isa") or []) or "-"
+    cores = f"{d.get('cores_available', d.get('cores', '?'))}/{d.get('cores', '?')} cores"
+    return f"{' | '.join(p for p in parts if p)} | ISA: {isa} | {cores} | pinning: {d.get('pinning', '-')}"
+
+
+def _teacher_keys(doc: dict) -> list[str]:
+    return sorted({r["name"] for r in doc["rows"] if r["role"] == "baseline"})
+
+
+def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+    """The main table: one line per row of the results file."""
+    bases = _teacher_keys(doc)
+    head = ["name", "role", "format", "quant", "seq", "threads", "status", "size MB", "load ms", "first ms", "p50 ms",
+            "p90 ms", "p99 ms", "trimmed mean ms", "peak RSS +MB", "GFLOP/s", "% of host peak"]
+    head += [f"x vs {b}" for b in bases]
+    lines = []
+    for r in doc["rows"]:
+        ok = r["status"] == OK
+        p50 = r.get("latency_ms_p50", r.get("latency_ms_mean"))
+        line = [r["name"], r["role"], r["format"], r["quant"], str(r["seq_len"]), str(r["threads"]),
+                r["status"] if ok else f"{r['status']}: {r.get('error', '')}", _mb(r.get("size_bytes")),
+                _fmt(r.get("load_ms"), 1), _fmt(r.get("first_inference_ms")), _fmt(p50), _fmt(r.get("latency_ms_p90")),
+                _fmt(r.get("latency_ms_p99")), _fmt(r.get("latency_ms_trimmed_mean")), _fmt(r.get("peak_rss_delta_mb"), 1),
+                _fmt(r.get("achieved_gflops"), 1),
+                _fmt(100 * r["peak_fraction"], 1) if r.get("peak_fraction") is not None else "-"]
+        line += [_fmt(r.get("speedup_vs", {}).get(b)) if r["name"] != b else "-" for b in bases]
+        lines.append(line)
+    return head, lines
+
+
+def estimate_table(doc: dict) -> tuple[list[str], list[list[str]]]:
+    est = doc.get("estimates") or []
+    cores = list(dict.fromkeys(e["core"] for e in est))
+    by = defaultdict(dict)
+    for e in est:
+        by[(e["name"], e["seq_len"], e["quant"])][e["core"]] = e
+    head = ["name", "seq", "quant", "GFLOP", "weights MB"] + [f"{c} ms" for c in cores]
+    lines = []
+    for (name, seq, quant), cells in by.items():
+        any_e = next(iter(cells.values()))
+        lines.append([name, str(seq), quant, _fmt(any_e["gflops_per_inference"], 3), _mb(any_e["weight_bytes"])]
+                     + [f"{cells[c]['lower_bound_ms']:.2f} ({cells[c]['bound'][0]})" if c in cells else "-" for c in cores])
+    return head, lines
+
+
+def estimate_sources(doc: dict) -> list[str]:
+    seen = {}
+    for e in doc.get("estimates") or []:
+        seen.setdefault(e["core"], (e, e["sources"]))
+    return [f"{core}: {e['clock_ghz']} GHz, {e['simd']}, {e['fp32_gflops_per_core']} GFLOP/s fp32, "
+            f"{e['int8_gops_per_core']} GOP/s int8, {e['bandwidth_gb_per_s']} GB/s. Sources: {'; '.join(src)}"
+            for core, (e, src) in seen.items()]
+
+
+# ---------------------------------------------------------------- plots
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _label(r: dict) -> str:
+    return f"{r['name'].rsplit('.', 1)[0]}"
+
+
+def plots(doc: dict) -> list[tuple[str, bytes]]:
+    """(title, PNG bytes) for: latency vs size, quality vs latency (where known), thread scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    ok = [r for r in doc["rows"] if r["status"] == OK and r.get("latency_ms_p50", r.get("latency_ms_mean"))]
+    out = []
+    if not ok:
+        return out
+    p50 = lambda r: r.get("latency_ms_p50", r.get("latency_ms_mean"))  # noqa: E731
+    t0 = min(r["threads"] for r in ok)
+    seqs = sorted({r["seq_len"] for r in ok})
+    sized = [r for r in ok if r.get("size_bytes") and r["threads"] == t0]
+    if sized:
+        fig, axes = plt.subplots(1, len(seqs), figsize=(5.5 * len(seqs), 4.2), squeeze=False)
+        for ax, n in zip(axes[0], seqs):
+            for r in [r for r in sized if r["seq_len"] == n]:
+                marker = "s" if r["role"] == "baseline" else "o"
+                ax.scatter(r["size_bytes"] / 1e6, p50(r), marker=marker, s=40,
+                           color="tab:red" if r["role"] == "baseline" else "tab:blue")
+                ax.annotate(_label(r), (r["size_bytes"] / 1e6, p50(r)), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+            ax.set_xlabel("size (MB, log)")
+            ax.set_ylabel("p50 latency (ms)")
+            ax.set_title(f"seq {n}, {t0} thread(s): blue = artifacts, red = baselines", fontsize=9)
+            ax.grid(alpha=0.3)
+        out.append(("Latency against size", _png(fig)))
+    qual = [r for r in ok if r["threads"] == t0 and any(isinstance(v, (int, float)) for v in (r.get("quality") or {}).values())]
+    if qual:
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        for r in qual:
+            key, val = next((k, v) for k, v in r["quality"].items() if isinstance(v, (int, float)))
+            ax.scatter(p50(r), val, color="tab:red" if r["role"] == "baseline" else "tab:blue")
+            ax.annotate(f"{_label(r)} seq{r['seq_len']}", (p50(r), val), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.set_ylabel(key)
+        ax.set_xlabel("p50 latency (ms)")
+        ax.grid(alpha=0.3)
+        out.append(("Quality against latency", _png(fig)))
+    threads = sorted({r["threads"] for r in ok})
+    if len(threads) > 1:
+        n = max(seqs)
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for name in dict.fromkeys(r["name"] for r in ok if r["seq_len"] == n):
+            pts = sorted((r["threads"], p50(r)) for r in ok if r["name"] == name and r["seq_len"] == n)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name.rsplit(".", 1)[0])
+        ax.set_xticks(threads)
+        ax.set_xlabel("threads")
+        ax.set_ylabel("p50 latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"thread scaling at seq {n}", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+        out.append(("Thread scaling", _png(fig)))
+    return out
+
+
+# ---------------------------------------------------------------- HTML and Markdown
+
+def _html_table(head, lines) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>" for line in lines)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}.warn{background:#fff4d6;padding:.6em;border-left:4px solid #e0a000}
+img{max-width:100%;border:1px solid #eee}.small{font-size:12px;color:#555}"""
+
+
+def render_html(docs: list[tuple[str, dict]]) -> str:
+    """A self-contained page: no external file, script or style."""
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>pocketbert benchmark report</title>",
+             f"<style>{CSS}</style></head><body><h1>pocketbert benchmark report</h1>"]
+    for src, doc in docs:
+        b = doc.get("bundle", {})
+        parts.append(f"<h2>{html.escape(b.get('model_name', src))} <span class='small'>({html.escape(src)})</span></h2>")
+        parts.append(f"<p class='warn'><b>Measured on:</b> {html.escape(_where(doc))}</p>")
+        c = doc["config"]
+        parts.append(f"<p class='small'>threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} timed runs after "
+                     f"{c['warmup']} warm-up, batch {c.get('batch_size', 1)}"
+                     + (f", {c['rounds']} interleaved rounds (speedups are medians of per-round ratios)" if c.get("rounds") else "")
+                     + ("" if doc.get("complete", True) else " - <b>incomplete run</b>: rows measured before it stopped")
+                     + f". Created {html.escape(doc.get('created_utc', '-'))}.</p>")
+        pk = doc.get("peak") or {}
+        if pk.get("fp32_gflops"):
+            per = ", ".join(f"{t} thr: {_fmt(v.get('fp32_gflops'), 0)} GFLOP/s fp32, {_fmt(v.get('int8_gops'), 0)} GOP/s int8"
+                            for t, v in pk.get("per_thread", {}).items())
+            parts.append(f"<p><b>Host peak</b> (measured in this run, {html.escape(pk.get('method', ''))}): {html.escape(per)}. "
+                         "% of host peak = time the row's GEMM work takes at that peak / measured p50.</p>")
+        parts.append("<h3>Results</h3>" + _html_table(*table_rows(doc)))
+        for title, png in plots(doc):
+            parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+                         f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+        prof = [r for r in doc["rows"] if r.get("ops_top") or r.get("ops_profile_note")]
+        if prof:
+            parts.append("<h3>Per-operator profile (top operators by time)</h3>")
+            for r in prof:
+                ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in r.get("ops_top", [])[:6]) or "-"
+                parts.append(f"<p class='small'><b>{html.escape(r['name'])}</b> seq {r['seq_len']}: {html.escape(ops)}"
+                             f" <i>({html.escape(r.get('ops_profile_note', ''))})</i></p>")
+        head, lines = estimate_table(doc)
+        if lines:
+            parts.append("<h3>Phones you do not have: lower-bound latency, an <u>estimate</u></h3>"
+                         "<p class='small'>max(FLOPs / core peak, weight bytes / bandwidth), 1 thread; (c) compute-bound, "
+                         "(m) memory-bound. Real runtimes reach a fraction of these peaks, so expect phones to be slower.</p>")
+            parts.append(_html_table(head, lines))
+            parts.append("<ul class='small'>" + "".join(f"<li>{html.escape(s)}</li>" for s in estimate_sources(doc)) + "</ul>")
+        if doc.get("notes"):
+            parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in doc["notes"]) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _md_table(head, lines) -> str:
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    return "\n".join(["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(map(esc, line)) + " |" for line in lines])
+
+
+def render_md(docs: list[tuple[str, dict]], plot_links: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    out = ["# pocketbert benchmark report", ""]
+    for src, doc in docs:
+        out += [f"## {doc.get('bundle', {}).get('model_name', src)} ({src})", "", f"> Measured on: {_where(doc)}", ""]
+        c = doc["config"]
+        out += [f"threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} runs after {c['warmup']} warm-up.", ""]
+        out += [_md_table(*table_rows(doc)), ""]
+        for title, path in (plot_links or {}).get(src, []):
+            out += [f"![{title}]({path})", ""]
+        head, lines = estimate_table(doc)
+        if lines:
+            out += ["### Mobile cores: lower-bound latency (estimate, 1 thread)", "", _md_table(head, lines), ""]
+            out += [f"- {s}" for s in estimate_sources(doc)] + [""]
+        if doc.get("notes"):
+            out += ["Notes:", ""] + [f"- {n}" for n in doc["notes"]] + [""]
+    return "\n".join(out)

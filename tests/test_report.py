@@ -1,0 +1,114 @@
+"""`pocketbert report`: a self-contained HTML page whose plots decode, and Markdown for a README."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pocketbert.cli import main
+from pocketbert.runtime_bench import flops, mobile
+from pocketbert.runtime_bench.schema import validate_results
+from pocketbert.runtime_bench.stats import summarize
+
+CFG = {"hidden_size": 384, "num_hidden_layers": 3, "intermediate_size": 1536, "num_attention_heads": 12,
+       "vocab_size": 30522, "task": "embedding"}
+
+
+def _row(name, fmt, quant, seq, threads, p50, size, role="artifact", quality=None):
+    samples = [p50 * f for f in (0.95, 0.98, 1.0, 1.02, 1.3)]
+    row = {"name": name, "format": fmt, "backend": {"onnx": "onnxruntime", "pytorch": "eager"}.get(fmt, "litert"),
+           "quant": quant, "seq_len": seq, "threads": threads, "role": role, "status": "ok", "size_bytes": size,
+           "load_ms": 20.0, "first_inference_ms": 2 * p50, "peak_rss_delta_mb": size / 1e6 * 1.2, **summarize(samples),
+           "gflops_per_inference": flops.encoder_work(CFG, seq).flops / 1e9, "peak_fraction": 0.2}
+    if quality is not None:
+        row["quality"] = {"sts_spearman": quality}
+    return row
+
+
+@pytest.fixture()
+def results_file(tmp_path) -> Path:
+    rows = []
+    for seq in (32, 128):
+        for t in (1, 2):
+            s = seq / 128 / t ** 0.8
+            rows += [_row(f"s3_litert_int8_seq{seq}.tflite", "tflite", "int8", seq, t, 3.0 * s, 17_000_000, quality=0.80),
+                     _row(f"s3_onnxruntime_fp32_seq{seq}.onnx", "onnx", "fp32", seq, t, 7.0 * s, 69_000_000, quality=0.81),
+                     _row("teacher_pytorch_fp32", "pytorch", "fp32", seq, t, 22.0 * s, 90_000_000, "baseline", 0.82),
+                     _row("teacher_onnx_int8", "onnx", "int8", seq, t, 9.3 * s, 23_000_000, "baseline", 0.815)]
+    rows.append({"name": "s3_xnnpack_int8_seq128.pte", "format": "executorch", "backend": "xnnpack", "quant": "int8",
+                 "seq_len": 128, "threads": 1, "role": "artifact", "status": "failed", "error": "failed to load: bad file"})
+    rows[0]["ops_top"] = [{"op": "FULLY_CONNECTED", "time_ms": 2.0, "share": 0.7, "count": 18}]
+    rows[0]["ops_profile_note"] = "test profile"
+    for r in rows:
+        if r["role"] == "artifact" and r["status"] == "ok":
+            r["speedup_vs"] = {"teacher_pytorch_fp32": 3.0, "teacher_onnx_int8": 1.3}
+    est = mobile.estimate_rows("s3_litert_int8_seq128.tflite", "int8", 128, flops.encoder_work(CFG, 128))
+    doc = {"schema_version": "1.0", "kind": "pocketbert-bench-results", "complete": True,
+           "bundle": {"model_name": "s3 <student>"},
+           "device": {"environment": "host", "cpu_model": "Test CPU", "isa": ["avx2"], "cores": 2, "pinning": "none"},
+           "config": {"threads": [1, 2], "runs": 5, "warmup": 1, "seq_lens": [32, 128], "rounds": 5},
+           "rows": rows, "peak": {"fp32_gflops": 100.0, "int8_gops": 400.0, "threads": 2, "method": "test",
+                                  "per_thread": {"1": {"fp32_gflops": 60.0, "int8_gops": 250.0}}},
+           "estimates": est, "notes": ["a note with <b>markup</b>"]}
+    validate_results(doc)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_html_report_is_self_contained_and_its_plots_decode(results_file, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", str(results_file), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    titles = re.findall(r"<h3>([^<]+)</h3><img", page)
+    assert titles == ["Latency against size", "Quality against latency", "Thread scaling"]
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) == 3
+    for b64 in images:
+        img = Image.open(io.BytesIO(base64.b64decode(b64)))
+        img.load()
+        assert img.format == "PNG" and img.width > 300 and img.height > 200
+    # nothing loaded from elsewhere
+    assert not re.search(r"<(script|link)\b", page) and not re.search(r"src=['\"](?!data:)", page)
+    # the page says where the numbers come from, escapes text, shows failures, estimates and sources
+    assert "host CPU (not a phone)" in page and "Test CPU" in page
+    assert "&lt;b&gt;markup&lt;/b&gt;" in page and "s3 &lt;student&gt;" in page
+    assert "failed: failed to load: bad file" in page
+    assert "estimate" in page and "Cortex-A55" in page and "Software Optimization Guide" in page
+    assert "FULLY_CONNECTED 70%" in page
+
+
+def test_markdown_report_with_plot_files(results_file, tmp_path):
+    out = tmp_path / "BENCH.md"
+    assert main(["report", str(results_file), "--format", "md", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("# pocketbert benchmark report")
+    assert "| s3_litert_int8_seq128.tflite | artifact | tflite | int8 | 128 | 1 | ok |" in text
+    links = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", text)
+    assert len(links) == 3
+    for link in links:
+        Image.open(out.parent / link).load()
+
+
+def test_report_missing_results_is_one_line_exit_2(tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(tmp_path / "nope.json"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not exist" in err
+    assert not out.exists()
+
+
+def test_report_refuses_a_file_that_is_not_results(tmp_path, capsys):
+    bad = tmp_path / "manifest.json"
+    bad.write_text('{"schema_version": "1.0", "artifacts": []}')
+    out = tmp_path / "r.html"
+    assert main(["report", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a pocketbert results file" in err
+    assert not out.exists()
