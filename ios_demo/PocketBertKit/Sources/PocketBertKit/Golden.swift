@@ -6,7 +6,7 @@ public struct GoldenFile: Decodable, Sendable {
     public let schemaVersion: String
     public let outputName: String
     public let seqLens: [Int]
-    public let cases: [GoldenCase]
+    public var cases: [GoldenCase]
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version"
@@ -35,7 +35,7 @@ public struct GoldenFile: Decodable, Sendable {
     }
 
     /// The case called `name`, if any.
-    public func `case`(named name: String) -> GoldenCase? { cases.first { $0.name == name } }
+    public func findCase(named name: String) -> GoldenCase? { cases.first { $0.name == name } }
 }
 
 public struct GoldenCase: Decodable, Sendable, Equatable {

@@ -1,0 +1,97 @@
+import XCTest
+@testable import PocketBertKit
+
+/// The golden self-test passes on the fixture and fails when an id or an output is altered
+/// (Kotlin: GoldenSelfTestTest).
+final class GoldenSelfTestTests: XCTestCase {
+    private func artifactChecks(_ bundle: ModelBundle, golden: GoldenFile) -> [CheckResult] {
+        bundle.manifest.artifacts.flatMap { a in
+            SelfTest.artifact(name: a.file, runner: ReplayRunner(golden: bundle.golden, seqLen: a.seqLen),
+                              golden: golden, tolerance: bundle.tolerance(for: a))
+        }
+    }
+
+    func testPassesOnTheFixture() throws {
+        let bundle = try Fixture.bundle()
+        let tok = bundle.tokenizerSelfTest()
+        XCTAssertGreaterThanOrEqual(tok.count, 20, "golden file has 20+ cases")
+        XCTAssertEqual(tok.filter { !$0.passed }.map(\.id), [])
+        let outs = artifactChecks(bundle, golden: bundle.golden)
+        XCTAssertEqual(outs.count, bundle.golden.cases.count, "each case runs on the artifact of its bucket")
+        XCTAssertEqual(outs.filter { !$0.passed }.map(\.id), [])
+    }
+
+    func testFailsWhenAGoldenIdIsAltered() throws {
+        let bundle = try Fixture.bundle()
+        var golden = bundle.golden
+        let i = try XCTUnwrap(golden.cases.firstIndex { $0.name == "plain" })
+        golden.cases[i].ids[1] += 1
+        let failed = SelfTest.tokenizer(bundle.tokenizer, golden: golden, seqLens: bundle.seqLens).filter { !$0.passed }
+        XCTAssertEqual(failed.map(\.caseName), ["plain"])
+        XCTAssertTrue(failed[0].detail.hasPrefix("ids differ at position 1"), failed[0].detail)
+    }
+
+    func testFailsWhenAGoldenBucketOrMaskIsAltered() throws {
+        let bundle = try Fixture.bundle()
+        var golden = bundle.golden
+        golden.cases[0].seqLen = golden.cases[0].seqLen == 16 ? 32 : 16
+        let last = golden.cases[1].attentionMask.count - 1
+        golden.cases[1].attentionMask[last] = 1 - golden.cases[1].attentionMask[last]
+        let failed = SelfTest.tokenizer(bundle.tokenizer, golden: golden, seqLens: bundle.seqLens).filter { !$0.passed }
+        XCTAssertEqual(failed.map(\.caseName), [golden.cases[0].name, golden.cases[1].name])
+        XCTAssertTrue(failed[0].detail.hasPrefix("bucket"), failed[0].detail)
+        XCTAssertTrue(failed[1].detail.hasPrefix("attention_mask"), failed[1].detail)
+    }
+
+    func testFailsWhenAGoldenOutputIsAltered() throws {
+        let bundle = try Fixture.bundle()
+        var golden = bundle.golden
+        let i = try XCTUnwrap(golden.cases.firstIndex { $0.name == "plain" })
+        golden.cases[i].expected![0] += 0.01  // 10x the onnx/fp32 max_abs_diff
+        XCTAssertTrue(SelfTest.tokenizer(bundle.tokenizer, golden: golden, seqLens: bundle.seqLens).allSatisfy(\.passed))
+        let failed = artifactChecks(bundle, golden: golden).filter { !$0.passed }
+        XCTAssertEqual(failed.map(\.caseName), ["plain"], "only the altered case fails, on the artifact of its bucket")
+        XCTAssertTrue(failed[0].detail.hasPrefix("max|d|"), failed[0].detail)
+    }
+
+    func testToleranceBoundaries() {
+        let tol = Tolerance(maxAbsDiff: 1e-3, minCosine: 0.999)
+        let want: [Float] = [1, 2, 3, 4]
+        XCTAssertTrue(SelfTest.compare(output: [1.0005, 2, 3, 4], expected: want, tolerance: tol).passed)
+        XCTAssertFalse(SelfTest.compare(output: [1.002, 2, 3, 4], expected: want, tolerance: tol).passed)
+        XCTAssertFalse(SelfTest.compare(output: [1, 2, 3], expected: want, tolerance: tol).passed, "length differs")
+        XCTAssertFalse(SelfTest.compare(output: [.nan, 2, 3, 4], expected: want, tolerance: tol).passed)
+        // A scaled output keeps the cosine but not the absolute difference.
+        XCTAssertFalse(SelfTest.compare(output: want.map { $0 * 2 }, expected: want, tolerance: tol).passed)
+    }
+
+    func testRunnerFailureIsAFailedCheckNotACrash() throws {
+        let bundle = try Fixture.bundle()
+        final class Broken: EncoderRunner {
+            let seqLen = 16
+            func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] { throw PocketBertError.runtime("boom") }
+        }
+        let checks = SelfTest.artifact(name: "broken", runner: Broken(), golden: bundle.golden, tolerance: .fp32Default)
+        XCTAssertFalse(checks.isEmpty)
+        XCTAssertTrue(checks.allSatisfy { !$0.passed && $0.detail.contains("boom") })
+    }
+
+    func testMaskedLMArgmaxCheck() {
+        // Two real tokens and one pad over a vocabulary of 3: argmax 2, 0 (the pad position is ignored).
+        let golden = GoldenFile(schemaVersion: "1.0", outputName: "logits", seqLens: [3], cases: [
+            GoldenCase(name: "mlm", text: "x", ids: [2, 3], seqLen: 3, inputIds: [2, 3, 0], attentionMask: [1, 1, 0],
+                       expectedArgmax: [2, 0, 1]),
+        ])
+        final class Fixed: EncoderRunner {
+            let seqLen = 3
+            let out: [Float]
+            init(_ out: [Float]) { self.out = out }
+            func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] { out }
+        }
+        let good = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 9, 1, 0, 7, 7, 0]), golden: golden, tolerance: .fp32Default)
+        XCTAssertTrue(good[0].passed, good[0].detail)
+        let bad = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 0, 9, 0, 0, 0, 0]), golden: golden, tolerance: .fp32Default)
+        XCTAssertFalse(bad[0].passed)
+        XCTAssertEqual(bad[0].detail, "argmax agrees on 1/2 tokens")
+    }
+}
