@@ -77,6 +77,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
             qt = quantizer.Quantizer(str(fp32))
             qt.load_quantization_recipe(recipe.dynamic_wi8_afp32() if quant == "int8" else _fp16_recipe())
             qt.quantize().export_model(str(path), overwrite=True)
+        path.chmod(0o644)  # the quantizer writes the file executable
     return {"ops": _op_counts(path)}
 
 

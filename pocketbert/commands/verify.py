@@ -14,10 +14,10 @@ def add_arguments(p) -> None:
 
 
 def run(args):
+    from pocketbert.errors import PocketBertError
     from pocketbert.export.bundle import parse_csv
     from pocketbert.export.naming import FORMATS
     from pocketbert.export.verify import verify_bundle
-    from pocketbert.errors import PocketBertError
 
     fmts = parse_csv(args.formats, "--formats") if args.formats else None
     for f in fmts or []:
