@@ -1,0 +1,328 @@
+"""Distillation stage: teacher -> student, one of three objectives.
+
+- `triple` (DistilBERT, Sanh et al. 2019): alpha_ce x soft-target KL on MLM logits at temperature T
+  (x T^2) + alpha_mlm x MLM cross-entropy + alpha_cos x cosine of last hidden states, with dynamic
+  15% masking (80/10/10); optional intermediate terms: hidden-state MSE through a layer map
+  (projected when widths differ, TinyBERT) and attention-distribution KL (MiniLM).
+- `embedding`: for sentence-embedding teachers without an MLM head (all-MiniLM-L6-v2): MSE and
+  cosine between pooled embeddings, plus optional cosine of last hidden states.
+- `task`: a fine-tuned classification teacher -> student with soft targets at T plus gold labels.
+
+The student starts from teacher layers (`student.init: layers`), random weights, or a checkpoint.
+For `embedding` and `task` the teacher's outputs are cached per example during the first epoch and
+reused afterwards (its inputs never change), so later epochs cost only the student.
+
+Shape: set up (teacher, student, data, evaluation: every input checked before training), run
+(`train.fit`), write (`save_checkpoint` + metrics and curves), verify (reload and compare outputs).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pocketbert.errors import PocketBertError
+from pocketbert.files import check_output_dir, sha256_file
+from pocketbert.pipeline import losses
+from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.models.encoder import Encoder
+from pocketbert.pipeline.recipe import DistillRecipe, LossConfig, to_dict
+from pocketbert.pipeline.student import parse_layers, select_layers
+from pocketbert.pipeline.tokenizer import Tokenizer
+from pocketbert.pipeline.train import (
+    finish_outputs,
+    fit,
+    init_distributed,
+    make_evaluator,
+    pick_device,
+    setup_torch,
+    summary,
+    work_dir_for,
+)
+
+
+def pooled(model: Encoder, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The model's pooling without L2 normalisation: (B, T, H) -> (B, H)."""
+    if model.config.pooling == "cls":
+        return hidden[:, 0]
+    m = mask.to(hidden.dtype)[:, :, None]
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+class TripleObjective(nn.Module):
+    """DistilBERT's triple loss, plus the optional intermediate-layer terms."""
+
+    def __init__(self, student: Encoder, teacher: Encoder, cfg: LossConfig, layer_map: list[int]):
+        super().__init__()
+        self.student, self.cfg, self.layer_map = student, cfg, layer_map
+        self.teacher = [teacher]  # a list keeps the frozen teacher out of state_dict and DDP
+        sh, th = student.config.hidden_size, teacher.config.hidden_size
+        # Only for hidden-state MSE between different widths (TinyBERT's W_h); dropped after training.
+        self.projection = nn.Linear(sh, th) if cfg.alpha_hidden_mse > 0 and sh != th else None
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg, teacher = self.cfg, self.teacher[0]
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        hidden_states = cfg.alpha_hidden_mse > 0
+        attentions = cfg.alpha_attention > 0
+        with torch.no_grad():
+            t = teacher(ids, mask, output_hidden_states=hidden_states, output_attentions=attentions)
+        s = self.student(ids, mask, output_hidden_states=hidden_states, output_attentions=attentions)
+        picked = labels != losses.IGNORE_INDEX  # logits only where they are scored: (N, V), not (B, T, V)
+        with torch.no_grad():
+            t_logits = teacher.mlm_logits(t.last_hidden_state[picked])
+        s_logits = self.student.mlm_logits(s.last_hidden_state[picked])
+        total, terms = losses.triple_loss(s_logits, t_logits, labels[picked], s.last_hidden_state,
+                                          t.last_hidden_state, mask, cfg.temperature, cfg.alpha_ce,
+                                          cfg.alpha_mlm, cfg.alpha_cos)
+        if hidden_states:
+            # hidden_states[0] is the embedding output; student layer i (1-based) <- teacher layer map[i-1]+1
+            pairs = [(s.hidden_states[i + 1], t.hidden_states[k + 1]) for i, k in enumerate(self.layer_map)]
+            mse = sum(losses.hidden_mse(self.projection(hs) if self.projection is not None else hs, ht, mask)
+                      for hs, ht in pairs) / len(pairs)
+            total = total + cfg.alpha_hidden_mse * mse
+            terms["hidden_mse"] = float(mse.detach())
+        if attentions:
+            kl = sum(losses.attention_kl(s.attentions[i], t.attentions[k], mask)
+                     for i, k in enumerate(self.layer_map)) / len(self.layer_map)
+            total = total + cfg.alpha_attention * kl
+            terms["attention"] = float(kl.detach())
+        return total, terms
+
+
+class EmbeddingObjective(nn.Module):
+    """Sentence-embedding distillation; the teacher's pooled (and last hidden) outputs are cached per example."""
+
+    def __init__(self, student: Encoder, teacher: Encoder, cfg: LossConfig):
+        super().__init__()
+        self.student, self.cfg = student, cfg
+        self.teacher = [teacher]
+        self.pooled_cache: dict[int, torch.Tensor] = {}
+        self.hidden_cache: dict[int, torch.Tensor] = {}  # fp16 (len, H): half the memory, cosine-exact enough
+
+    @torch.no_grad()
+    def _teacher(self, index: list[int], ids: torch.Tensor, mask: torch.Tensor):
+        need_hidden = self.cfg.alpha_hidden_cos > 0
+        if not self.cfg.cache_teacher or any(i not in self.pooled_cache for i in index):
+            teacher = self.teacher[0]
+            h = teacher(ids, mask).last_hidden_state
+            p = pooled(teacher, h, mask)
+            if not self.cfg.cache_teacher:
+                return p, h
+            lengths = mask.sum(1).tolist()
+            for row, i in enumerate(index):
+                self.pooled_cache[i] = p[row].detach().cpu()
+                if need_hidden:
+                    self.hidden_cache[i] = h[row, : lengths[row]].detach().to(torch.float16).cpu()
+        p = torch.stack([self.pooled_cache[i] for i in index]).to(ids.device)
+        h = None
+        if need_hidden:
+            h = torch.zeros(ids.shape[0], ids.shape[1], p.shape[1], device=ids.device)
+            for row, i in enumerate(index):
+                cached = self.hidden_cache[i]
+                h[row, : cached.shape[0]] = cached.to(ids.device, torch.float32)
+        return p, h
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        t_pooled, t_hidden = self._teacher(batch["index"], ids, mask)
+        s_hidden = self.student(ids, mask).last_hidden_state
+        s_pooled = pooled(self.student, s_hidden, mask)
+        terms = {"emb_mse": losses.embedding_mse(s_pooled, t_pooled),
+                 "emb_cos": losses.embedding_cosine(s_pooled, t_pooled)}
+        total = cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"]
+        if t_hidden is not None:
+            terms["hidden_cos"] = losses.hidden_cosine(s_hidden, t_hidden, mask)
+            total = total + cfg.alpha_hidden_cos * terms["hidden_cos"]
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+class TaskObjective(nn.Module):
+    """Task distillation: alpha_soft x KL at temperature T (x T^2) + alpha_hard x cross-entropy with labels."""
+
+    def __init__(self, student: Encoder, teacher: Encoder, cfg: LossConfig):
+        super().__init__()
+        self.student, self.cfg = student, cfg
+        self.teacher = [teacher]
+        self.logits_cache: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def _teacher(self, index: list[int], ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if not self.cfg.cache_teacher:
+            return self.teacher[0].classify(ids, mask)
+        if any(i not in self.logits_cache for i in index):
+            logits = self.teacher[0].classify(ids, mask)
+            for row, i in enumerate(index):
+                self.logits_cache[i] = logits[row].detach().float().cpu()
+        return torch.stack([self.logits_cache[i] for i in index]).to(ids.device)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        t_logits = self._teacher(batch["index"], ids, mask)
+        s_logits = self.student.classify(ids, mask)
+        terms = {"soft": losses.soft_target_kl(s_logits, t_logits, cfg.temperature),
+                 "hard": losses.classification_cross_entropy(s_logits, batch["labels"])}
+        total = cfg.alpha_soft * terms["soft"] + cfg.alpha_hard * terms["hard"]
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def _same_vocab(a: Path, b: Path) -> bool:
+    return (a / "vocab.txt").read_bytes().splitlines() == (b / "vocab.txt").read_bytes().splitlines()
+
+
+def build_student(cfg: DistillRecipe, teacher: Encoder, teacher_path: Path) -> tuple[Encoder, list[int], Path, dict]:
+    """The student and the layer map the intermediate losses use, its tokenizer folder, and its record."""
+    n_teacher = teacher.config.num_hidden_layers
+    init = cfg.student.init
+    if init == "layers":
+        layers = parse_layers(cfg.student.layers, n_teacher)
+        return select_layers(teacher, layers).train(), layers, teacher_path, {"init": "layers", "layer_map": layers}
+    if init == "random":
+        n = cfg.student.num_hidden_layers or len(parse_layers(cfg.student.layers, n_teacher))
+        torch.manual_seed(cfg.train.seed)
+        student = Encoder(teacher.config.replace(num_hidden_layers=n), with_mlm_head=teacher.cls is not None)
+        layers = parse_layers(f"uniform:{n}", n_teacher) if n <= n_teacher else list(range(n_teacher))
+        return student.train(), layers, teacher_path, {"init": "random", "num_hidden_layers": n}
+    path = Path(init)
+    if not path.is_dir():
+        raise PocketBertError(f"student.init {init!r} is not layers, random or a checkpoint folder")
+    loaded = load_checkpoint(path, with_mlm_head=True if cfg.objective == "triple" else None)
+    if not _same_vocab(loaded.path, teacher_path):
+        raise PocketBertError(
+            f"teacher and student vocabularies differ ({teacher_path}/vocab.txt vs {loaded.path}/vocab.txt); "
+            "distil into a student built from this teacher without --trim-vocab, and trim afterwards"
+        )
+    student = loaded.model
+    n = student.config.num_hidden_layers
+    layers = loaded.record.get("layer_map") or parse_layers(f"uniform:{n}", n_teacher)
+    return student.train(), list(layers), loaded.path, {"init": str(loaded.path.resolve()), "layer_map": layers}
+
+
+def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
+    """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
+    t_wall = time.perf_counter()
+    out = Path(cfg.out)
+    check_output_dir(out, MARKER)
+    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
+    if resume:
+        from pocketbert.pipeline.train import check_resume
+
+        check_resume(work_dir)
+    device = pick_device(cfg.train)
+    setup_torch(cfg.train)
+
+    # -- set up: teacher, student, data, evaluation --------------------------------------------
+    teacher_ckpt = load_checkpoint(cfg.teacher)  # its MLM head only if it has one
+    teacher = teacher_ckpt.model.eval()
+    if cfg.objective == "triple" and teacher.cls is None:
+        raise PocketBertError(f"{teacher_ckpt.path} has no MLM head, which the triple loss needs; "
+                              "use objective=embedding for sentence-embedding teachers such as minilm")
+    if cfg.objective == "task" and teacher.config.task != "classification":
+        raise PocketBertError(f"{teacher_ckpt.path} is not a classification model; fine-tune one first "
+                              "(pocketbert finetune) for objective=task")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student, layer_map, _, student_record = build_student(cfg, teacher, teacher_ckpt.path)
+    if cfg.loss.layer_map is not None:
+        layer_map = cfg.loss.layer_map
+    if cfg.loss.alpha_hidden_mse > 0 or cfg.loss.alpha_attention > 0:
+        if len(layer_map) != student.config.num_hidden_layers or not all(
+                0 <= k < teacher.config.num_hidden_layers for k in layer_map):
+            raise PocketBertError(f"loss.layer_map {layer_map} must give one teacher layer "
+                                  f"(0..{teacher.config.num_hidden_layers - 1}) per student layer "
+                                  f"({student.config.num_hidden_layers})")
+        if cfg.loss.alpha_attention > 0 and student.config.num_attention_heads != teacher.config.num_attention_heads:
+            raise PocketBertError("loss.alpha_attention needs the same number of attention heads in teacher and student")
+    if student.config.vocab_size != teacher.config.vocab_size:
+        raise PocketBertError("teacher and student vocabularies differ in size; distil before trimming the vocabulary")
+    tokenizer = Tokenizer(teacher_ckpt.path)
+    label_field = cfg.data.label_field if cfg.objective == "task" else None
+    records = read_texts(cfg.data.train, cfg.data.text_field, label_field, cfg.data.limit)
+    ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
+    train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
+    train_ids = [ids[i] for i in train_idx]
+    train_labels = [records.labels[i] for i in train_idx] if records.labels is not None else None
+    if train_labels is not None:
+        n_labels = teacher.config.num_labels
+        bad = [x for x in train_labels if x is None or not 0 <= x < n_labels]
+        if bad:
+            raise PocketBertError(f"label {bad[0]!r} is outside the teacher's {n_labels} classes")
+    evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx])
+    ddp = init_distributed(device)
+    specials = sorted(tokenizer.special_ids.values())
+
+    if cfg.objective == "triple":
+        objective = TripleObjective(student, teacher, cfg.loss, layer_map)
+    elif cfg.objective == "embedding":
+        objective = EmbeddingObjective(student, teacher, cfg.loss)
+    else:
+        objective = TaskObjective(student, teacher, cfg.loss)
+    teacher.to(device)
+
+    def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
+        batch = {"input_ids": input_ids, "attention_mask": mask, "index": index}
+        if cfg.objective == "triple":
+            batch["input_ids"], batch["labels"] = losses.mask_tokens(
+                input_ids, mask, specials, tokenizer.mask_id, student.config.vocab_size, gen,
+                cfg.loss.mlm_probability, cfg.loss.mask_ratio, cfg.loss.random_ratio)
+        elif cfg.objective == "task":
+            batch["labels"] = torch.tensor([train_labels[i] for i in index], dtype=torch.long)
+        return batch
+
+    resolved = to_dict(cfg)
+    baseline = {}
+    if ddp.main:
+        print(f"distill: {cfg.objective} | teacher {teacher_ckpt.path} | student {student_record} | "
+              f"{len(train_ids)} training texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
+              f"skipped) | device {device}", file=sys.stderr)
+        print(f"distill: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        if evaluate is not None and cfg.eval.at_start and not resume:
+            baseline = {"teacher": evaluate(teacher), "student_init": evaluate(student)}
+            print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)
+
+    # -- run -------------------------------------------------------------------------------------
+    result = fit(objective, make_batch, [len(x) for x in train_ids], cfg.train, cfg.data.batch_size,
+                 cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric, resume, resolved,
+                 desc=f"distill[{cfg.objective}]")
+    if not ddp.main:
+        return {}
+
+    # -- write ----------------------------------------------------------------------------------
+    student = objective.student.cpu().eval()
+    if result.best_state is not None:
+        student.load_state_dict(result.best_state)
+    record = {
+        "stage": "distill",
+        "objective": cfg.objective,
+        "parent": {"path": str(teacher_ckpt.path.resolve()), "model_type": teacher_ckpt.model_type,
+                   "weights_sha256": sha256_file(next(teacher_ckpt.path.glob("*.safetensors"))),
+                   "num_hidden_layers": teacher.config.num_hidden_layers},
+        "student_init": student_record,
+        "layer_map": layer_map,
+        "recipe": resolved,
+        "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
+                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
+        "metrics": {**summary(result), "before_training": baseline,
+                    "weights": "best" if result.best_state is not None else "last"},
+    }
+    save_checkpoint(student, out, tokenizer_src=teacher_ckpt.path, record=record)
+    finish_outputs(work_dir, out)
+
+    # -- verify ---------------------------------------------------------------------------------
+    reloaded = load_checkpoint(out).model
+    sample_ids, sample_mask = collate(train_ids[:4], tokenizer.pad_id)
+    with torch.no_grad():
+        a = student.task_forward(sample_ids, sample_mask)
+        b = reloaded.task_forward(sample_ids, sample_mask)
+    if not torch.allclose(a, b, atol=1e-4, rtol=1e-4):
+        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
+            "wall_s": round(time.perf_counter() - t_wall, 1)}

@@ -1,0 +1,131 @@
+"""Fine-tuning stage: an encoder checkpoint -> a sequence classifier (the teacher for task distillation).
+
+The backbone is copied from the checkpoint; BERT's pooler (dense + tanh over [CLS]) is kept when
+the checkpoint has one and freshly initialised otherwise, and a new linear classifier is added.
+Loss: cross-entropy with the gold labels. Evaluation: accuracy on `eval.classification`.
+
+Shape: set up (model, data, evaluation), run (`train.fit`), write, verify.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pocketbert.errors import PocketBertError
+from pocketbert.files import check_output_dir, sha256_file
+from pocketbert.pipeline import losses
+from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+from pocketbert.pipeline.data import collate, read_texts, tokenize
+from pocketbert.pipeline.models.encoder import Encoder
+from pocketbert.pipeline.recipe import FinetuneRecipe, to_dict
+from pocketbert.pipeline.tokenizer import Tokenizer
+from pocketbert.pipeline.train import (
+    check_resume,
+    finish_outputs,
+    fit,
+    init_distributed,
+    make_evaluator,
+    pick_device,
+    setup_torch,
+    summary,
+    work_dir_for,
+)
+
+
+class ClassifierObjective(nn.Module):
+    def __init__(self, student: Encoder):
+        super().__init__()
+        self.student = student
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        logits = self.student.classify(batch["input_ids"], batch["attention_mask"])
+        ce = losses.classification_cross_entropy(logits, batch["labels"])
+        return ce, {"ce": float(ce.detach())}
+
+
+def classifier_from(base: Encoder, num_labels: int, seed: int) -> Encoder:
+    """A classification encoder with `base`'s backbone (and pooler, if any); new head weights."""
+    cfg = base.config.replace(task="classification", num_labels=num_labels,
+                              id2label={i: str(i) for i in range(num_labels)}, with_pooler=True)
+    torch.manual_seed(seed)
+    model = Encoder(cfg, with_mlm_head=False)
+    state = {k: v for k, v in base.state_dict().items() if not k.startswith(("cls.", "classifier."))}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    new = {k for k in missing if not k.startswith(("pooler.", "classifier."))}
+    if new or unexpected:
+        raise PocketBertError(f"cannot reuse the backbone: missing {sorted(new)[:3]}, unexpected {unexpected[:3]}")
+    return model
+
+
+def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
+    t_wall = time.perf_counter()
+    out = Path(cfg.out)
+    check_output_dir(out, MARKER)
+    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
+    if resume:
+        check_resume(work_dir)
+    device = pick_device(cfg.train)
+    setup_torch(cfg.train)
+
+    # -- set up ---------------------------------------------------------------------------------
+    base = load_checkpoint(cfg.model, with_mlm_head=False)
+    tokenizer = Tokenizer(base.path)
+    records = read_texts(cfg.data.train, cfg.data.text_field, cfg.data.label_field, cfg.data.limit)
+    if any(x is None or x < 0 for x in records.labels):
+        raise PocketBertError("labels must be integers >= 0 (class indices)")
+    num_labels = max(2, max(records.labels) + 1)
+    ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, base.model.config.max_position_embeddings))
+    labels = records.labels
+    evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [])
+    ddp = init_distributed(device)
+    model = classifier_from(base.model, num_labels, cfg.train.seed)
+    objective = ClassifierObjective(model)
+
+    def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        input_ids, mask = collate([ids[i] for i in index], tokenizer.pad_id)
+        return {"input_ids": input_ids, "attention_mask": mask,
+                "labels": torch.tensor([labels[i] for i in index], dtype=torch.long)}
+
+    resolved = to_dict(cfg)
+    if ddp.main:
+        print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {device}", file=sys.stderr)
+        print(f"finetune: resolved recipe {resolved}", file=sys.stderr, flush=True)
+
+    # -- run ------------------------------------------------------------------------------------
+    result = fit(objective, make_batch, [len(x) for x in ids], cfg.train, cfg.data.batch_size,
+                 cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric, resume, resolved,
+                 desc="finetune")
+    if not ddp.main:
+        return {}
+
+    # -- write ----------------------------------------------------------------------------------
+    model = objective.student.cpu().eval()
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    record = {
+        "stage": "finetune",
+        "parent": {"path": str(base.path.resolve()), "model_type": base.model_type,
+                   "weights_sha256": sha256_file(next(base.path.glob("*.safetensors")))},
+        "recipe": resolved,
+        "data": {"files": records.files, "texts": len(ids), "num_labels": num_labels,
+                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
+        "metrics": {**summary(result), "weights": "best" if result.best_state is not None else "last"},
+    }
+    save_checkpoint(model, out, tokenizer_src=base.path, record=record)
+    finish_outputs(work_dir, out)
+
+    # -- verify ---------------------------------------------------------------------------------
+    reloaded = load_checkpoint(out).model
+    sample_ids, sample_mask = collate(ids[:4], tokenizer.pad_id)
+    with torch.no_grad():
+        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
+                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
+    if not same:
+        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
+            "wall_s": round(time.perf_counter() - t_wall, 1)}

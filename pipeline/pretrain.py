@@ -1,0 +1,173 @@
+"""Pretraining stage: an encoder from scratch with masked language modelling (BERT) and the ALBERT options.
+
+- MLM with dynamic masking: 15% of real tokens picked per batch (80% [MASK], 10% random, 10% kept).
+- ALBERT (Lan et al. 2020): factorized embeddings (`model.embedding_size` E < H) and cross-layer
+  sharing (`model.sharing`: all | attention), both properties of the one encoder.
+- Optional sentence-order prediction (`sop: true`): every line is cut at a random token into two
+  segments A and B, fed as `[CLS] A [SEP] B [SEP]` (segment ids 0/1) in order or swapped (half each);
+  a 2-way head on the pooler predicts the order. The head is training-only and not saved.
+
+Shape: set up (tokenizer, config, data, evaluation), run (`train.fit`), write, verify.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pocketbert.errors import PocketBertError
+from pocketbert.files import check_output_dir
+from pocketbert.pipeline import losses
+from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, resolve_teacher, save_checkpoint
+from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
+from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
+from pocketbert.pipeline.tokenizer import Tokenizer
+from pocketbert.pipeline.train import (
+    check_resume,
+    finish_outputs,
+    fit,
+    init_distributed,
+    make_evaluator,
+    pick_device,
+    setup_torch,
+    summary,
+    work_dir_for,
+)
+
+
+class PretrainObjective(nn.Module):
+    """MLM cross-entropy (+ alpha_sop x sentence-order cross-entropy)."""
+
+    def __init__(self, student: Encoder, sop: bool, alpha_sop: float):
+        super().__init__()
+        self.student, self.alpha_sop = student, alpha_sop
+        self.sop_classifier = nn.Linear(student.config.hidden_size, 2) if sop else None
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = self.student(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        labels = batch["labels"]
+        picked = labels != losses.IGNORE_INDEX
+        mlm = losses.mlm_cross_entropy(self.student.mlm_logits(out.last_hidden_state[picked]), labels[picked])
+        terms = {"mlm": mlm}
+        total = mlm
+        if self.sop_classifier is not None:
+            logits = self.sop_classifier(self.student.pooler(out.last_hidden_state))
+            terms["sop"] = losses.classification_cross_entropy(logits, batch["sop_labels"])
+            total = total + self.alpha_sop * terms["sop"]
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def model_config(cfg: PretrainRecipe, vocab_size: int, pad_id: int):
+    base = tiny_config if cfg.model.preset == "tiny" else minilm_l6_config
+    overrides = {k: getattr(cfg.model, k) for k in (
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "max_position_embeddings", "embedding_size", "hidden_act") if getattr(cfg.model, k) is not None}
+    try:
+        return base(vocab_size=vocab_size, pad_token_id=pad_id, sharing=cfg.model.sharing, pooling=cfg.model.pooling,
+                    task="mlm", with_pooler=cfg.sop, **overrides)
+    except ValueError as e:
+        raise PocketBertError(f"model: {e}") from None
+
+
+def sop_pair(ids: list[int], cls_id: int, sep_id: int, gen: torch.Generator) -> tuple[list[int], list[int], int]:
+    """[CLS] A [SEP] B [SEP] from one line's ids (with its specials); label 1 when the halves are swapped."""
+    body = ids[1:-1]
+    if len(body) < 2:
+        return ids, [0] * len(ids), 0
+    cut = int(torch.randint(1, len(body), (1,), generator=gen))
+    a, b = body[:cut], body[cut:]
+    swapped = int(torch.rand((), generator=gen) < 0.5)
+    if swapped:
+        a, b = b, a
+    seq = [cls_id, *a, sep_id, *b, sep_id]
+    return seq, [0] * (len(a) + 2) + [1] * (len(b) + 1), swapped
+
+
+def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
+    t_wall = time.perf_counter()
+    out = Path(cfg.out)
+    check_output_dir(out, MARKER)
+    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
+    if resume:
+        check_resume(work_dir)
+    device = pick_device(cfg.train)
+    setup_torch(cfg.train)
+
+    # -- set up ---------------------------------------------------------------------------------
+    tok_dir = resolve_teacher(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary
+    if not (tok_dir / "vocab.txt").is_file():
+        raise PocketBertError(f"model.tokenizer {tok_dir} has no vocab.txt; point it at a folder with a WordPiece vocabulary")
+    tokenizer = Tokenizer(tok_dir)
+    mcfg = model_config(cfg, len(tokenizer), tokenizer.pad_id)
+    records = read_texts(cfg.data.train, cfg.data.text_field, None, cfg.data.limit)
+    ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, mcfg.max_position_embeddings))
+    train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
+    train_ids = [ids[i] for i in train_idx]
+    evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx])
+    ddp = init_distributed(device)
+    torch.manual_seed(cfg.train.seed)
+    model = Encoder(mcfg)
+    objective = PretrainObjective(model, cfg.sop, cfg.alpha_sop)
+    specials = sorted(tokenizer.special_ids.values())
+    cls_id, sep_id = tokenizer.special_ids["[CLS]"], tokenizer.special_ids["[SEP]"]
+
+    def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        rows = [train_ids[i] for i in index]
+        batch = {}
+        if cfg.sop:
+            pairs = [sop_pair(r, cls_id, sep_id, gen) for r in rows]
+            rows = [p[0] for p in pairs]
+            types, _ = collate([p[1] for p in pairs], 0)
+            batch["token_type_ids"] = types
+            batch["sop_labels"] = torch.tensor([p[2] for p in pairs], dtype=torch.long)
+        input_ids, mask = collate(rows, tokenizer.pad_id)
+        batch["input_ids"], batch["labels"] = losses.mask_tokens(
+            input_ids, mask, specials, tokenizer.mask_id, mcfg.vocab_size, gen, cfg.mlm_probability,
+            cfg.mask_ratio, cfg.random_ratio)
+        batch["attention_mask"] = mask
+        return batch
+
+    resolved = to_dict(cfg)
+    if ddp.main:
+        print(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
+              f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {device}",
+              file=sys.stderr)
+        print(f"pretrain: resolved recipe {resolved}", file=sys.stderr, flush=True)
+
+    # -- run ------------------------------------------------------------------------------------
+    result = fit(objective, make_batch, [len(x) + (1 if cfg.sop else 0) for x in train_ids], cfg.train,
+                 cfg.data.batch_size, cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric,
+                 resume, resolved, desc="pretrain")
+    if not ddp.main:
+        return {}
+
+    # -- write ----------------------------------------------------------------------------------
+    model = objective.student.cpu().eval()
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    record = {
+        "stage": "pretrain",
+        "parent": None,
+        "recipe": resolved,
+        "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
+                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
+        "metrics": {**summary(result), "weights": "best" if result.best_state is not None else "last"},
+    }
+    save_checkpoint(model, out, tokenizer_src=tok_dir, record=record)
+    finish_outputs(work_dir, out)
+
+    # -- verify ---------------------------------------------------------------------------------
+    reloaded = load_checkpoint(out).model
+    sample_ids, sample_mask = collate(train_ids[:4], tokenizer.pad_id)
+    with torch.no_grad():
+        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
+                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
+    if not same:
+        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
+            "wall_s": round(time.perf_counter() - t_wall, 1)}

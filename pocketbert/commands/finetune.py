@@ -1,0 +1,29 @@
+HELP = "fine-tune a classification teacher (for task distillation) from a YAML recipe"
+DESCRIPTION = """Fine-tune an encoder checkpoint into a sequence classifier (BERT pooler + linear head), the teacher
+that `pocketbert distill` with objective=task compresses. Override any key with key=value.
+
+  pocketbert finetune finetune-minilm-sst2 train.max_minutes=10
+  pocketbert finetune my.yaml --resume
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe (pipeline/recipes/*.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="WORK_DIR",
+                   help="continue from the saved training state (default folder: <out>.work)")
+
+
+def run(args):
+    from pocketbert.pipeline.finetune import main
+    from pocketbert.pipeline.recipe import FinetuneRecipe, load_recipe
+
+    cfg = load_recipe(FinetuneRecipe, args.recipe, args.overrides)
+    result = main(cfg, resume=bool(args.resume), resume_dir=args.resume if isinstance(args.resume, str) else None)
+    if not result:  # a non-zero torchrun rank: rank 0 reports
+        return {}, ""
+    best = f", best {result['best_metric']} {result['best_value']:.2f} at step {result['best_step']}" \
+        if result.get("best_metric") else ""
+    text = (f"wrote {result['out']}: {result['steps']} steps in {result['train_wall_s']:.0f} s, "
+            f"final loss {result['final_loss']:.4f}{best}")
+    return result, text

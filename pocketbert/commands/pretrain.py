@@ -1,0 +1,31 @@
+HELP = "pretrain an encoder from scratch with MLM (ALBERT options: factorized embeddings, sharing, SOP) from a YAML recipe"
+DESCRIPTION = """Pretrain an encoder from scratch: masked language modelling with dynamic masking, optionally with ALBERT's
+factorized embeddings (model.embedding_size), cross-layer sharing (model.sharing) and sentence-order
+prediction (sop: true). Override any key with key=value.
+
+  pocketbert pretrain pretrain-tiny model.tokenizer=my_vocab_dir data.train=[corpus.txt]
+  pocketbert pretrain my.yaml --resume
+  torchrun --nproc_per_node 2 -m pocketbert pretrain my.yaml
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe (pipeline/recipes/*.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=100")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="WORK_DIR",
+                   help="continue from the saved training state (default folder: <out>.work)")
+
+
+def run(args):
+    from pocketbert.pipeline.pretrain import main
+    from pocketbert.pipeline.recipe import PretrainRecipe, load_recipe
+
+    cfg = load_recipe(PretrainRecipe, args.recipe, args.overrides)
+    result = main(cfg, resume=bool(args.resume), resume_dir=args.resume if isinstance(args.resume, str) else None)
+    if not result:  # a non-zero torchrun rank: rank 0 reports
+        return {}, ""
+    best = f", best {result['best_metric']} {result['best_value']:.2f} at step {result['best_step']}" \
+        if result.get("best_metric") else ""
+    text = (f"wrote {result['out']}: {result['steps']} steps in {result['train_wall_s']:.0f} s, "
+            f"final loss {result['final_loss']:.4f}{best}")
+    return result, text
