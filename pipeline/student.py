@@ -21,13 +21,13 @@ from pocketbert.errors import PocketBertError
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 
-STRATEGIES = ("every-other", "first", "last", "uniform")
+STRATEGIES = ("all", "every-other", "first", "last", "uniform")
 
 
 def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | None = None) -> list[int]:
     """`0,2,5` or a named strategy -> teacher layer indices, checked against the teacher's depth.
 
-    Strategies: `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
+    Strategies: `all` (every layer: a copy, e.g. to trim a distilled student's vocabulary), `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
     `uniform` (N layers spread from the first to the last, e.g. 0 and 5 for N=2 of 6). `first`,
     `last` and `uniform` need a count: `uniform:3`.
     """
@@ -39,6 +39,8 @@ def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | N
             if not count.isdigit() or int(count) < 1:
                 raise PocketBertError(f"--layers {spec!r}: the count after ':' must be a positive integer")
             n = int(count)
+        if name == "all":
+            return list(range(num_teacher_layers))
         if name == "every-other":
             layers = list(range(0, num_teacher_layers, 2))
             return layers[:n] if n else layers

@@ -42,6 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(argv: list[str]) -> dict:
+    """Run one `pocketbert` command line in-process and return its result dict (errors propagate).
+
+    Used by `pocketbert build` to chain stages without re-importing torch per stage.
+    """
+    from pocketbert import files
+
+    args = build_parser().parse_args(argv)
+    previous = files.CURRENT_COMMAND
+    files.CURRENT_COMMAND = ["pocketbert", *argv]
+    try:
+        result, text = args._module.run(args)
+    finally:
+        files.CURRENT_COMMAND = previous
+    if text:
+        print(text, flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pocketbert import files

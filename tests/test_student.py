@@ -21,6 +21,7 @@ from pocketbert.pipeline.tokenizer import Tokenizer
     ("0,2,5", 6, [0, 2, 5]),
     ("5,0", 6, [5, 0]),
     ("every-other", 6, [0, 2, 4]),
+    ("all", 3, [0, 1, 2]),
     ("first:2", 6, [0, 1]),
     ("last:2", 6, [4, 5]),
     ("uniform:2", 6, [0, 5]),
