@@ -89,6 +89,13 @@ public struct CheckResult: Sendable, Equatable, Identifiable {
     public let passed: Bool
     public let detail: String
     public var id: String { "\(target)/\(caseName)" }
+
+    public init(target: String, caseName: String, passed: Bool, detail: String) {
+        self.target = target
+        self.caseName = caseName
+        self.passed = passed
+        self.detail = detail
+    }
 }
 
 /// The golden self-test: the tokenizer must give each case's exact ids, bucket, input_ids and mask;
