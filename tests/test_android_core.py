@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -80,6 +81,7 @@ def run_junit(core_jar: dict, test_class: str, props: dict[str, Path | str]) -> 
     cp = ":".join(str(core_jar[k]) for k in ("jar", "stdlib", "junit", "hamcrest"))
     cmd = [core_jar["java"], "-Xss8m", "-cp", cp, *(f"-Dpocketbert.{k}={v}" for k, v in props.items()),
            "org.junit.runner.JUnitCore", f"io.pocketbert.core.{test_class}"]
+    print("$ " + shlex.join(cmd))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
     if r.returncode != 0:
@@ -194,6 +196,15 @@ def test_tokenizer_matches_hf_tokenizers(core_jar, minilm_tokenizer_dir, data_di
     out = run_junit(core_jar, "TokenizerParityTest",
                     {"vocab": minilm_tokenizer_dir / "vocab.txt", "tokenizerCases": cases})
     assert f"tokenizer parity: {len(texts)} strings, 0 mismatches" in out, out
+
+
+def test_shared_golden_fixture(core_jar):
+    """The Kotlin tokenizer gives the ids of tests/fixtures/tiny_bundle (golden + tokenizer cases), as Python and Swift do."""
+    fixture = REPO / "tests" / "fixtures" / "tiny_bundle"
+    if not (fixture / "tokenizer_cases.json").is_file():
+        pytest.skip(f"shared fixture {fixture} not present")
+    out = run_junit(core_jar, "SharedFixtureTest", {"fixture": fixture})
+    assert "shared fixture golden.json" in out and "shared fixture tokenizer_cases.json" in out
 
 
 # ---------------------------------------------------------------- bundle, golden self-test, headless results

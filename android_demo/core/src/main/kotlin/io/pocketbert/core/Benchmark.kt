@@ -46,12 +46,14 @@ data class DeviceInfo(
     val cores: Int,
     val memoryMb: Double? = null,
     val serial: String? = null,
+    val cpuModel: String? = null,
 ) {
     fun toJson(): Map<String, Any?> = linkedMapOf<String, Any?>(
         "environment" to environment, "name" to name, "os" to os, "arch" to arch, "cores" to cores,
     ).also { m ->
         memoryMb?.let { m["memory_mb"] = it }
         serial?.let { m["serial"] = it }
+        cpuModel?.let { m["cpu_model"] = it }
     }
 
     companion object {

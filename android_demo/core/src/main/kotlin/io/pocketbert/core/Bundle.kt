@@ -48,17 +48,7 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
 
     init {
         val tok = manifest.obj("tokenizer", where)
-        val type = tok.str("type", "$where tokenizer")
-        if (type != "wordpiece") throw BundleError("$where: tokenizer type '$type' is not supported (only wordpiece)")
-        val specials = (tok["special_tokens"] as? Map<*, *>)?.keys?.map { it.toString() }
-        tokenizerOptions = TokenizerOptions(
-            lowercase = tok.bool("lowercase", true),
-            stripAccents = tok.bool("strip_accents", tok.bool("lowercase", true)),
-            tokenizeChineseChars = tok.bool("tokenize_chinese_chars", true),
-            maxInputCharsPerWord = (tok["max_input_chars_per_word"] as? Number)?.toInt() ?: 100,
-            unkToken = tok["unk_token"] as? String ?: "[UNK]",
-            specialTokens = specials ?: TokenizerOptions().specialTokens,
-        )
+        tokenizerOptions = tokenizerOptions(manifest, where)
         vocabFile = inside(tok.str("vocab_file", "$where tokenizer"))
         goldenFile = inside(manifest.obj("golden", where).str("file", "$where golden"))
         artifacts = manifest.list("artifacts", where).mapIndexed { i, a ->
@@ -156,6 +146,22 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
             val manifest = parsed.asObj("${dir.name}/$MANIFEST")
             checkSchemaVersion(manifest["schema_version"], "${dir.name}/$MANIFEST")
             return Bundle(dir, manifest)
+        }
+
+        /** The manifest's `tokenizer` settings (BUNDLE.md), BERT defaults for absent keys. */
+        fun tokenizerOptions(manifest: Map<String, Any?>, where: String = MANIFEST): TokenizerOptions {
+            val tok = manifest.obj("tokenizer", where)
+            val type = tok.str("type", "$where tokenizer")
+            if (type != "wordpiece") throw BundleError("$where: tokenizer type '$type' is not supported (only wordpiece)")
+            val specials = (tok["special_tokens"] as? Map<*, *>)?.keys?.map { it.toString() }
+            return TokenizerOptions(
+                lowercase = tok.bool("lowercase", true),
+                stripAccents = tok.bool("strip_accents", tok.bool("lowercase", true)),
+                tokenizeChineseChars = tok.bool("tokenize_chinese_chars", true),
+                maxInputCharsPerWord = (tok["max_input_chars_per_word"] as? Number)?.toInt() ?: 100,
+                unkToken = tok["unk_token"] as? String ?: "[UNK]",
+                specialTokens = specials ?: TokenizerOptions().specialTokens,
+            )
         }
 
         /** Accept `1.x`; refuse other majors (a newer exporter may have changed the meaning of fields). */
