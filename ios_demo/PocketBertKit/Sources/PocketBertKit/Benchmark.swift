@@ -344,11 +344,17 @@ public struct BenchmarkHarness {
                                        tolerance: bundle.tolerance(for: artifact))
         let failed = checks.filter { !$0.passed }
         // Time the golden case of this bucket (a real sentence), or an all-ones mask of the bucket's length.
-        let sample = bundle.golden.cases.first { $0.seqLen == artifact.seqLen }
-        let inputIds = sample.map { $0.inputIds.map { Int32($0) } }
-            ?? [Int32(bundle.tokenizer.clsId)] + Array(repeating: Int32(bundle.tokenizer.unkId), count: artifact.seqLen - 2)
-            + [Int32(bundle.tokenizer.sepId)]
-        let mask = sample.map { $0.attentionMask.map { Int32($0) } } ?? Array(repeating: Int32(1), count: artifact.seqLen)
+        var inputIds: [Int32]
+        let mask: [Int32]
+        if let sample = bundle.golden.cases.first(where: { $0.seqLen == artifact.seqLen }) {
+            inputIds = sample.inputIds.map { Int32($0) }
+            mask = sample.attentionMask.map { Int32($0) }
+        } else {
+            inputIds = Array(repeating: Int32(bundle.tokenizer.unkId), count: artifact.seqLen)
+            inputIds[0] = Int32(bundle.tokenizer.clsId)
+            inputIds[artifact.seqLen - 1] = Int32(bundle.tokenizer.sepId)
+            mask = Array(repeating: 1, count: artifact.seqLen)
+        }
         do {
             let t1 = clock()
             _ = try runner.run(inputIds: inputIds, attentionMask: mask)
