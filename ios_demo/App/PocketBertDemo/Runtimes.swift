@@ -135,7 +135,7 @@ final class ExecuTorchRunner: EncoderRunner {
         let ids = Tensor<Int32>(inputIds, shape: [1, seqLen])
         let mask = Tensor<Int32>(attentionMask, shape: [1, seqLen])
         let output: Tensor<Float> = try module.forward(ids, mask)
-        return output.scalars()
+        return try output.scalars()  // `try` covers releases where scalars() still throws
     }
 }
 

@@ -46,7 +46,7 @@ public enum FileHash {
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw PocketBertError.missingFile(path: url.lastPathComponent)
         }
-        return isDirectory.boolValue ? try sha256(folder: url) : try sha256(file: url)
+        return try isDirectory.boolValue ? sha256(folder: url) : sha256(file: url)
     }
 
     public static func sha256(data: Data) -> String {

@@ -92,9 +92,12 @@ public struct WordPieceTokenizer: Sendable {
         clsId = try id(options.clsToken)
         sepId = try id(options.sepToken)
         padId = try id(options.padToken)
-        specials = try options.specialTokens
-            .map { (scalars: Word($0.unicodeScalars), id: try id($0)) }
-            .sorted { $0.scalars.count > $1.scalars.count }
+        var specials: [(scalars: Word, id: Int)] = []
+        for token in options.specialTokens {
+            let tokenId = try id(token)
+            specials.append((scalars: Word(token.unicodeScalars), id: tokenId))
+        }
+        self.specials = specials.sorted { $0.scalars.count > $1.scalars.count }
     }
 
     /// The tokenizer a bundle describes: its `vocab.txt` and the manifest's tokenizer options.
