@@ -159,3 +159,18 @@ def test_fixture_golden_cases_cover_the_edge_cases_the_apps_test():
     assert extra["unassigned_code_point"]["ids"] == [cls, unk, sep]  # U+0378 is kept, not cleaned
     for case in extra.values():
         assert len(case["tokens"]) == len(case["ids"])
+
+
+def test_swift_tests_name_only_cases_the_fixture_has():
+    """The XCTest files look cases up by name (no Swift toolchain here to run them): each name must exist."""
+    import re
+
+    names = {c["name"] for f in ("golden.json", "tokenizer_cases.json") for c in _json(FIXTURE / f)["cases"]}
+    swift = Path(__file__).resolve().parents[1] / "ios_demo" / "PocketBertKit" / "Tests"
+    if not swift.is_dir():
+        pytest.skip("ios_demo/PocketBertKit is not in this checkout")
+    pattern = re.compile(r'(?:findCase\(named: |assertMatchesGolden\(|goldenCase\()"([A-Za-z0-9_]+)"'
+                         r'|\("([A-Za-z0-9_]+)", \d+, \d+\)')
+    used = {m.group(1) or m.group(2) for p in swift.rglob("*.swift") for m in pattern.finditer(p.read_text(encoding="utf-8"))}
+    assert used, "no case names found in the Swift tests"
+    assert used <= names, f"Swift tests name cases the fixture lacks: {sorted(used - names)}"
