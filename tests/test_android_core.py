@@ -223,8 +223,9 @@ def _rewrite_golden(bundle: Path, edit) -> None:
 @pytest.fixture(scope="session")
 def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
     """A tiny bundle from `pocketbert export`, onnxruntime outputs on its golden inputs, and two altered copies."""
-    import numpy as np
     import onnxruntime as ort
+
+    from pocketbert.export.golden import case_inputs
 
     root = tmp_path_factory.mktemp("android_bundle")
     bundle = root / "bundle"
@@ -233,18 +234,18 @@ def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
     assert rc == 0, "pocketbert export failed"
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     golden = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))
+    pad_id = manifest["tokenizer"]["special_tokens"]["[PAD]"]
     replay = {}
     for a in manifest["artifacts"]:
         sess = ort.InferenceSession(str(bundle / a["file"]), providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
         rows = []
-        for case in golden["cases"]:
-            if case["seq_len"] != a["seq_len"]:
+        for case in golden["cases"]:  # every case that fits the bucket, padded to it (as verify checks)
+            if len(case["ids"]) > a["seq_len"]:
                 continue
-            feed = {names[0]: np.array([case["input_ids"]], dtype=np.int32),
-                    names[1]: np.array([case["attention_mask"]], dtype=np.int32)}
-            out = sess.run(None, feed)[0]
-            rows.append({"input_ids": case["input_ids"], "attention_mask": case["attention_mask"],
+            ids, mask = case_inputs(case, a["seq_len"], pad_id)
+            out = sess.run(None, {names[0]: ids, names[1]: mask})[0]
+            rows.append({"input_ids": ids[0].tolist(), "attention_mask": mask[0].tolist(),
                          "output": [float(v) for v in out.reshape(-1)]})
         replay[a["file"]] = rows
     (root / "replay.json").write_text(json.dumps(replay), encoding="utf-8")

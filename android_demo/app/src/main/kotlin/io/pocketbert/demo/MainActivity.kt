@@ -156,7 +156,7 @@ class MainActivity : Activity() {
                 lines += SelfTest.tokenizer(tok, golden, b.seqLens)
                 for (a in b.artifactsFor(Runtimes.FORMATS)) {
                     lines += try {
-                        SelfTest.artifact(a, runnerFor(b, a), golden, b.tolerance(a))
+                        SelfTest.artifact(a, runnerFor(b, a), golden, b.tolerance(a), b.padId)
                     } catch (e: BundleError) {
                         listOf(CheckResult(a.label, "(artifact)", false, e.message ?: "bad artifact"))
                     } catch (e: Exception) {

@@ -192,7 +192,7 @@ object HeadlessBenchmark {
         }
         runner.use { r ->
             row["load_ms"] = (clock() - t0) / 1e6
-            val checks = SelfTest.artifact(a, r, golden, bundle.tolerance(a))
+            val checks = SelfTest.artifact(a, r, golden, bundle.tolerance(a), bundle.padId)
             val failed = checks.filter { !it.passed }
             // The timed input: a golden case of this bucket (real tokens), else a sentence padded to it.
             val input = golden.cases.firstOrNull { it.seqLen == a.seqLen }?.let { it.inputIds to it.attentionMask }

@@ -41,6 +41,8 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
     val outputName: String = (manifest.list("outputs", where).firstOrNull()?.asObj("$where outputs"))
         ?.str("name", "$where outputs") ?: throw BundleError("$where: 'outputs' is empty; re-export the bundle")
     val tokenizerOptions: TokenizerOptions
+    /** The `[PAD]` id golden inputs are padded with (manifest `tokenizer.special_tokens`). */
+    val padId: Int
     val vocabFile: File
     val goldenFile: File
     val artifacts: List<Artifact>
@@ -49,6 +51,7 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
     init {
         val tok = manifest.obj("tokenizer", where)
         tokenizerOptions = tokenizerOptions(manifest, where)
+        padId = ((tok["special_tokens"] as? Map<*, *>)?.get("[PAD]") as? Number)?.toInt() ?: 0
         vocabFile = inside(tok.str("vocab_file", "$where tokenizer"))
         goldenFile = inside(manifest.obj("golden", where).str("file", "$where golden"))
         artifacts = manifest.list("artifacts", where).mapIndexed { i, a ->
