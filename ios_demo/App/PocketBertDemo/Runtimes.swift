@@ -108,8 +108,24 @@ final class CoreMLRunner: EncoderRunner {
         guard let array = result.featureValue(for: outputName)?.multiArrayValue else {
             throw PocketBertError.runtime("the Core ML model has no multi-array output \(outputName)")
         }
-        // Converting handles fp16 outputs and the padded strides the Neural Engine may return.
-        return MLShapedArray<Float>(converting: array).scalars
+        return Self.floats(array)
+    }
+
+    /// The values of an output in logical order (MLShapedArray follows the strides, which the Neural Engine
+    /// may pad), whatever its element type: fp32 models return float32, fp16 ones may return float16.
+    static func floats(_ array: MLMultiArray) -> [Float] {
+        switch array.dataType {
+        case .float32:
+            return MLShapedArray<Float>(array).scalars
+        case .double:
+            return MLShapedArray<Double>(array).scalars.map { Float($0) }
+        #if arch(arm64)
+        case .float16:
+            return MLShapedArray<Float16>(array).scalars.map { Float($0) }
+        #endif
+        default:
+            return MLShapedArray<Float>(converting: array).scalars
+        }
     }
 }
 
