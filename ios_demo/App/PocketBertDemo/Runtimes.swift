@@ -207,7 +207,8 @@ final class Engine: @unchecked Sendable {
             do {
                 let runner = try runner(seqLen: artifact.seqLen)
                 results += SelfTest.artifact(name: artifact.file, runner: runner, golden: bundle.golden,
-                                             tolerance: bundle.tolerance(for: artifact))
+                                             tolerance: bundle.tolerance(for: artifact), padId: bundle.tokenizer.padId,
+                                             quant: artifact.quant)
             } catch {
                 results.append(CheckResult(target: artifact.file, caseName: "load", passed: false,
                                            detail: error.localizedDescription))

@@ -341,7 +341,8 @@ public struct BenchmarkHarness {
         }
         row.loadMs = Double(clock() - t0) / 1e6
         let checks = SelfTest.artifact(name: artifact.file, runner: runner, golden: bundle.golden,
-                                       tolerance: bundle.tolerance(for: artifact))
+                                       tolerance: bundle.tolerance(for: artifact), padId: bundle.tokenizer.padId,
+                                       quant: artifact.quant)
         let failed = checks.filter { !$0.passed }
         // Time the golden case of this bucket (a real sentence), or an all-ones mask of the bucket's length.
         var inputIds: [Int32]

@@ -59,8 +59,9 @@ enum Fixture {
     }
 }
 
-/// Stands in for a phone runtime: returns the golden output recorded for exactly these input ids,
-/// so a wrong tokenization or bucket finds nothing (as the Kotlin tests' ReplayRunner).
+/// Stands in for a phone runtime: returns the golden output recorded for exactly these (unpadded) ids,
+/// so a wrong tokenization finds nothing (as the Kotlin tests' ReplayRunner). Like the real masked
+/// model, its output does not depend on how much padding follows; inputs must be the runner's length.
 final class ReplayRunner: EncoderRunner {
     let seqLen: Int
     private let outputs: [[Int32]: [Float]]
@@ -68,14 +69,18 @@ final class ReplayRunner: EncoderRunner {
     init(golden: GoldenFile, seqLen: Int) {
         self.seqLen = seqLen
         var outputs: [[Int32]: [Float]] = [:]
-        for c in golden.cases where c.seqLen == seqLen {
-            outputs[(c.inputIds + c.attentionMask).map { Int32($0) }] = c.expected ?? []
+        for c in golden.cases where c.ids.count <= seqLen {
+            outputs[c.ids.map { Int32($0) }] = c.expected ?? []
         }
         self.outputs = outputs
     }
 
     func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] {
-        guard let out = outputs[inputIds + attentionMask] else {
+        guard inputIds.count == seqLen, attentionMask.count == seqLen else {
+            throw PocketBertError.runtime("input of length \(inputIds.count) for a seq\(seqLen) model")
+        }
+        let real = zip(inputIds, attentionMask).filter { $0.1 == 1 }.map { $0.0 }
+        guard let out = outputs[real] else {
             throw PocketBertError.runtime("no recorded output for these input ids")
         }
         return out
