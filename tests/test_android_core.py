@@ -60,7 +60,7 @@ def _sources() -> list[Path]:
 def core_jar() -> dict:
     """core main + test sources compiled into one jar, reused while the sources are unchanged."""
     tc = _find_toolchain()
-    h = hashlib.sha256(Path(tc["kotlinc"]).resolve().as_posix().encode())
+    h = hashlib.sha256(Path(tc["stdlib"]).read_bytes())  # a different Kotlin version rebuilds
     for p in _sources():
         h.update(p.relative_to(CORE).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     jar = CACHE / f"core-{h.hexdigest()[:16]}.jar"
@@ -74,6 +74,32 @@ def core_jar() -> dict:
             pytest.fail(f"kotlinc failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
         os.replace(tmp, jar)
     return {**tc, "jar": jar}
+
+
+def test_app_sources_typecheck_against_api_stubs(core_jar, tmp_path):
+    """app/ compiles with core against stubs of the Android, ExecuTorch and LiteRT APIs it calls (no SDK here)."""
+    stubs_src = REPO / "android_demo" / "tools" / "api_stubs"
+    app_src = REPO / "android_demo" / "app" / "src" / "main" / "kotlin"
+    sources = sorted(stubs_src.rglob("*.java")) + sorted(app_src.rglob("*.kt")) + sorted((CORE / "src/main/kotlin").rglob("*.kt"))
+    h = hashlib.sha256(b"app-typecheck")
+    for p in sources:
+        h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    stamp = CACHE / f"app-typecheck-{h.hexdigest()[:16]}.ok"
+    if stamp.is_file():
+        return
+    javac = shutil.which("javac")
+    if javac is None:
+        pytest.skip("no javac (JDK) on PATH to compile the API stubs")
+    classes = tmp_path / "stubs"
+    r = subprocess.run([javac, "-d", str(classes), *map(str, sorted(stubs_src.rglob("*.java")))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([core_jar["kotlinc"], "-nowarn", "-jvm-target", "17", "-cp", str(classes),
+                        str(CORE / "src/main/kotlin"), str(app_src), "-d", str(tmp_path / "app.jar")],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.fail(f"app sources do not compile against the API stubs:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}", pytrace=False)
+    stamp.write_text("ok\n")
 
 
 def run_junit(core_jar: dict, test_class: str, props: dict[str, Path | str]) -> str:

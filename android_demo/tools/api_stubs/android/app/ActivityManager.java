@@ -1,0 +1,2 @@
+package android.app;
+public class ActivityManager { public static class MemoryInfo { public long totalMem; public MemoryInfo() {} } public void getMemoryInfo(MemoryInfo m) {} }

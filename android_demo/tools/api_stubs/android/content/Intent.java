@@ -1,0 +1,2 @@
+package android.content;
+public class Intent { public android.os.Bundle getExtras() { return null; } public String getStringExtra(String n) { return null; } }

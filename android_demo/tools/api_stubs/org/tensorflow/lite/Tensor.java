@@ -1,0 +1,2 @@
+package org.tensorflow.lite;
+public interface Tensor { String name(); int numBytes(); }
