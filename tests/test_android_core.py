@@ -224,6 +224,23 @@ def test_tokenizer_matches_hf_tokenizers(core_jar, minilm_tokenizer_dir, data_di
     assert f"tokenizer parity: {len(texts)} strings, 0 mismatches" in out, out
 
 
+def test_tokenizer_matches_hf_with_options_off(core_jar, minilm_tokenizer_dir, tmp_path):
+    """The same parity with lower-casing, accent stripping and CJK splitting all off (a cased vocabulary's settings)."""
+    from pocketbert.pipeline.tokenizer import build_wordpiece, read_vocab
+
+    options = {"lowercase": False, "strip_accents": False, "tokenize_chinese_chars": False}
+    hf = build_wordpiece(read_vocab(minilm_tokenizer_dir / "vocab.txt"), options["lowercase"],
+                         options["strip_accents"], options["tokenize_chinese_chars"])
+    texts = _edge_cases() + _random_strings(1000, seed=2) + _codepoint_sweep()
+    cases = tmp_path / "tokenizer_cases.jsonl"
+    with open(cases, "w", encoding="utf-8") as f:
+        for text, enc in zip(texts, hf.encode_batch(texts)):
+            f.write(json.dumps({"text": text, "ids": enc.ids}) + "\n")
+    out = run_junit(core_jar, "TokenizerParityTest", {"vocab": minilm_tokenizer_dir / "vocab.txt", "tokenizerCases": cases,
+                                                      "tokenizerOptions": json.dumps(options)})
+    assert f"tokenizer parity: {len(texts)} strings, 0 mismatches (TokenizerOptions(lowercase=false, stripAccents=false, tokenizeChineseChars=false" in out, out
+
+
 def test_shared_golden_fixture(core_jar):
     """The Kotlin tokenizer gives the ids of tests/fixtures/tiny_bundle (golden + tokenizer cases), as Python and Swift do."""
     fixture = REPO / "tests" / "fixtures" / "tiny_bundle"

@@ -9,7 +9,14 @@ class TokenizerParityTest {
     /** Every string of the cases file (JSON lines {text, ids} from HF `tokenizers`) must give the same ids. */
     @Test
     fun sameIdsAsHfTokenizers() {
-        val tokenizer = WordPieceTokenizer(WordPieceTokenizer.readVocab(TestInputs.file("vocab")))
+        // Optional -Dpocketbert.tokenizerOptions={"lowercase": .., "strip_accents": .., "tokenize_chinese_chars": ..}
+        val opts = System.getProperty("pocketbert.tokenizerOptions")?.let { Json.parse(it).asObj("options") } ?: emptyMap()
+        val options = TokenizerOptions(
+            lowercase = opts.bool("lowercase", true),
+            stripAccents = opts.bool("strip_accents", opts.bool("lowercase", true)),
+            tokenizeChineseChars = opts.bool("tokenize_chinese_chars", true),
+        )
+        val tokenizer = WordPieceTokenizer(WordPieceTokenizer.readVocab(TestInputs.file("vocab")), options)
         var n = 0
         TestInputs.file("tokenizerCases").bufferedReader(Charsets.UTF_8).useLines { lines ->
             for (line in lines) {
@@ -28,7 +35,7 @@ class TokenizerParityTest {
                 n++
             }
         }
-        println("tokenizer parity: $n strings, 0 mismatches")
+        println("tokenizer parity: $n strings, 0 mismatches ($options)")
     }
 
     private val small = WordPieceTokenizer(
