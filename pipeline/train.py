@@ -76,9 +76,11 @@ def init_distributed(device: str) -> Dist:
 def pick_device(cfg: TrainConfig) -> str:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise PocketBertError("train.device is cuda but no CUDA GPU is available; use train.device=auto or cpu")
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.device
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    use_bf16(cfg, device)  # fail at set-up, not after loading data
+    return device
 
 
 def use_bf16(cfg: TrainConfig, device: str) -> bool:

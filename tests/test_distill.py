@@ -150,3 +150,23 @@ def test_real_minilm_embedding_distillation_improves_sts(tmp_path, data_dir):
     before = rec["metrics"]["before_training"]
     assert before["teacher"]["sts"] == pytest.approx(81.0, abs=0.1)
     assert rec["metrics"]["best_value"] > before["student_init"]["sts"] + 1.0
+
+
+def test_student_from_a_pocketbert_student_checkpoint(tmp_path, tiny_bert, tiny_student):
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 100)
+    out = tmp_path / "from_ckpt"
+    assert main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"student.init={tiny_student}",
+                 f"data.train=[{corpus}]", f"out={out}", "train.max_steps=5", "train.threads=1"]) == 0
+    rec = _record(out)
+    assert rec["student_init"]["layer_map"] == [0, 2] and rec["layer_map"] == [0, 2]
+    assert load_checkpoint(out).model.config.num_hidden_layers == 2
+
+
+def test_bf16_on_cpu_is_a_one_line_error(tmp_path, capsys, tiny_bert):
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 50)
+    out = tmp_path / "out"
+    assert main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"data.train=[{corpus}]", f"out={out}",
+                 "train.precision=bf16", "train.device=cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bf16 needs a GPU" in err
+    assert not out.exists()
