@@ -117,8 +117,8 @@ def test_ctrl_c_saves_a_state_that_resumes(tmp_path, tiny_bert_mlm):
     # resume with a finite budget a little further on
     from pocketbert.cli import main
 
-    more = [a if not a.startswith("train.max_steps=") else f"train.max_steps={state['step'] + 5}" for a in args]
-    assert main(more + ["--resume"]) == 0
+    # `--resume key=value`: the override after the flag still counts as an override
+    assert main(args + ["--resume", f"train.max_steps={state['step'] + 5}"]) == 0
     assert _final(out)["steps"] == state["step"] + 5
 
 

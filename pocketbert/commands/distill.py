@@ -17,11 +17,17 @@ def add_arguments(p) -> None:
 
 
 def run(args):
+    from pathlib import Path
+
     from pocketbert.pipeline.distill import main
     from pocketbert.pipeline.recipe import DistillRecipe, load_recipe
 
-    cfg = load_recipe(DistillRecipe, args.recipe, args.overrides)
-    result = main(cfg, resume=bool(args.resume), resume_dir=args.resume if isinstance(args.resume, str) else None)
+    resume, overrides = args.resume, list(args.overrides)
+    if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
+        overrides.append(resume)  # `--resume key=value`: the flag took an override as its folder
+        resume = True
+    cfg = load_recipe(DistillRecipe, args.recipe, overrides)
+    result = main(cfg, resume=bool(resume), resume_dir=resume if isinstance(resume, str) else None)
     if not result:  # a non-zero torchrun rank: rank 0 reports
         return {}, ""
     best = f", best {result['best_metric']} {result['best_value']:.2f} at step {result['best_step']}" \
