@@ -94,8 +94,8 @@ def test_app_sources_typecheck_against_api_stubs(core_jar, tmp_path):
     r = subprocess.run([javac, "-d", str(classes), *map(str, sorted(stubs_src.rglob("*.java")))],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    r = subprocess.run([core_jar["kotlinc"], "-nowarn", "-jvm-target", "17", "-cp", str(classes),
-                        str(CORE / "src/main/kotlin"), str(app_src), "-d", str(tmp_path / "app.jar")],
+    r = subprocess.run([core_jar["kotlinc"], "-nowarn", "-jvm-target", "17", "-cp", f"{classes}:{core_jar['jar']}",
+                        str(app_src), "-d", str(tmp_path / "app.jar")],
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         pytest.fail(f"app sources do not compile against the API stubs:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}", pytrace=False)
