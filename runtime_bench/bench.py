@@ -47,6 +47,7 @@ class Target:
     file: str | None = None
     quality: dict = field(default_factory=dict)
     skip_reason: str | None = None
+    delegated_share: float | None = None  # ExecuTorch: XNNPACK share of the graph's nodes (manifest notes)
 
 
 def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
@@ -65,7 +66,8 @@ def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
         out.append(Target(name=a["file"], file=a["file"], format=a["format"], backend=a["backend"], quant=a["quant"],
                           seq_len=a["seq_len"], role="artifact", path=str(bundle.artifact_path(a)),
                           runner=RUNNER_OF_FORMAT[a["format"]], size_bytes=a.get("size_bytes"), config=config,
-                          vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=skip))
+                          vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=skip,
+                          delegated_share=(a.get("notes") or {}).get("xnnpack_share")))
     return out
 
 
@@ -166,7 +168,8 @@ def measure_peak(threads_list: list[int]) -> dict:
     top = per[str(max(threads_list))]
     return {"fp32_gflops": top["fp32_gflops"], "int8_gops": top["int8_gops"], "threads": max(threads_list),
             "method": "best of repeated 1024x1024 GEMMs for 0.6 s in a pinned process: torch.mm (fp32), "
-                      "torch._int_mm (int8 -> int32); per_thread has each thread count",
+                      "torch._int_mm (int8 -> int32); per_thread has each thread count; a t-thread row's % of peak "
+                      "uses the best peak measured at <= t threads",
             "per_thread": per}
 
 
@@ -181,6 +184,8 @@ def _base_row(t: Target, threads: int) -> dict:
         row["size_bytes"] = int(t.size_bytes)
     if t.quality:
         row["quality"] = t.quality
+    if isinstance(t.delegated_share, (int, float)):
+        row["delegated_share"] = float(t.delegated_share)
     return row
 
 
@@ -190,8 +195,11 @@ def _add_work(row: dict, t: Target, peak: dict, threads: int) -> None:
     if "latency_ms_p50" not in row:
         return
     row["achieved_gflops"] = work.flops / 1e9 / (row["latency_ms_p50"] / 1e3)
-    p = peak.get("per_thread", {}).get(str(threads), {})
-    fp32, int8 = p.get("fp32_gflops"), p.get("int8_gops")
+    # the peak a t-thread run could reach: the best measured at <= t threads (on a busy machine the
+    # 2-thread GEMM can measure below the 1-thread one)
+    per = [v for k, v in peak.get("per_thread", {}).items() if int(k) <= threads]
+    fp32 = max((v["fp32_gflops"] for v in per if v.get("fp32_gflops")), default=None)
+    int8 = max((v["int8_gops"] for v in per if v.get("int8_gops")), default=None)
     linear_peak = int8 if t.quant == "int8" else fp32
     if fp32 and linear_peak:
         # time this work would take at the host's peak / measured time (int8: weight GEMMs at the int8 peak)
@@ -343,6 +351,7 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
     if max(threads) > device["cores_available"]:
         doc["notes"].append(f"{max(threads)} threads on {device['cores_available']} available cores: threads share cores")
     doc["notes"].append("host CPU, not a phone: see `device` and the mobile `estimates` (lower bounds, not measurements)")
+    doc["notes"].append(f"load average at start {_loadavg()} on {device['cores']} cores")
     log(f"measuring host GEMM peak at {threads} threads")
     doc["peak"] = measure_peak(threads)
     add_estimates(doc, targets)
@@ -356,6 +365,15 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
                 profile_rows(rows, group, th, max(1, min(runs, 10)), log)
             doc["rows"].extend(rows)
             write_results(out, doc)
+    doc["notes"].append(f"load average at end {_loadavg()}: other processes on this machine slow multi-thread "
+                        "rows most (a thread that loses its core stalls every parallel region)")
     doc["complete"] = True
     write_results(out, doc)
     return doc
+
+
+def _loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min)"
+    except OSError:
+        return "unknown"

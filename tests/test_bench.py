@@ -104,8 +104,16 @@ def host_results(tmp_path_factory, tiny_bundle, bench_teacher) -> Path:
     """One real bench run shared by the tests below: 1 thread, both buckets, teacher baselines."""
     out = tmp_path_factory.mktemp("results") / "results.json"
     cache = tmp_path_factory.mktemp("cache")
+    # what `pocketbert eval BUNDLE --json` and `pocketbert eval TEACHER --json` print (numbers made up)
+    bundle_eval = out.with_name("eval_bundle.json")
+    bundle_eval.write_text(json.dumps({"bundle": str(tiny_bundle), "pairs": 10, "rows": [
+        {"format": "pytorch", "quant": "fp32", "spearman": 80.0}, {"format": "onnx", "quant": "fp32", "spearman": 80.0},
+        {"format": "onnx", "quant": "int8", "spearman": 79.5}]}))
+    teacher_eval = out.with_name("eval_teacher.json")
+    teacher_eval.write_text(json.dumps({"spearman": 82.0, "pairs": 10, "checkpoint": str(bench_teacher)}))
     code = main(["bench", str(tiny_bundle), "--threads", "1", "--runs", "5", "--warmup", "1", "--rounds", "5",
-                 "--baseline", "teacher", "--teacher", str(bench_teacher), "--cache", str(cache), "--out", str(out)])
+                 "--baseline", "teacher", "--teacher", str(bench_teacher), "--cache", str(cache),
+                 "--quality", str(bundle_eval), str(teacher_eval), "--out", str(out)])
     assert code == 0
     return out
 
@@ -202,3 +210,25 @@ def test_out_that_is_not_a_results_file_is_refused(tmp_path, capsys, tiny_bundle
 
 def test_every_written_results_file_is_schema_valid(host_results):
     validate_results(json.loads(host_results.read_text()))
+
+
+def test_quality_is_attached_and_the_report_plots_it(host_results, tmp_path):
+    from PIL import Image
+
+    doc = read_results(host_results)
+    (int8,) = _rows(doc, name="tiny_onnxruntime_int8_seq32.onnx")
+    assert int8["quality"]["sts_spearman_x100"] == 79.5
+    (eager,) = _rows(doc, name="teacher_pytorch_fp32", seq_len=32)
+    assert eager["quality"]["sts_spearman_x100"] == 82.0
+    (teacher_int8,) = _rows(doc, name="teacher_onnx_int8", seq_len=32)
+    assert "quality" not in teacher_int8  # not measured: not made up
+    out = tmp_path / "report.html"
+    assert main(["report", str(host_results), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Quality against latency" in page and "Latency against size" in page
+    import base64
+    import io
+    import re
+
+    for b64 in re.findall(r"base64,([A-Za-z0-9+/=]+)", page):
+        Image.open(io.BytesIO(base64.b64decode(b64))).load()

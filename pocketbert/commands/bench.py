@@ -36,12 +36,15 @@ def add_arguments(p) -> None:
     p.add_argument("--teacher", default=None,
                    help="teacher HF folder or `minilm` for --baseline (default: the bundle's parent's teacher)")
     p.add_argument("--cache", default=None, help="folder for the teacher's ONNX baseline files (default ~/.cache/pocketbert)")
+    p.add_argument("--quality", nargs="+", default=None, metavar="EVAL_JSON",
+                   help="`pocketbert eval ... --json` outputs (of this bundle and/or the teacher) to attach STS "
+                        "quality to rows, for the report's quality-vs-latency plot")
     p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
     p.add_argument("--device", default="host", help="host (default), or adb / adb:SERIAL for an Android phone")
     p.add_argument("--binary", default=None,
                    help="adb only: a benchmark binary to push and run (LiteRT benchmark_model or ExecuTorch "
                         "executor_runner) instead of the demo app")
-    p.add_argument("--package", default="dev.pocketbert.demo", help="adb only: the demo app's package")
+    p.add_argument("--package", default="io.pocketbert.demo", help="adb only: the demo app's package")
     p.add_argument("--timeout", type=float, default=600, help="adb only: seconds to wait for the phone's results")
     p.add_argument("--out", required=True, help="results JSON file")
 
@@ -155,6 +158,31 @@ def prepare_teacher_baselines(teacher, cache_root) -> list[dict]:
     ]
 
 
+def read_quality(paths) -> tuple[dict, dict]:
+    """({(format, quant): quality} for bundle artifacts, {checkpoint path: quality}) from eval JSON files."""
+    import json
+    from pathlib import Path
+
+    from pocketbert.errors import PocketBertError
+
+    by_artifact, by_checkpoint = {}, {}
+    for p in paths or []:
+        try:
+            doc = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise PocketBertError(f"--quality {p}: cannot read it as JSON ({e}); pass `pocketbert eval ... --json` output") from None
+        source = f"pocketbert eval: {Path(p).name}"
+        if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
+            for r in doc["rows"]:
+                if isinstance(r.get("spearman"), (int, float)) and r.get("format") and r.get("quant"):
+                    by_artifact[(r["format"], r["quant"])] = {"sts_spearman_x100": r["spearman"], "source": source}
+        elif isinstance(doc, dict) and isinstance(doc.get("spearman"), (int, float)) and doc.get("checkpoint"):
+            by_checkpoint[str(Path(doc["checkpoint"]).resolve())] = {"sts_spearman_x100": doc["spearman"], "source": source}
+        else:
+            raise PocketBertError(f"--quality {p}: no STS spearman in it; pass `pocketbert eval ... --json` output")
+    return by_artifact, by_checkpoint
+
+
 def _summary(doc: dict) -> str:
     lines = [f"{'name':44} {'seq':>4} {'thr':>3} {'size MB':>8} {'p50 ms':>8} {'%peak':>6}  speedup"]
     for r in doc["rows"]:
@@ -198,6 +226,12 @@ def run(args):
             raise PocketBertError(f"--formats {sorted(wanted - have)} not in the bundle (it has {sorted(have)})")
         bundle.manifest["artifacts"] = [a for a in bundle.artifacts if a["format"] in wanted]
 
+    quality_by_artifact, quality_by_checkpoint = read_quality(args.quality)
+    for a in bundle.artifacts:
+        q = quality_by_artifact.get((a["format"], a["quant"]))
+        if q:
+            a["quality"] = q
+
     if device.startswith("adb"):
         from pocketbert.runtime_bench import adb
 
@@ -212,6 +246,10 @@ def run(args):
         cache = Path(args.cache or os.environ.get("POCKETBERT_CACHE") or Path.home() / ".cache" / "pocketbert")
         print(f"preparing teacher baselines from {teacher} (cache {cache})", file=sys.stderr)
         baselines = prepare_teacher_baselines(teacher, cache)
+        q = quality_by_checkpoint.get(str(teacher.resolve()))
+        for b in baselines:
+            if q and b["quant"] == "fp32":  # an eval of the teacher checkpoint is its fp32 quality
+                b["quality"] = q
 
     from pocketbert.runtime_bench.bench import run_bench
 
