@@ -336,9 +336,12 @@ def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator],
     show_bar = ddp.main and sys.stderr.isatty()
     bar = None
     if show_bar:
+        import shutil
+
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc=desc, dynamic_ncols=True,
+        # ncols from shutil: a pty that reports 0 columns falls back to 100 instead of an invisible bar
+        bar = tqdm(total=total_steps, initial=step, desc=desc, ncols=shutil.get_terminal_size((100, 20)).columns,
                    bar_format=None if total_steps else "{desc}: {n} steps [{elapsed}, {rate_fmt}] {postfix}")
     objective.student.train()
     batches = epoch_batches(lengths, batch_size, cfg.seed, epoch, group_by_length, ddp.rank, ddp.world_size)
