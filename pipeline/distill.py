@@ -62,8 +62,12 @@ class TripleObjective(nn.Module):
         self.student, self.cfg, self.layer_map = student, cfg, layer_map
         self.teacher = [teacher]  # a list keeps the frozen teacher out of state_dict and DDP
         sh, th = student.config.hidden_size, teacher.config.hidden_size
-        # Only for hidden-state MSE between different widths (TinyBERT's W_h); dropped after training.
-        self.projection = nn.Linear(sh, th) if cfg.alpha_hidden_mse > 0 and sh != th else None
+        # Student -> teacher width for the hidden-state terms when widths differ (TinyBERT's W_h);
+        # training-only, not saved in the checkpoint.
+        self.projection = nn.Linear(sh, th) if sh != th else None
+
+    def _up(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.projection(hidden) if self.projection is not None else hidden
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         cfg, teacher = self.cfg, self.teacher[0]
@@ -77,14 +81,13 @@ class TripleObjective(nn.Module):
         with torch.no_grad():
             t_logits = teacher.mlm_logits(t.last_hidden_state[picked])
         s_logits = self.student.mlm_logits(s.last_hidden_state[picked])
-        total, terms = losses.triple_loss(s_logits, t_logits, labels[picked], s.last_hidden_state,
+        total, terms = losses.triple_loss(s_logits, t_logits, labels[picked], self._up(s.last_hidden_state),
                                           t.last_hidden_state, mask, cfg.temperature, cfg.alpha_ce,
                                           cfg.alpha_mlm, cfg.alpha_cos)
         if hidden_states:
             # hidden_states[0] is the embedding output; student layer i (1-based) <- teacher layer map[i-1]+1
             pairs = [(s.hidden_states[i + 1], t.hidden_states[k + 1]) for i, k in enumerate(self.layer_map)]
-            mse = sum(losses.hidden_mse(self.projection(hs) if self.projection is not None else hs, ht, mask)
-                      for hs, ht in pairs) / len(pairs)
+            mse = sum(losses.hidden_mse(self._up(hs), ht, mask) for hs, ht in pairs) / len(pairs)
             total = total + cfg.alpha_hidden_mse * mse
             terms["hidden_mse"] = float(mse.detach())
         if attentions:
@@ -240,6 +243,9 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
                                   f"({student.config.num_hidden_layers})")
         if cfg.loss.alpha_attention > 0 and student.config.num_attention_heads != teacher.config.num_attention_heads:
             raise PocketBertError("loss.alpha_attention needs the same number of attention heads in teacher and student")
+    if cfg.objective == "embedding" and student.config.hidden_size != teacher.config.hidden_size:
+        raise PocketBertError(f"objective embedding compares embeddings directly: the student's hidden size "
+                              f"({student.config.hidden_size}) must equal the teacher's ({teacher.config.hidden_size})")
     if student.config.vocab_size != teacher.config.vocab_size:
         raise PocketBertError("teacher and student vocabularies differ in size; distil before trimming the vocabulary")
     tokenizer = Tokenizer(teacher_ckpt.path)

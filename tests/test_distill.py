@@ -170,3 +170,24 @@ def test_bf16_on_cpu_is_a_one_line_error(tmp_path, capsys, tiny_bert):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bf16 needs a GPU" in err
     assert not out.exists()
+
+
+def test_intermediate_losses_project_when_widths_differ(tiny_bert_mlm):
+    from pocketbert.pipeline.distill import TripleObjective
+    from pocketbert.pipeline.losses import mask_tokens
+    from pocketbert.pipeline.models.encoder import Encoder
+
+    teacher = load_checkpoint(tiny_bert_mlm).model.eval()
+    student = Encoder(teacher.config.replace(hidden_size=16, embedding_size=16, intermediate_size=32, num_hidden_layers=2),
+                      with_mlm_head=True)
+    objective = TripleObjective(student, teacher, LossConfig(alpha_hidden_mse=1.0, alpha_attention=1.0), [0, 2])
+    assert tuple(objective.projection.weight.shape) == (32, 16)
+    ids = torch.randint(5, teacher.config.vocab_size, (3, 9))
+    mask = torch.ones_like(ids)
+    masked, labels = mask_tokens(ids, mask, [0, 1, 2, 3, 4], 4, teacher.config.vocab_size,
+                                 torch.Generator().manual_seed(0))
+    loss, terms = objective({"input_ids": masked, "attention_mask": mask, "labels": labels})
+    loss.backward()
+    assert set(terms) == {"ce", "mlm", "cos", "hidden_mse", "attention"} and torch.isfinite(loss)
+    assert objective.projection.weight.grad is not None and objective.projection.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
