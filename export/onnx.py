@@ -54,6 +54,9 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
         elif quant == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
+            # The exporter's value_info can disagree with ONNX Runtime's rewritten graph (a classifier
+            # Gemm failed shape inference: (32) vs (3)); the quantizer re-infers shapes without it.
+            del model.graph.value_info[:]
             onnx.save(model, str(fp32))
             quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
                              op_types_to_quantize=["MatMul", "Gather"])

@@ -138,6 +138,23 @@ def test_every_artifact_matches_eager_in_its_runtime(tiny_bundle, tiny_student):
     assert ran >= 6
 
 
+def test_artifacts_carry_the_manifest_io_names(tiny_bundle):
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from pocketbert.export.manifest import load_bundle
+
+    bundle = load_bundle(tiny_bundle)
+    for q in ("fp32", "int8"):
+        sess = ort.InferenceSession(str(bundle.artifact_path(bundle.find("onnx", q))))
+        assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
+        assert [o.name for o in sess.get_outputs()] == ["embedding"]
+        assert {i.type for i in sess.get_inputs()} == {"tensor(int32)"}
+        sig = Interpreter(model_path=str(bundle.artifact_path(bundle.find("tflite", q)))).get_signature_list()
+        assert sorted(sig["serving_default"]["inputs"]) == ["attention_mask", "input_ids"]
+        assert sig["serving_default"]["outputs"] == ["embedding"]
+
+
 @pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML predicts only on macOS; Linux checks the spec")
 def test_coreml_predicts_on_macos(tiny_bundle):
     from pocketbert.export import coreml
@@ -245,6 +262,21 @@ def test_mlm_checkpoint_exports_as_embedding(tiny_bert_mlm, tmp_path):
     assert main(["export", str(tiny_bert_mlm), "--out", str(out), "--formats", "onnx", "--quant", "fp32",
                  "--seq-len", "16", "--task", "embedding"]) == 0
     assert _manifest(out)["outputs"][0]["name"] == "embedding"
+
+
+def test_classification_export_lists_labels(tmp_path):
+    from conftest import make_hf_checkpoint
+
+    ckpt = make_hf_checkpoint(tmp_path / "cls", "bert", head="classification", num_labels=3,
+                              id2label={0: "neg", 1: "neu", 2: "pos"})
+    out = tmp_path / "b"
+    assert main(["export", str(ckpt), "--out", str(out), "--formats", "onnx,tflite", "--quant", "fp32,int8",
+                 "--seq-len", "16"]) == 0
+    m = _manifest(out)
+    assert m["model"]["task"] == "classification" and m["labels"] == ["neg", "neu", "pos"]
+    assert m["outputs"][0]["name"] == "logits" and m["outputs"][0]["shape"] == [1, 3]
+    assert all(a["parity"]["status"] == "passed" for a in m["artifacts"])
+    assert len(json.loads((out / "golden.json").read_text())["cases"][0]["expected"]) == 3
 
 
 # ---------------------------------------------------------------------------------------------
