@@ -263,35 +263,39 @@ def _rewrite_golden(bundle: Path, edit) -> None:
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
-def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
-    """A tiny bundle from `pocketbert export`, onnxruntime outputs on its golden inputs, and two altered copies."""
-    import onnxruntime as ort
-
+def record_outputs(bundle: Path) -> dict:
+    """{artifact file: [{input_ids, attention_mask, output}]}: each artifact run in its own Python runtime
+    (onnxruntime, ExecuTorch, LiteRT) on every golden case that fits its bucket, padded to it (as verify checks)."""
+    from pocketbert.export import formats
     from pocketbert.export.golden import case_inputs
 
-    root = tmp_path_factory.mktemp("android_bundle")
-    bundle = root / "bundle"
-    rc = main(["export", str(tiny_student), "--out", str(bundle), "--formats", "onnx", "--quant", "fp32",
-               "--seq-len", "32,128"])
-    assert rc == 0, "pocketbert export failed"
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     golden = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))
     pad_id = manifest["tokenizer"]["special_tokens"]["[PAD]"]
     replay = {}
     for a in manifest["artifacts"]:
-        sess = ort.InferenceSession(str(bundle / a["file"]), providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
+        run = formats.module(a["format"]).load(bundle / a["file"])
         rows = []
-        for case in golden["cases"]:  # every case that fits the bucket, padded to it (as verify checks)
+        for case in golden["cases"]:
             if len(case["ids"]) > a["seq_len"]:
                 continue
             ids, mask = case_inputs(case, a["seq_len"], pad_id)
-            out = sess.run(None, {names[0]: ids, names[1]: mask})[0]
+            out = run(ids, mask)
             rows.append({"input_ids": ids[0].tolist(), "attention_mask": mask[0].tolist(),
                          "output": [float(v) for v in out.reshape(-1)]})
         replay[a["file"]] = rows
-    (root / "replay.json").write_text(json.dumps(replay), encoding="utf-8")
+    return replay
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
+    """A tiny bundle from `pocketbert export`, onnxruntime outputs on its golden inputs, and two altered copies."""
+    root = tmp_path_factory.mktemp("android_bundle")
+    bundle = root / "bundle"
+    rc = main(["export", str(tiny_student), "--out", str(bundle), "--formats", "onnx", "--quant", "fp32",
+               "--seq-len", "32,128"])
+    assert rc == 0, "pocketbert export failed"
+    (root / "replay.json").write_text(json.dumps(record_outputs(bundle)), encoding="utf-8")
 
     bad_ids = root / "bad_ids"
     shutil.copytree(bundle, bad_ids)
@@ -383,3 +387,23 @@ def test_latency_statistics_match_runtime_bench(headless_results):
     assert kotlin.keys() == python.keys()
     for k, v in python.items():
         assert kotlin[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+
+
+@pytest.mark.slow
+def test_self_test_and_benchmark_on_phone_formats(core_jar, tiny_student, tmp_path):
+    """The formats the app runs: ExecuTorch and LiteRT artifacts (fp32, int8) from `pocketbert export`, their
+    outputs recorded from the real Python runtimes, pass core's self-test and headless benchmark."""
+    bundle = tmp_path / "bundle"
+    rc = main(["export", str(tiny_student), "--out", str(bundle), "--formats", "executorch,tflite",
+               "--quant", "fp32,int8", "--seq-len", "32"])
+    assert rc == 0, "pocketbert export failed"
+    (tmp_path / "replay.json").write_text(json.dumps(record_outputs(bundle)), encoding="utf-8")
+    out = run_junit(core_jar, "PhoneFormatsTest", {"bundle": bundle, "replay": tmp_path / "replay.json", "outDir": tmp_path / "out"})
+    assert "phone formats: 4 artifacts" in out, out
+    results = json.loads((tmp_path / "out" / "benchmark_results.json").read_text(encoding="utf-8"))
+    import jsonschema
+
+    jsonschema.validate(results, _results_schema())
+    assert {(r["format"], r["quant"]) for r in results["rows"]} == {
+        ("executorch", "fp32"), ("executorch", "int8"), ("tflite", "fp32"), ("tflite", "int8")}
+    assert all(r["status"] == "ok" for r in results["rows"]), results["rows"]
