@@ -82,7 +82,7 @@ def parse_seq_lens(value: str) -> list[int]:
     return out
 
 
-def _tokenizer_section(ckpt_path: Path, tok, max_length: int) -> dict:
+def _tokenizer_section(tok, max_length: int) -> dict:
     from pocketbert.pipeline.tokenizer import MAX_INPUT_CHARS_PER_WORD
 
     opts = tok.options
@@ -206,6 +206,8 @@ def main(cfg: ExportConfig) -> dict:
         artifacts = []
         for fmt in cfg.formats:
             mod = formats.module(fmt)
+            with contextlib.redirect_stdout(sys.stderr):
+                formats.warm_up(fmt)
             for seq_len in cfg.seq_lens:
                 inputs, refs = _reference(module, golden, seq_len, tok.pad_id)
                 example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
@@ -247,7 +249,7 @@ def main(cfg: ExportConfig) -> dict:
                        for n in INPUT_NAMES],
             "outputs": outputs,
             "seq_lens": cfg.seq_lens,
-            "tokenizer": _tokenizer_section(ckpt.path, tok, max(cfg.seq_lens)),
+            "tokenizer": _tokenizer_section(tok, max(cfg.seq_lens)),
             "tolerances": {f"{f}/{q}": tolerance(f, q) for f in cfg.formats for q in cfg.quants},
             "golden": {"file": "golden.json", "sha256": sha256_file(tmp / "golden.json")},
             "artifacts": artifacts,

@@ -144,3 +144,12 @@ def test_not_a_bundle(tmp_path, capsys):
 def test_verify_unknown_format_filter(small_bundle, capsys):
     assert main(["verify", str(small_bundle), "--formats", "pdf"]) == 2
     assert "unknown format 'pdf'" in _one_line_error(capsys)
+
+
+def test_eval_needs_an_embedding_bundle(tiny_bert_mlm, tmp_path, capsys, data_dir):
+    out = tmp_path / "mlm"
+    assert main(["export", str(tiny_bert_mlm), "--out", str(out), "--formats", "onnx", "--quant", "fp32",
+                 "--seq-len", "16"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), "--sts", str(data_dir / "stsb" / "dev.tsv")]) == 2
+    assert "needs an embedding bundle" in _one_line_error(capsys)
