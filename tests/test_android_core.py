@@ -113,7 +113,7 @@ def run_junit(core_jar: dict, test_class: str, props: dict[str, Path | str]) -> 
     if r.returncode != 0:
         # Keep JUnit's failure header and message, drop the long stack traces.
         lines = [ln for ln in out.splitlines() if not ln.startswith("\tat ")]
-        pytest.fail(f"JUnit {test_class} failed:\n" + "\n".join(lines)[-6000:], pytrace=False)
+        pytest.fail(f"JUnit {test_class} failed:\n" + "\n".join(lines)[:8000], pytrace=False)
     assert "OK (" in out, out
     return out
 
