@@ -159,7 +159,8 @@ def cores_for(threads: int) -> list[int] | None:
 def measure_peak(threads_list: list[int]) -> dict:
     per = {}
     for t in threads_list:
-        env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t), PYTHONWARNINGS="ignore")
+        env = dict(os.environ, OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t),
+                   PYTHONWARNINGS="ignore")
         spec = json.dumps({"mode": "peak", "threads": t, "cores": cores_for(t)})
         proc = subprocess.run([sys.executable, "-m", "pocketbert.runtime_bench.worker", spec], capture_output=True,
                               text=True, env=env, timeout=300)
@@ -167,9 +168,10 @@ def measure_peak(threads_list: list[int]) -> dict:
         per[str(t)] = got[0] if got else {"fp32_gflops": None, "int8_gops": None}
     top = per[str(max(threads_list))]
     return {"fp32_gflops": top["fp32_gflops"], "int8_gops": top["int8_gops"], "threads": max(threads_list),
-            "method": "best of repeated 1024x1024 GEMMs for 0.6 s in a pinned process: torch.mm (fp32), "
-                      "torch._int_mm (int8 -> int32); per_thread has each thread count; a t-thread row's % of peak "
-                      "uses the best peak measured at <= t threads",
+            "method": "best rate of repeated square GEMMs (256, 512, 1024) in a pinned process: ONNX Runtime "
+                      "MatMul, numpy matmul (OpenBLAS) and torch.mm for fp32; ONNX Runtime MatMulInteger and "
+                      "torch._int_mm for int8 -> int32; per_thread has each thread count and the winning GEMM; "
+                      "a t-thread row's % of peak uses the best peak at <= t threads",
             "per_thread": per}
 
 
