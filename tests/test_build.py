@@ -1,0 +1,152 @@
+"""`pocketbert build` end to end on a tiny recipe: every stage, skip on re-run, --from, resume after Ctrl-C,
+and bad recipes that fail before any training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train import synthetic_corpus
+
+from pocketbert.cli import main
+
+
+def _sts(path: Path) -> Path:
+    rows = [
+        ("the man is playing a guitar", "a man plays a guitar", 4.6),
+        ("the dog runs in the street", "a dog is running on the road", 4.0),
+        ("a woman is cooking", "the woman cooks", 4.4),
+        ("the cat is happy", "a sad bird sings", 0.6),
+        ("people dance to the music", "the people are dancing", 4.1),
+        ("a child reads a story", "the train is red", 0.2),
+        ("two men ride horses", "a man is eating", 0.8),
+        ("the movie is very good", "the film is great", 3.9),
+    ]
+    path.write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_recipe(tmp_path_factory, tiny_bert) -> Path:
+    d = tmp_path_factory.mktemp("build_inputs")
+    corpus = synthetic_corpus(d / "corpus.txt", 200)
+    recipe = {
+        "distill": {
+            "teacher": str(tiny_bert), "objective": "embedding",
+            "student": {"init": "layers", "layers": "0,2"},
+            "data": {"train": [str(corpus)], "max_length": 32, "batch_size": 16},
+            "train": {"max_steps": 12, "lr": 1e-3, "threads": 1, "save_every": 4},
+            "eval": {"at_start": False},
+        },
+        "trim_vocab": [str(corpus)],
+        "export": {"formats": ["onnx", "executorch"], "quant": ["fp32", "int8"], "seq_len": [16]},
+        "eval": {"sts": str(_sts(d / "sts.tsv"))},
+        "bench": {"threads": [1], "seq_len": [16], "runs": 3, "warmup": 1, "baseline": "teacher"},
+    }
+    path = d / "build-tiny.yaml"
+    path.write_text("# pocketbert build build-tiny.yaml --out DIR\n" + yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_recipe) -> Path:
+    out = tmp_path_factory.mktemp("build") / "b"
+    assert main(["build", str(tiny_recipe), "--out", str(out)]) == 0
+    return out
+
+
+def test_build_runs_every_stage_and_records_it(built):
+    state = json.loads((built / "build.json").read_text())
+    assert list(state["stages"]) == ["distill", "trim", "export", "eval", "bench", "report"]
+    assert all(s["status"] == "done" for s in state["stages"].values())
+    for name in ("distilled/pocketbert.json", "student/pocketbert.json", "bundle/manifest.json", "eval.json",
+                 "results.json", "report.html", "report.md", "recipes/distill.yaml", "recipes/build.yaml"):
+        assert (built / name).is_file(), name
+    manifest = json.loads((built / "bundle" / "manifest.json").read_text())
+    assert {(a["format"], a["quant"]) for a in manifest["artifacts"]} == {
+        ("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8")}
+    assert all(a["parity"]["status"] == "passed" for a in manifest["artifacts"])
+    results = json.loads((built / "results.json").read_text())
+    roles = {r["role"] for r in results["rows"]}
+    assert roles == {"artifact", "baseline"}
+    student = json.loads((built / "student" / "pocketbert.json").read_text())
+    assert student["parent"]["path"] == str((built / "distilled").resolve())
+
+
+def test_rerun_skips_unchanged_stages(built, tiny_recipe, capsys):
+    before = json.loads((built / "build.json").read_text())
+    assert main(["build", str(tiny_recipe), "--out", str(built)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 6, out
+    after = json.loads((built / "build.json").read_text())
+    assert {k: v["key"] for k, v in after["stages"].items()} == {k: v["key"] for k, v in before["stages"].items()}
+
+
+def test_from_stage_reruns_that_stage_and_later(built, tiny_recipe, capsys):
+    assert main(["build", str(tiny_recipe), "bench.runs=3", "--out", str(built), "--from", "bench"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 4, out  # distill, trim, export, eval
+    assert "[5/6] bench: pocketbert bench" in out and "[6/6] report: pocketbert report" in out
+
+
+def test_changed_input_reruns_from_that_stage(built, tiny_recipe, capsys):
+    """An override that changes the export stage re-runs export and everything after it, not training."""
+    assert main(["build", str(tiny_recipe), "export.quant=[fp32]", "bench.enabled=false", "--out", str(built)]) == 0
+    out = capsys.readouterr().out
+    assert "[1/4] distill: up to date" in out and "[2/4] trim: up to date" in out
+    assert "[3/4] export: pocketbert export" in out
+
+
+def test_missing_teacher_fails_before_training(tmp_path, tiny_recipe, capsys):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), "distill.teacher=/nope/teacher", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not exist" in err
+    assert not out.exists()
+
+
+def test_missing_corpus_fails_before_training(tmp_path, tiny_recipe, capsys):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), "distill.data.train=[/nope/corpus.txt]", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "/nope/corpus.txt" in err
+    assert not out.exists()
+
+
+def test_ctrl_c_then_rerun_keeps_finished_stages(tmp_path, tiny_recipe):
+    """Interrupt a real build process after training finished; the re-run does not train again."""
+    out = tmp_path / "b"
+    cmd = [sys.executable, "-m", "pocketbert", "build", str(tiny_recipe), "bench.enabled=false", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 300
+    state_file = out / "build.json"
+    while time.time() < deadline:
+        if state_file.is_file():
+            try:
+                stages = json.loads(state_file.read_text())["stages"]
+            except json.JSONDecodeError:
+                stages = {}
+            if stages.get("export", {}).get("status") == "started":
+                break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    stages = json.loads(state_file.read_text())["stages"]
+    assert stages["distill"]["status"] == "done" and stages["export"]["status"] == "started"
+    assert not (out / "bundle").exists()  # the export was written atomically: nothing half-written
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "[1/4] distill: up to date" in rerun.stdout and "[2/4] trim: up to date" in rerun.stdout
+    assert (out / "bundle" / "manifest.json").is_file()
