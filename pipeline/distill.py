@@ -297,7 +297,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     # -- run -------------------------------------------------------------------------------------
     result = fit(objective, make_batch, [len(x) for x in train_ids], cfg.train, cfg.data.batch_size,
                  cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric, resume, resolved,
-                 desc=f"distill[{cfg.objective}]")
+                 desc=f"distill[{cfg.objective}]", initial_eval=baseline.get("student_init"))
     if not ddp.main:
         return {}
 

@@ -232,7 +232,7 @@ def _seed_for(seed: int, step: int, micro: int, rank: int) -> int:
 def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator], dict], lengths: list[int],
         cfg: TrainConfig, batch_size: int, group_by_length: bool, work_dir: Path, ddp: Dist, device: str,
         evaluate: Callable[[nn.Module], dict] | None = None, metric: str = "auto", resume: bool = False,
-        recipe: dict | None = None, desc: str = "train") -> FitResult:
+        recipe: dict | None = None, desc: str = "train", initial_eval: dict | None = None) -> FitResult:
     """Train `objective.student` (and the objective's other trainable modules) and return what happened.
 
     Args:
@@ -241,6 +241,7 @@ def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator],
         lengths: token length of every training example (for length grouping and epoch size).
         evaluate: student -> {metric: value}, called on rank 0 every `eval_every` steps and at the end.
         resume: continue from `<work_dir>/train_state.pt`.
+        initial_eval: the untrained model's metrics, logged as the step-0 evaluation.
     """
     bf16 = use_bf16(cfg, device)
     objective.to(device)
@@ -279,6 +280,9 @@ def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator],
             metrics_path.write_text("".join(line + "\n" for line in keep))
     elif ddp.main and metrics_path.is_file():
         metrics_path.unlink()
+    if ddp.main and initial_eval and not resume:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps({"kind": "eval", "step": 0, "time_s": 0.0, **initial_eval}) + "\n")
 
     def trainable_state() -> dict:
         return {k: v.detach().cpu().clone() for k, v in objective.state_dict().items()
