@@ -218,7 +218,7 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
               log: Callable[[str], None]) -> list[dict]:
     """Measure `targets` (one seq_len) at `threads`, interleaved; returns their rows."""
     cores = cores_for(threads)
-    rows, workers, round_samples = {}, {}, {}
+    rows, workers, round_samples, round_cpu = {}, {}, {}, {}
     for t in targets:
         row = _base_row(t, threads)
         rows[t.name] = row
@@ -235,6 +235,7 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
         row.update(load_ms=ready["load_ms"], first_inference_ms=ready["first_inference_ms"])
         workers[t.name] = w
         round_samples[t.name] = []
+        round_cpu[t.name] = []
     try:
         for name, w in workers.items():
             if warmup:
@@ -252,6 +253,7 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
                     rows[name].update(status="failed", error=f"inference failed: {got['error']}")
                 else:
                     round_samples[name].append(got["samples_ms"])
+                    round_cpu[name].append(got["cpu_ms"])
         for name, w in workers.items():
             got = w.ask({"cmd": "stats"})
             if got.get("peak_rss_delta_mb") is not None:
@@ -265,6 +267,8 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
         samples = [x for r in round_samples[name] for x in r]
         if "status" not in row and samples:
             row.update(status="ok", **stats.summarize(samples))
+            cpu = [x for r in round_cpu[name] for x in r]
+            row.update(cpu_ms_p50=stats.percentile(cpu, 50), cpu_ms_trimmed_mean=stats.trimmed_mean(cpu))
             _add_work(row, by_name[name], peak, threads)
     # pairwise speedups: each row over every baseline, and each artifact over its format's fp32 artifact
     for name, row in rows.items():
@@ -273,11 +277,13 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
         refs = [o for o in rows.values() if o is not row and o.get("status") == "ok" and (
             o["role"] == "baseline" or (row["role"] == "artifact" and o["role"] == "artifact"
                                         and o["format"] == row["format"] and o["quant"] == "fp32"))]
-        speedups = {}
+        speedups, cpu_speedups = {}, {}
         for o in refs:
             speedups[o["name"]] = stats.paired_speedup(round_samples[o["name"]], round_samples[name])
+            cpu_speedups[o["name"]] = stats.paired_speedup(round_cpu[o["name"]], round_cpu[name])
         if speedups:
             row["speedup_vs"] = speedups
+            row["cpu_speedup_vs"] = cpu_speedups
     for row in rows.values():
         if row.get("status") == "ok":
             log(f"  {row['name']} seq{row['seq_len']} t{threads}: p50 {row['latency_ms_p50']:.2f} ms")
@@ -345,7 +351,7 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
     targets = targets_from_bundle(bundle, seq_lens) + targets_from_baselines(baselines or [], seq_lens)
     if not targets:
         raise PocketBertError(f"{bundle.root}: no artifact at seq_len {seq_lens}; the bundle has {bundle.seq_lens}")
-    rounds = max(1, min(rounds or 10, runs))
+    rounds = max(1, min(rounds or runs, runs))  # default: one timed run per row per round, A B C A B C ...
     device = sysinfo.host_info()
     config = {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1,
               "rounds": rounds, "baseline": ",".join(b["name"] for b in baselines) if baselines else None}

@@ -43,8 +43,8 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     """The main table: one line per row of the results file."""
     bases = _teacher_keys(doc)
     head = ["name", "role", "format", "quant", "seq", "threads", "status", "size MB", "load ms", "first ms", "p50 ms",
-            "p90 ms", "p99 ms", "trimmed mean ms", "peak RSS +MB", "GFLOP/s", "% of host peak"]
-    head += [f"x vs {b}" for b in bases]
+            "p90 ms", "p99 ms", "trimmed mean ms", "CPU ms p50", "peak RSS +MB", "GFLOP/s", "% of host peak"]
+    head += [f"x vs {b}" for b in bases] + [f"CPU-time x vs {b}" for b in bases]
     lines = []
     for r in doc["rows"]:
         ok = r["status"] == OK
@@ -52,10 +52,12 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
         line = [r["name"], r["role"], r["format"], r["quant"], str(r["seq_len"]), str(r["threads"]),
                 r["status"] if ok else f"{r['status']}: {r.get('error', '')}", _mb(r.get("size_bytes")),
                 _fmt(r.get("load_ms"), 1), _fmt(r.get("first_inference_ms")), _fmt(p50), _fmt(r.get("latency_ms_p90")),
-                _fmt(r.get("latency_ms_p99")), _fmt(r.get("latency_ms_trimmed_mean")), _fmt(r.get("peak_rss_delta_mb"), 1),
+                _fmt(r.get("latency_ms_p99")), _fmt(r.get("latency_ms_trimmed_mean")), _fmt(r.get("cpu_ms_p50")),
+                _fmt(r.get("peak_rss_delta_mb"), 1),
                 _fmt(r.get("achieved_gflops"), 1),
                 _fmt(100 * r["peak_fraction"], 1) if r.get("peak_fraction") is not None else "-"]
         line += [_fmt(r.get("speedup_vs", {}).get(b)) if r["name"] != b else "-" for b in bases]
+        line += [_fmt(r.get("cpu_speedup_vs", {}).get(b)) if r["name"] != b else "-" for b in bases]
         lines.append(line)
     return head, lines
 
@@ -186,7 +188,9 @@ def render_html(docs: list[tuple[str, dict]]) -> str:
         c = doc["config"]
         parts.append(f"<p class='small'>threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} timed runs after "
                      f"{c['warmup']} warm-up, batch {c.get('batch_size', 1)}"
-                     + (f", {c['rounds']} interleaved rounds (speedups are medians of per-round ratios)" if c.get("rounds") else "")
+                     + (f", {c['rounds']} interleaved rounds (speedups are medians of per-round ratios; 'CPU-time x' compares "
+                        "process CPU time per inference, which other processes on a shared machine do not inflate)"
+                        if c.get("rounds") else "")
                      + ("" if doc.get("complete", True) else " - <b>incomplete run</b>: rows measured before it stopped")
                      + f". Created {html.escape(doc.get('created_utc', '-'))}.</p>")
         pk = doc.get("peak") or {}

@@ -4,7 +4,7 @@ A fresh process per (row, threads) gives a clean load time and a clean peak-RSS 
 itself to `spec["cores"]` before any runtime is imported (thread pools are sized and placed at import or
 load), loads the model, runs one first inference, then answers commands on stdin, one JSON per line:
 
-  {"cmd": "run", "n": 5}        -> {"samples_ms": [...]}
+  {"cmd": "run", "n": 5}        -> {"samples_ms": [...], "cpu_ms": [...]}  (wall clock, process CPU time)
   {"cmd": "stats"}              -> {"peak_rss_delta_mb": ...}
   {"cmd": "profile", "n": 10}   -> {"ops_top": [...], "ops_profile_note": "..."}
   {"cmd": "exit"}
@@ -375,12 +375,14 @@ def main(argv: list[str]) -> int:
         cmd = json.loads(line)
         try:
             if cmd["cmd"] == "run":
-                samples = []
+                samples, cpu = [], []
                 for _ in range(cmd["n"]):
-                    t0 = time.perf_counter_ns()
+                    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
                     infer()
-                    samples.append((time.perf_counter_ns() - t0) / 1e6)
-                reply({"samples_ms": samples})
+                    t1, c1 = time.perf_counter_ns(), time.process_time_ns()
+                    samples.append((t1 - t0) / 1e6)
+                    cpu.append((c1 - c0) / 1e6)  # CPU time of all this process's threads: not inflated by waiting
+                reply({"samples_ms": samples, "cpu_ms": cpu})
             elif cmd["cmd"] == "stats":
                 peak = peak_rss_mb()
                 reply({"peak_rss_delta_mb": None if peak is None or rss0 is None else max(peak - rss0, 0.0)})

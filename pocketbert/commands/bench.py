@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seq-len", default=None, help="comma-separated buckets to measure (default: all in the bundle)")
     p.add_argument("--runs", type=int, default=50, help="timed inferences per row (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="untimed inferences per row before timing (default 10)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaving rounds (default min(10, runs))")
+    p.add_argument("--rounds", type=int, default=None, help="interleaving rounds (default: --runs, i.e. one timed run per row per round: A B A B ...)")
     p.add_argument("--formats", default=None, help="only these formats, e.g. onnx,tflite (default: all)")
     p.add_argument("--baseline", choices=["teacher"], default=None,
                    help="also measure the bundle's teacher as users run it today (eager fp32, ONNX Runtime fp32/int8)")
