@@ -150,3 +150,25 @@ def test_ctrl_c_then_rerun_keeps_finished_stages(tmp_path, tiny_recipe):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "[1/4] distill: up to date" in rerun.stdout and "[2/4] trim: up to date" in rerun.stdout
     assert (out / "bundle" / "manifest.json").is_file()
+
+
+def test_every_shipped_build_recipe_loads_and_names_its_command():
+    from importlib import resources
+
+    from pocketbert.commands.build import _recipe_classes
+    from pocketbert.pipeline.recipe import load_recipe
+
+    folder = Path(str(resources.files("pocketbert") / "recipes"))
+    recipes = sorted(folder.glob("*.yaml"))
+    assert {p.stem for p in recipes} >= {"build-default", "build-sts", "build-sst2", "build-albert-tiny"}
+    cls = _recipe_classes()
+    for path in recipes:
+        assert path.read_text().startswith(f"# pocketbert build {path.stem}"), path
+        recipe = load_recipe(cls, str(path))
+        assert (recipe.distill is None) != (recipe.pretrain is None)
+
+
+def test_unknown_build_recipe_key_names_the_nearest(tmp_path, tiny_recipe, capsys):
+    assert main(["build", str(tiny_recipe), "export.formatz=[onnx]", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "export.formatz" in err and "export.formats" in err

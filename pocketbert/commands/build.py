@@ -13,7 +13,7 @@ Recipes: pocketbert/recipes/*.yaml (or your own YAML); override any key with key
 distill.train.max_minutes=5 or export.formats=[onnx,tflite].
 """
 
-STAGES = ("distill", "trim", "export", "eval", "bench", "report")
+STAGES = ("finetune", "distill", "pretrain", "trim", "export", "eval", "bench", "report")
 
 
 def add_arguments(p) -> None:
@@ -30,7 +30,7 @@ def _recipe_classes():
     from dataclasses import dataclass, field
 
     from pocketbert.errors import PocketBertError
-    from pocketbert.pipeline.recipe import DistillRecipe
+    from pocketbert.pipeline.recipe import DistillRecipe, FinetuneRecipe, PretrainRecipe
 
     @dataclass
     class ExportSection:
@@ -53,17 +53,26 @@ def _recipe_classes():
 
     @dataclass
     class BuildRecipe:
-        """`pocketbert build`: the distillation recipe (its `teacher`, `student`, `data`, `train`, ...) and the
-        stages after it. `trim_vocab` lists corpus files for vocabulary trimming after distillation ([] = keep)."""
+        """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch; `finetune` first
+        makes a classification teacher that `distill` then uses), and the stages after it. `trim_vocab`
+        lists corpus files for vocabulary trimming after training ([] = keep the vocabulary)."""
 
-        distill: DistillRecipe = field(default_factory=DistillRecipe)
+        finetune: FinetuneRecipe | None = None
+        distill: DistillRecipe | None = None
+        pretrain: PretrainRecipe | None = None
         trim_vocab: list[str] = field(default_factory=list)
         export: ExportSection = field(default_factory=ExportSection)
         eval: EvalSection = field(default_factory=EvalSection)
         bench: BenchSection = field(default_factory=BenchSection)
 
         def check(self) -> None:
-            self.distill.check()
+            if (self.distill is None) == (self.pretrain is None):
+                raise PocketBertError("a build recipe needs exactly one of `distill` or `pretrain`")
+            if self.finetune is not None and self.distill is None:
+                raise PocketBertError("`finetune` makes a teacher for `distill`; add a `distill` section")
+            for section in (self.finetune, self.distill, self.pretrain):
+                if section is not None:
+                    section.check()
             if not self.export.formats or not self.export.quant or not self.export.seq_len:
                 raise PocketBertError("export.formats, export.quant and export.seq_len must not be empty")
             for s in self.bench.seq_len:
@@ -99,17 +108,26 @@ def _preflight(recipe) -> None:
     from pocketbert.errors import PocketBertError
     from pocketbert.pipeline.checkpoint import resolve_teacher
 
-    resolve_teacher(recipe.distill.teacher)  # missing teacher: one-line error now, not after minutes
-    for item in recipe.distill.data.train:
-        if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
-            raise PocketBertError(f"distill.data.train: corpus {item} does not exist; fix the recipe or pass data.train=...")
+    if recipe.finetune is not None:
+        resolve_teacher(recipe.finetune.model)
+    elif recipe.distill is not None:
+        resolve_teacher(recipe.distill.teacher)  # missing teacher: one-line error now, not after minutes
+    for name in ("finetune", "distill", "pretrain"):
+        section = getattr(recipe, name)
+        if section is None:
+            continue
+        for item in section.data.train:
+            if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
+                raise PocketBertError(f"{name}.data.train: corpus {item} does not exist; fix the recipe")
+        for key in ("sts", "classification"):
+            value = getattr(section.eval, key)
+            if value and not Path(value).is_file():
+                raise PocketBertError(f"{name}.eval.{key}: {value} does not exist; fix the recipe")
     for item in recipe.trim_vocab:
         if not Path(item).is_file():
             raise PocketBertError(f"trim_vocab: corpus {item} does not exist; fix the recipe")
     if recipe.eval.sts and not Path(recipe.eval.sts).is_file():
         raise PocketBertError(f"eval.sts: {recipe.eval.sts} does not exist; fix the recipe or set eval.sts=null")
-    if recipe.distill.eval.sts and not Path(recipe.distill.eval.sts).is_file():
-        raise PocketBertError(f"distill.eval.sts: {recipe.distill.eval.sts} does not exist; fix the recipe")
 
 
 def run(args):
@@ -129,29 +147,41 @@ def run(args):
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
-    # The distillation stage reads a recipe file written here (its content is part of the stage key).
-    distill = dataclasses.asdict(recipe.distill)
-    distill["out"] = str(out / "distilled")
-    distill["train"]["work_dir"] = str(out / "distilled.work")
+    # Training stages read recipe files written here (their content is part of the stage key).
     (out / "recipes").mkdir(exist_ok=True)
-    distill_yaml = out / "recipes" / "distill.yaml"
-    text = "# written by pocketbert build; the stage runs: pocketbert distill " + str(distill_yaml) + "\n"
-    text += yaml.safe_dump(distill, sort_keys=False)
-    if not distill_yaml.is_file() or distill_yaml.read_text() != text:
-        distill_yaml.write_text(text)
     (out / "recipes" / "build.yaml").write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    stages = []
 
-    corpus = [str(Path(p).resolve()) for p in distill["data"]["train"] if p != "default" and Path(p).exists()]
-    teacher_inputs = [] if recipe.distill.teacher == "minilm" else [str(Path(recipe.distill.teacher).resolve())]
-    stages = [Stage(
-        "distill", ["distill", str(distill_yaml)], "distilled",
-        inputs=[str(distill_yaml), *teacher_inputs, *corpus],
-        resume_argv=["--resume"], resumable=lambda o: (o / "distilled.work").is_dir(),
-    )]
-    checkpoint = "distilled"
+    def training_stage(name: str, section, output: str, teacher: str | None = None) -> None:
+        data = dataclasses.asdict(section)
+        data["out"] = str(out / output)
+        data["train"]["work_dir"] = str(out / f"{output}.work")
+        if teacher is not None:
+            data["teacher"] = teacher
+        path = out / "recipes" / f"{name}.yaml"
+        text = f"# written by pocketbert build; the stage runs: pocketbert {name} {path}\n"
+        text += yaml.safe_dump(data, sort_keys=False)
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+        corpus = [str(Path(p).resolve()) for p in data["data"]["train"] if p != "default" and Path(p).exists()]
+        source = data.get("teacher") or data.get("model")  # distill teacher / finetune base; pretrain has none
+        outside = [str(Path(source).resolve())] if isinstance(source, str) and Path(source).is_dir() else []
+        work = out / f"{output}.work"
+        stages.append(Stage(name, [name, str(path)], output, inputs=[str(path), *outside, *corpus],
+                            resume_argv=["--resume"], resumable=lambda o, w=work: w.is_dir()))
+
+    if recipe.finetune is not None:
+        training_stage("finetune", recipe.finetune, "teacher")
+    if recipe.distill is not None:
+        teacher = str(out / "teacher") if recipe.finetune is not None else None
+        training_stage("distill", recipe.distill, "distilled", teacher=teacher)
+        checkpoint = "distilled"
+    else:
+        training_stage("pretrain", recipe.pretrain, "pretrained")
+        checkpoint = "pretrained"
     if recipe.trim_vocab:
         trim = [str(Path(p).resolve()) for p in recipe.trim_vocab]
-        stages.append(Stage("trim", ["student", "--teacher", str(out / "distilled"), "--layers", "all",
+        stages.append(Stage("trim", ["student", "--teacher", str(out / checkpoint), "--layers", "all",
                                      "--trim-vocab", *trim, "--out", str(out / "student")], "student", inputs=trim))
         checkpoint = "student"
     stages.append(Stage("export", [
@@ -167,6 +197,8 @@ def run(args):
                  "--warmup", str(recipe.bench.warmup), "--out", str(out / "results.json")]
         if recipe.bench.baseline:
             bench += ["--baseline", recipe.bench.baseline]
+        if recipe.eval.sts:
+            bench += ["--quality", str(out / "eval.json")]  # STS per artifact for the quality-vs-latency plot
         stages.append(Stage("bench", bench, "results.json"))
         stages.append(Stage("report", ["report", str(out / "results.json"), "--out", str(out / "report.html")],
                             "report.html"))
