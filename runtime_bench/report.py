@@ -118,7 +118,7 @@ def plots(doc: dict) -> list[tuple[str, bytes]]:
     seqs = sorted({r["seq_len"] for r in ok})
     sized = [r for r in ok if r.get("size_bytes") and r["threads"] == t0]
     if sized:
-        fig, axes = plt.subplots(1, len(seqs), figsize=(5.5 * len(seqs), 4.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(seqs), figsize=(5.5 * len(seqs), 4.2), squeeze=False, constrained_layout=True)
         for ax, n in zip(axes[0], seqs):
             for r in [r for r in sized if r["seq_len"] == n]:
                 marker = "s" if r["role"] == "baseline" else "o"
@@ -127,7 +127,8 @@ def plots(doc: dict) -> list[tuple[str, bytes]]:
                 ax.annotate(_label(r), (r["size_bytes"] / 1e6, p50(r)), fontsize=7, xytext=(3, 3), textcoords="offset points")
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-            ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+            ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.set_xlabel("size (MB, log)")
             ax.set_ylabel("p50 latency (ms)")
             ax.set_title(f"seq {n}, {t0} thread(s): blue = artifacts, red = baselines", fontsize=9)

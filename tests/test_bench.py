@@ -232,3 +232,32 @@ def test_quality_is_attached_and_the_report_plots_it(host_results, tmp_path):
 
     for b64 in re.findall(r"base64,([A-Za-z0-9+/=]+)", page):
         Image.open(io.BytesIO(base64.b64decode(b64))).load()
+
+
+def test_interrupted_run_keeps_what_it_measured(tiny_bundle, tmp_path):
+    """Ctrl-C after the first group: the results file is valid, marked incomplete, and holds that group."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "pocketbert", "bench", str(tiny_bundle), "--threads", "1,2",
+                             "--runs", "5", "--warmup", "1", "--no-profile", "--formats", "onnx", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+    doc = None
+    while proc.poll() is None:
+        if out.is_file():
+            doc = json.loads(out.read_text())
+            if doc["rows"]:
+                break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-500:]
+    doc = read_results(out)  # still schema-valid
+    assert doc["complete"] is False
+    assert doc["rows"] and all(r["status"] == "ok" for r in doc["rows"])
+    assert len(doc["rows"]) < 2 * 2 * len(SEQ_LENS)  # not everything was measured
