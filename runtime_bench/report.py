@@ -134,21 +134,29 @@ def plots(doc: dict) -> list[tuple[str, bytes]]:
             ax.set_title(f"seq {n}, {t0} thread(s): blue = artifacts, red = baselines", fontsize=9)
             ax.grid(alpha=0.3)
         out.append(("Latency against size", _png(fig)))
-    qual = [r for r in ok if r["threads"] == t0 and any(isinstance(v, (int, float)) for v in (r.get("quality") or {}).values())]
+    n_max = max(seqs)
+    qual = [r for r in ok if r["threads"] == t0 and r["seq_len"] == n_max
+            and any(isinstance(v, (int, float)) for v in (r.get("quality") or {}).values())]
     if qual:
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        for r in qual:
+        fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+        markers = "osD^v<>ph*"
+        for i, r in enumerate(qual):
             key, val = next((k, v) for k, v in r["quality"].items() if isinstance(v, (int, float)))
-            ax.scatter(p50(r), val, color="tab:red" if r["role"] == "baseline" else "tab:blue")
-            ax.annotate(f"{_label(r)} seq{r['seq_len']}", (p50(r), val), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.scatter(p50(r), val, marker=markers[i % len(markers)], s=50, label=_label(r),
+                       edgecolors="tab:red" if r["role"] == "baseline" else "none")
             ax.set_ylabel(key)
-        ax.set_xlabel("p50 latency (ms)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        ax.set_xlabel(f"p50 latency (ms, log), seq {n_max}, {t0} thread(s)")
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.grid(alpha=0.3)
         out.append(("Quality against latency", _png(fig)))
     threads = sorted({r["threads"] for r in ok})
     if len(threads) > 1:
-        n = max(seqs)
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        n = n_max
+        fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
         for name in dict.fromkeys(r["name"] for r in ok if r["seq_len"] == n):
             pts = sorted((r["threads"], p50(r)) for r in ok if r["name"] == name and r["seq_len"] == n)
             if pts:
@@ -158,7 +166,7 @@ def plots(doc: dict) -> list[tuple[str, bytes]]:
         ax.set_ylabel("p50 latency (ms)")
         ax.set_yscale("log")
         ax.set_title(f"thread scaling at seq {n}", fontsize=9)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
         ax.grid(alpha=0.3)
         out.append(("Thread scaling", _png(fig)))
     return out
