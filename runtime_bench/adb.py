@@ -130,6 +130,11 @@ def run_app(adb: Adb, remote_bundle: str, package: str, threads: int, runs: int,
         else:
             raise PocketBertError(f"{results} from the phone is not valid JSON")
     validate_results(doc, f"{adb.serial}:{results}")
+    if not doc.get("complete", True) and not doc.get("rows"):
+        # The app could not open the bundle (missing manifest, newer schema, bad sha256, ...): its one-line
+        # reason is in extra.error; nothing was measured.
+        error = (doc.get("extra") or {}).get("error") or "; ".join(doc.get("notes") or []) or "no reason given"
+        raise PocketBertError(f"the demo app on {adb.serial} measured nothing: {error}")
     return doc
 
 
