@@ -8,6 +8,7 @@ Results follow runtime_bench/results.schema.json and are saved as each group fin
   pocketbert bench s3_bundle --threads 1,2 --seq-len 32,128 --baseline teacher --out results.json
   pocketbert bench s3_bundle --device adb --out phone.json            # the Android demo's headless benchmark
   pocketbert bench s3_bundle --device adb:SERIAL --binary benchmark_model --out phone.json
+  pocketbert bench s3_bundle --device qemu:cortex-a55 --out a55.json    # golden parity on an emulated Arm core
 """
 
 
@@ -40,7 +41,8 @@ def add_arguments(p) -> None:
                    help="`pocketbert eval ... --json` outputs (of this bundle and/or the teacher) to attach STS "
                         "quality to rows, for the report's quality-vs-latency plot")
     p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
-    p.add_argument("--device", default="host", help="host (default), or adb / adb:SERIAL for an Android phone")
+    p.add_argument("--device", default="host", help="host (default), adb / adb:SERIAL for an Android phone, or qemu[:CORE] for an emulated Arm core "
+                        "(cortex-a55 default, cortex-a76, ...; run `pocketbert setup-arm64` first)")
     p.add_argument("--binary", default=None,
                    help="adb only: a benchmark binary to push and run (LiteRT benchmark_model or ExecuTorch "
                         "executor_runner) instead of the demo app")
@@ -205,6 +207,10 @@ def run(args):
     from pocketbert.export.manifest import load_bundle
     from pocketbert.runtime_bench.schema import check_output_file
 
+    if args.device.startswith("qemu"):  # emulated Arm cores: runtime_bench/emulation.py (issue 9)
+        from pocketbert.runtime_bench import emulation
+
+        return emulation.bench_command(args)
     out = check_output_file(args.out)
     threads = _int_list(args.threads, "--threads")
     if args.runs < 1:

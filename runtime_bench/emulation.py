@@ -1,0 +1,525 @@
+"""ARM64 by emulation: build an aarch64 Python from the registries, run a bundle on emulated Arm cores.
+
+Phones run Arm kernels (XNNPACK / ONNX Runtime NEON, dot-product and i8mm int8 paths) that an x86 host
+never exercises, and their int8 results differ from the host's. This module runs each artifact's real
+runtime on aarch64 code paths under qemu-user and checks it against the bundle's golden.json.
+
+The environment lives in a cache folder (default ~/.cache/pocketbert/arm64, or $POCKETBERT_ARM64_CACHE),
+never in the repository, and is built by `setup()` from the registries only:
+
+    apt/        a private apt state (sources, lists, downloaded .deb files); the host's apt is untouched
+    sysroot/    Debian bookworm arm64 python3.11 and its libraries, unpacked with `dpkg -x` (no chroot)
+    qemu/       qemu-user from Debian trixie (10.x, statically linked: runs on bookworm as is). Bookworm's
+                qemu-user-static 7.2 segfaults importing onnxruntime or ai_edge_litert.
+    wheels/     aarch64 wheels from PyPI (pip download --platform manylinux_2_28_aarch64 --python-version 3.11)
+    site/       those wheels installed with `pip install --target` (PYTHONPATH of the emulated Python)
+    env.json    what was built and how long each step took; written last, it marks a finished set-up
+
+Every step skips what is already there (idempotent) and writes through a temporary name and a rename,
+so an interrupted set-up resumes where it stopped. A step that cannot fetch something raises
+PocketBertError with one line.
+
+Emulated timings are qemu's translation of Arm code on this host's x86 cores: they are not phone
+latencies and go only into rows' `extra` of a results file whose device.environment is "emulation".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pocketbert.errors import PocketBertError
+
+DEFAULT_CACHE = Path.home() / ".cache" / "pocketbert" / "arm64"
+CACHE_ENV = "POCKETBERT_ARM64_CACHE"
+RUNNER = Path(__file__).with_name("arm64_runner.py")
+
+# Phone-class cores qemu 10 models (the `-cpu` names). a55 / a76: the little and big cores of most
+# Android phones since 2018 (a55 and a76 have the dot-product extension, neither has i8mm);
+# a710: Armv9 with i8mm and SVE2.
+CORES = ("cortex-a53", "cortex-a55", "cortex-a72", "cortex-a76", "cortex-a710")
+DEFAULT_CORE = "cortex-a55"
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SYSROOT_SUITE = "bookworm"  # python3.11, the CPython the cp311 wheels are built for
+SYSROOT_PACKAGES = ("python3.11", "libstdc++6", "libgomp1")  # + everything they depend on
+QEMU_SUITE = "trixie"
+QEMU_PACKAGE = "qemu-user"
+PYTHON_IN_SYSROOT = "usr/bin/python3.11"
+PIP_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+PIP_PYTHON = "3.11"
+# Runtimes matched to the host's installed releases, so the emulated run checks the same release
+# the bundle was verified with on the host.
+RUNTIME_DISTS = ("numpy", "onnxruntime", "ai-edge-litert")
+# ExecuTorch is not run: its Python runtime imports torch, and PyPI's aarch64 torch wheel (2.13.0,
+# manylinux_2_28_aarch64) is the CUDA build, whose import loads libcudart / cuBLAS / cuDNN from the
+# nvidia-* wheels (several GB). The CPU-only aarch64 wheel is published only on PyTorch's own index,
+# which is not one of the registries this project fetches from. .pte rows are "skipped" with this reason.
+EXECUTORCH_SKIP = ("ExecuTorch's Python runtime needs torch, and PyPI's aarch64 torch wheel is the CUDA build "
+                   "(its import needs the multi-GB nvidia-* wheels); run the .pte on a phone (--device adb) instead")
+FORMAT_BACKEND = {"tflite": "litert", "onnx": "onnxruntime"}
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """--cache, else $POCKETBERT_ARM64_CACHE, else ~/.cache/pocketbert/arm64."""
+    return Path(path or os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser().resolve()
+
+
+def host_version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist).split("+")[0]  # torch "2.13.0+cpu" -> the PyPI release "2.13.0"
+    except PackageNotFoundError:
+        return None
+
+
+def _pin(dist: str) -> str:
+    v = host_version(dist)
+    return f"{dist}=={v}" if v and dist != "numpy" else dist
+
+
+# ---------------------------------------------------------------------------------------- set-up
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "error:"))]
+    return " ".join((errs or lines[-1:] or ["no output"])[-1].split())[:limit]
+
+
+def _run(cmd: list[str], what: str, fix: str, cwd: Path | None = None, env: dict | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PocketBertError(f"{what}: {cmd[0]} is not installed; {fix}") from None
+    if proc.returncode != 0:
+        raise PocketBertError(f"{what} failed: {_one_line(proc.stderr + proc.stdout)}; {fix}")
+    return proc.stdout
+
+
+class _Apt:
+    """apt-get with a private state under CACHE/apt: its own sources, lists, status and archives."""
+
+    def __init__(self, root: Path, name: str, arch: str, suite: str):
+        self.root = root / name
+        etc = self.root / "etc"
+        for d in (etc / "preferences.d", self.root / "state" / "lists" / "partial",
+                  self.root / "cache" / "archives" / "partial"):
+            d.mkdir(parents=True, exist_ok=True)
+        (etc / "sources.list").write_text(
+            f"deb [arch={arch} signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n", encoding="utf-8")
+        status = self.root / "state" / "status"
+        if not status.exists():
+            status.write_text("", encoding="utf-8")  # an empty system: every dependency gets downloaded
+        self.arch = arch
+        self.opts = [
+            f"-oDir::Etc::SourceList={etc / 'sources.list'}", f"-oDir::Etc::SourceParts={etc / 'sources.list.d'}",
+            f"-oDir::Etc::Preferences={etc / 'preferences'}", f"-oDir::Etc::PreferencesParts={etc / 'preferences.d'}",
+            f"-oDir::State={self.root / 'state'}", f"-oDir::State::status={status}",
+            f"-oDir::Cache={self.root / 'cache'}", f"-oAPT::Architecture={arch}", f"-oAPT::Architectures::={arch}",
+            "-oDebug::NoLocking=1", "-oAPT::Sandbox::User=root", "-oAcquire::Retries=3", "-q",
+        ]
+
+    @property
+    def archives(self) -> Path:
+        return self.root / "cache" / "archives"
+
+    def get(self, args: list[str], what: str) -> None:
+        fix = "check that Debian's package servers can be reached, then run `pocketbert setup-arm64` again"
+        if not shutil.which("apt-get"):
+            raise PocketBertError(f"{what}: apt-get is not available (a Debian or Ubuntu host is needed); "
+                                  "pass --qemu and build the sysroot on a Debian host")
+        lists = self.root / "state" / "lists"
+        if not any(lists.glob("*Packages*")):
+            _run(["apt-get", *self.opts, "update"], f"{what}: apt-get update", fix)
+        _run(["apt-get", *self.opts, *args], what, fix, cwd=self.archives)
+
+
+def _unpack_debs(debs: list[Path], dest: Path, what: str) -> None:
+    """dpkg -x every .deb into a temporary folder, then rename it to `dest` (all or nothing)."""
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"{what}: unpacking {deb.name}",
+             f"delete {deb} and run `pocketbert setup-arm64` again")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def _pip(args: list[str], what: str, wheel_source: Path | None) -> None:
+    index = ["--no-index", "--find-links", str(wheel_source)] if wheel_source else []
+    plat = [x for p in PIP_PLATFORMS for x in ("--platform", p)]
+    cmd = [sys.executable, "-m", "pip", *args, *index, *plat, "--only-binary=:all:", "--python-version", PIP_PYTHON,
+           "--implementation", "cp", "--disable-pip-version-check", "-q"]
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode == 0:
+        return
+    text = proc.stderr + proc.stdout
+    for line in text.splitlines():
+        if "No matching distribution found for" in line:
+            dist = line.split("No matching distribution found for", 1)[1].strip().split(";")[0]
+            raise PocketBertError(
+                f"{what}: {dist} has no aarch64 wheel for CPython {PIP_PYTHON} (manylinux_2_28_aarch64 or older) "
+                f"on {'--wheel-source ' + str(wheel_source) if wheel_source else 'PyPI'}; drop it or pin a release "
+                "that ships one")
+    raise PocketBertError(f"{what} failed: {_one_line(text)}; check that PyPI can be reached, then run "
+                          "`pocketbert setup-arm64` again")
+
+
+def _wheel_specs(extra: list[str]) -> list[str]:
+    return [_pin(d) for d in RUNTIME_DISTS] + list(extra)
+
+
+def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra_wheels: list[str] | None = None, wheel_source: str | None = None, log=print) -> dict:
+    """Build (or finish building) the emulation environment in `cache`. Returns env.json's content.
+
+    Args:
+        qemu: an existing qemu-aarch64 to use (10.x or newer) instead of Debian trixie's qemu-user.
+        extra_wheels: more PyPI requirement specs to install into the emulated site-packages.
+        wheel_source: a folder of wheels to use instead of PyPI (pip --no-index --find-links).
+
+    Raises:
+        PocketBertError: an emulator path that does not exist, a package or wheel that cannot be
+            fetched, a wheel without an aarch64 build (one line each).
+    """
+    root = cache_dir(cache)
+    extra_wheels = list(extra_wheels or [])
+    qemu_path = None
+    if qemu:
+        qemu_path = Path(shutil.which(qemu) or qemu).expanduser()
+        if not qemu_path.is_file() or not os.access(qemu_path, os.X_OK):
+            raise PocketBertError(f"--qemu {qemu}: no such emulator; install qemu-user (10.x) or leave --qemu out "
+                                  "to fetch Debian trixie's qemu-user into the cache")
+    source = Path(wheel_source).expanduser().resolve() if wheel_source else None
+    if source and not source.is_dir():
+        raise PocketBertError(f"--wheel-source {wheel_source} is not a folder of wheels")
+    if extra_wheels:
+        # Each extra requirement alone first, so a missing aarch64 build is named, before anything is written.
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as probe:
+            for spec in extra_wheels:
+                _pip(["download", "--no-deps", "-d", probe, spec], "pip download (aarch64)", source)
+    root.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    done: dict[str, str] = {}
+    skipped: set[str] = {"wheels", "sysroot", "qemu"}  # steps found already done (emptied as they run)
+
+    # 1. aarch64 wheels first: the cheapest step, and the one most likely to refuse (no aarch64 build).
+    t0 = time.perf_counter()
+    wheels, site = root / "wheels", root / "site"
+    wheels.mkdir(exist_ok=True)
+    specs = _wheel_specs(extra_wheels)
+    stamp = json.dumps({"specs": specs})
+    stamp_file = root / "site.json"
+    if not (site.is_dir() and stamp_file.is_file() and stamp_file.read_text(encoding="utf-8") == stamp):
+        skipped.discard("wheels")
+        log(f"[setup-arm64] aarch64 wheels: {', '.join(specs)}")
+        _pip(["download", "-d", str(wheels), *specs], "pip download (aarch64)", source)
+        tmp = root / "site.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # Installed from the downloaded wheels only: this step repeats offline.
+        _pip(["install", "--target", str(tmp), *specs], "pip install --target (aarch64)", wheels)
+        shutil.rmtree(site, ignore_errors=True)
+        tmp.rename(site)
+        stamp_file.write_text(stamp, encoding="utf-8")
+    done["wheels"] = f"{len(list(wheels.glob('*.whl')))} wheels"
+    seconds["wheels"] = time.perf_counter() - t0
+
+    # 2. Debian arm64 python3.11 + libraries, unpacked into one sysroot (no chroot, no binfmt).
+    t0 = time.perf_counter()
+    sysroot = root / "sysroot"
+    if not (sysroot / PYTHON_IN_SYSROOT).is_file():
+        skipped.discard("sysroot")
+        log(f"[setup-arm64] Debian {SYSROOT_SUITE} arm64: {' '.join(SYSROOT_PACKAGES)} and dependencies")
+        apt = _Apt(root / "apt", "arm64", "arm64", SYSROOT_SUITE)
+        apt.get(["-y", "--no-install-recommends", "install", "--download-only",
+                 *[f"{p}:arm64" for p in SYSROOT_PACKAGES]], "apt-get download (arm64 sysroot)")
+        _unpack_debs(sorted(apt.archives.glob("*.deb")), sysroot, "arm64 sysroot")
+    done["sysroot"] = f"Debian {SYSROOT_SUITE} arm64 python3.11"
+    seconds["sysroot"] = time.perf_counter() - t0
+
+    # 3. The emulator: trixie's statically linked qemu-user, unless --qemu names one.
+    t0 = time.perf_counter()
+    if qemu_path is None:
+        qemu_path = root / "qemu" / "usr" / "bin" / "qemu-aarch64"
+        if not qemu_path.is_file():
+            skipped.discard("qemu")
+            log(f"[setup-arm64] Debian {QEMU_SUITE} {QEMU_PACKAGE} (amd64, statically linked)")
+            apt = _Apt(root / "apt", "qemu", "amd64", QEMU_SUITE)
+            debs = lambda: sorted(apt.archives.glob(f"{QEMU_PACKAGE}_*.deb"))  # noqa: E731
+            if not debs():
+                apt.get(["download", f"{QEMU_PACKAGE}:amd64"], f"apt-get download {QEMU_PACKAGE} ({QEMU_SUITE})")
+            _unpack_debs(debs()[-1:], root / "qemu", "qemu-user")
+            # The package holds every guest architecture (~450 MB unpacked): keep qemu-aarch64 only.
+            for other in (root / "qemu" / "usr" / "bin").glob("qemu-*"):
+                if other.name != "qemu-aarch64":
+                    other.unlink()
+    done["qemu"] = str(qemu_path)
+    seconds["qemu"] = time.perf_counter() - t0
+    if qemu_path != root / "qemu" / "usr" / "bin" / "qemu-aarch64":
+        skipped.discard("qemu")
+
+    # 4. Smoke test: the emulated Python imports every runtime.
+    t0 = time.perf_counter()
+    mods = ["numpy", "onnxruntime", "ai_edge_litert.interpreter"]
+    code = "import platform, " + ", ".join(mods) + "; print(platform.machine(), platform.python_version())"
+    env = Environment(root, qemu_path)
+    proc = env.python(["-c", code], core=DEFAULT_CORE, timeout=900)
+    if proc.returncode != 0:
+        raise PocketBertError(f"emulated import check failed on {DEFAULT_CORE}: {_one_line(proc.stderr)}; "
+                              f"delete {root} and run `pocketbert setup-arm64` again")
+    seconds["import_check"] = time.perf_counter() - t0
+    previous = {}
+    if (root / "env.json").is_file():  # keep the build time of steps this run found already done
+        try:
+            previous = json.loads((root / "env.json").read_text(encoding="utf-8")).get("seconds", {})
+        except ValueError:
+            previous = {}
+    for step in skipped:
+        if step in previous:
+            seconds[step] = previous[step]
+    info = {"cache": str(root), "qemu": str(qemu_path), "qemu_version": env.qemu_version(),
+            "sysroot": f"Debian {SYSROOT_SUITE} arm64", "python": proc.stdout.split()[-1],
+            "wheels": specs,
+            "site_versions": _site_versions(site), "steps": done,
+            "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    from pocketbert.files import write_json
+
+    write_json(root / "env.json", info)
+    return info
+
+
+def _site_versions(site: Path) -> dict:
+    out = {}
+    for d in site.glob("*.dist-info"):
+        name, _, ver = d.name[: -len(".dist-info")].partition("-")
+        out[name] = ver
+    return dict(sorted(out.items()))
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+class Environment:
+    """A built emulation environment: qemu-aarch64 + sysroot + site-packages."""
+
+    def __init__(self, root: Path, qemu: Path):
+        self.root, self.qemu = root, qemu
+        self.sysroot, self.site = root / "sysroot", root / "site"
+
+    def qemu_version(self) -> str:
+        out = subprocess.run([str(self.qemu), "--version"], capture_output=True, text=True).stdout
+        return out.splitlines()[0].strip() if out else "unknown"
+
+    def python(self, args: list[str], core: str, timeout: float) -> subprocess.CompletedProcess:
+        cmd = [str(self.qemu), "-cpu", core, "-L", str(self.sysroot), str(self.sysroot / PYTHON_IN_SYSROOT), *args]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.site), "PYTHONNOUSERSITE": "1", "HOME": str(self.root),
+               "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "LANG": "C.UTF-8"}
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f} s under emulation")
+
+
+def open_environment(cache: str | os.PathLike | None = None) -> Environment:
+    """The set-up environment in `cache`, checked. Raises PocketBertError (one line) naming what is missing."""
+    root = cache_dir(cache)
+    fix = f"run `pocketbert setup-arm64{'' if cache is None else ' --cache ' + str(root)}`"
+    if not (root / "sysroot" / PYTHON_IN_SYSROOT).is_file():
+        raise PocketBertError(f"no aarch64 sysroot in {root} (sysroot/{PYTHON_IN_SYSROOT} is missing); {fix}")
+    info = {}
+    if (root / "env.json").is_file():
+        try:
+            info = json.loads((root / "env.json").read_text(encoding="utf-8"))
+        except ValueError:
+            info = {}
+    qemu = Path(info.get("qemu") or root / "qemu" / "usr" / "bin" / "qemu-aarch64")
+    if not qemu.is_file() or not os.access(qemu, os.X_OK):
+        raise PocketBertError(f"no emulator: {qemu} does not exist or is not executable; {fix}")
+    if not (root / "site").is_dir() or not (root / "env.json").is_file():
+        raise PocketBertError(f"the emulation environment in {root} is not finished (no site/ or env.json); {fix}")
+    return Environment(root, qemu)
+
+
+def parse_device(device: str) -> str:
+    """`qemu` or `qemu:CORE` -> the core name. Raises PocketBertError for an unknown core."""
+    _, _, core = device.partition(":")
+    core = core or DEFAULT_CORE
+    if core not in CORES:
+        raise PocketBertError(f"--device {device}: unknown core {core!r}; use qemu:{' or qemu:'.join(CORES)}")
+    return core
+
+
+def check_row(bundle, artifact: dict, golden: dict, row: dict) -> dict:
+    """Parity of the emulated outputs against golden.json, with the bundle's tolerance (as `verify`)."""
+    import numpy as np
+
+    from pocketbert.export.parity import compare
+
+    cases = [c for c in golden["cases"] if len(c["ids"]) <= artifact["seq_len"]]
+    if "argmax" in row:
+        agree = total = 0
+        for c, pred in zip(cases, row["argmax"]):
+            n = len(c["ids"])
+            agree += int((np.asarray(pred[:n]) == np.asarray(c["expected_argmax"][:n])).sum())
+            total += n
+        share = agree / max(total, 1)
+        need = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8}.get(artifact["quant"], 0.8)  # as export/verify.py
+        return {"status": "passed" if share >= need else "failed", "max_abs_diff": None, "min_cosine": None,
+                "cases": len(cases), "argmax_agreement": share,
+                **({} if share >= need else {"reason": f"argmax agreement {share:.3f} < {need}"})}
+    outs = [np.asarray(o, dtype=np.float32) for o in row["outputs"]]
+    refs = [np.asarray(c["expected"], dtype=np.float32) for c in cases]
+    if len(outs) != len(refs):
+        return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(refs),
+                "reason": f"{len(outs)} outputs for {len(refs)} golden cases"}
+    return compare(outs, refs, bundle.tolerance(artifact))
+
+
+def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, threads: int = 1,
+               timed_runs: int = 3, cache: str | os.PathLike | None = None, timeout: float = 1800,
+               log=print) -> dict:
+    """Run every artifact of the bundle on one emulated core; write and return the results document.
+
+    A row is "ok" when the artifact's outputs on the emulated core are within the bundle's tolerance
+    of golden.json, "failed" (with the reason) otherwise, "skipped" where the format has no aarch64
+    Linux runtime here (Core ML; ExecuTorch when the set-up did not bring torch).
+    """
+    import platform
+    import socket
+
+    from pocketbert.export.manifest import load_bundle
+
+    from . import schema
+
+    core = parse_device(device)
+    env = open_environment(cache)
+    bundle = load_bundle(bundle_path)
+    out = schema.check_output_file(out)
+    if formats:
+        unknown = sorted(set(formats) - {a["format"] for a in bundle.artifacts})
+        if unknown:
+            raise PocketBertError(f"--formats {','.join(unknown)}: not in {bundle.root}")
+    info = json.loads((env.root / "env.json").read_text(encoding="utf-8"))
+    bundle.check_all_sha256()
+    golden = bundle.golden()
+    artifacts = [a for a in bundle.artifacts if not formats or a["format"] in formats]
+    seq_lens = sorted({a["seq_len"] for a in artifacts}) or bundle.seq_lens
+    doc = {
+        "schema_version": schema.SCHEMA_VERSION, "kind": schema.KIND, "complete": False,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bundle": {"path": str(bundle.root), "model_name": bundle.manifest["model"]["name"], "task": bundle.task,
+                   "num_parameters": int(bundle.manifest["model"].get("num_parameters", 0))},
+        "device": {"environment": "emulation", "name": f"qemu-aarch64 -cpu {core} on {socket.gethostname()}",
+                   "os": "Linux (qemu user mode, Debian bookworm arm64 sysroot)", "arch": "aarch64",
+                   "cpu_model": f"{core} (emulated by {info.get('qemu_version', 'qemu')} on host {platform.machine()})",
+                   "cores": 1, "pinning": "not available (qemu user mode)"},
+        "config": {"threads": [threads], "runs": timed_runs, "warmup": 0, "seq_lens": seq_lens,
+                   "emulation": {"core": core, "qemu": info.get("qemu_version"), "python": info.get("python"),
+                                 "site_versions": info.get("site_versions", {}),
+                                 "note": "emulated wall times are qemu TCG on this host's x86 cores, not phone "
+                                         "latencies; rows keep them under extra.emulated_* only"}},
+        "rows": [],
+    }
+    for a in artifacts:
+        base = {"name": a["file"], "file": a["file"], "format": a["format"], "backend": a["backend"],
+                "quant": a["quant"], "seq_len": a["seq_len"], "threads": threads, "role": "artifact",
+                "size_bytes": int(a.get("size_bytes", 0))}
+        reason = None
+        if a["format"] not in FORMAT_BACKEND:
+            reason = f"{a['format']} has no aarch64 Linux runtime (Core ML runs only on Apple devices)"
+        elif a["format"] == "executorch":
+            reason = EXECUTORCH_SKIP
+        if reason:
+            doc["rows"].append({**base, "status": "skipped", "error": reason, "extra": {"core": core}})
+            log(f"[bench qemu:{core}] {a['file']}: skipped ({reason})")
+            continue
+        spec = json.dumps({"bundle": str(bundle.root), "files": [a["file"]], "threads": threads,
+                           "timed_runs": timed_runs})
+        t0 = time.perf_counter()
+        proc = env.python([str(RUNNER), spec], core=core, timeout=timeout)
+        wall = time.perf_counter() - t0
+        try:
+            result = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except ValueError:
+            result = None
+        if result is None:
+            err = _one_line(proc.stderr) or f"exit code {proc.returncode}"
+            if proc.returncode < 0:
+                err = f"the emulated Python died with signal {-proc.returncode} ({err})"
+            doc["rows"].append({**base, "status": "failed", "error": err[:300], "extra": {"core": core}})
+            log(f"[bench qemu:{core}] {a['file']}: failed ({err[:200]})")
+            continue
+        r = result["rows"][0]
+        extra = {"core": core, "emulated_process_s": round(wall, 2), "runtime_versions": result.get("versions", {})}
+        if r["status"] != "ok":
+            doc["rows"].append({**base, "status": r["status"], "error": r.get("error", "")[:300], "extra": extra})
+            log(f"[bench qemu:{core}] {a['file']}: {r['status']} ({r.get('error')})")
+            continue
+        parity = check_row(bundle, a, golden, r)
+        extra.update({"parity": parity, "host_parity": a.get("parity", {}),
+                      "emulated_load_ms": round(r["load_ms"], 1),
+                      "emulated_first_inference_ms": round(r["first_inference_ms"], 1),
+                      "emulated_inference_ms": [round(x, 1) for x in r["inference_ms"]]})
+        row = {**base, "status": "ok" if parity["status"] == "passed" else "failed", "extra": extra}
+        if r["inference_ms"]:
+            # The schema wants a latency on an ok row: the emulated mean, labelled as such in the row
+            # itself (and the whole file is device.environment "emulation").
+            row["latency_ms_mean"] = round(sum(r["inference_ms"]) / len(r["inference_ms"]), 1)
+            row["latency_note"] = (f"EMULATED: qemu-aarch64 -cpu {core} wall time on the host's x86 cores "
+                                   f"(mean of {len(r['inference_ms'])}); not a phone latency, compare only with "
+                                   "other emulation rows")
+        if row["status"] == "failed":
+            row["error"] = f"golden parity failed on emulated {core}: {parity.get('reason')}"
+        doc["rows"].append(row)
+        log(f"[bench qemu:{core}] {a['file']}: parity {parity['status']}, max abs diff {parity['max_abs_diff']}")
+    doc["complete"] = True
+    schema.write_results(out, doc)
+    return doc
+
+
+def parity_table(doc: dict) -> str:
+    """Human text: artifact x core, parity and max abs diff vs golden, emulated time (labelled)."""
+    lines = ["EMULATION (qemu user mode): parity on Arm kernels; times are emulated, not phone latencies",
+             f"{'artifact':40} {'core':12} {'parity':8} {'max abs diff':>13} {'min cosine':>11} {'emulated ms':>12}"]
+    for r in doc["rows"]:
+        x = r.get("extra", {})
+        p = x.get("parity", {})
+        status = p.get("status") or r["status"]
+        mad = "-" if p.get("max_abs_diff") is None else f"{p['max_abs_diff']:.3g}"
+        cos = "-" if p.get("min_cosine") is None else f"{p['min_cosine']:.6f}"
+        ms = x.get("emulated_inference_ms") or []
+        ms = f"{sorted(ms)[len(ms) // 2]:.0f}" if ms else "-"
+        lines.append(f"{r['name']:40} {x.get('core', '-'):12} {status:8} {mad:>13} {cos:>11} {ms:>12}")
+        if r.get("error"):
+            lines.append(f"    {r['error']}")
+    return "\n".join(lines)
+
+
+def bench_command(args) -> tuple[dict, str]:
+    """`pocketbert bench BUNDLE --device qemu[:CORE]`: the CLI's (result, human text).
+
+    One thread (qemu user mode emulates the threads on the host, so thread scaling means nothing);
+    min(--runs, 3) timed inferences after the golden cases, reported only as emulated times. The
+    environment comes from --cache/arm64 when bench's --cache is given, else $POCKETBERT_ARM64_CACHE,
+    else ~/.cache/pocketbert/arm64.
+    """
+    import sys
+
+    if args.runs < 1:
+        raise PocketBertError(f"--runs {args.runs}: give at least 1")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
+    cache = Path(args.cache) / "arm64" if args.cache else None
+    doc = run_bundle(args.bundle, args.out, args.device, formats=formats, threads=1, timed_runs=min(args.runs, 3),
+                     cache=cache, log=lambda m: print(m, file=sys.stderr))
+    return doc, parity_table(doc) + f"\nresults: {args.out}"
