@@ -90,8 +90,9 @@ def _pin(dist: str) -> str:
 
 def _one_line(text: str, limit: int = 240) -> str:
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    errs = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "error:"))]
-    return " ".join((errs or lines[-1:] or ["no output"])[-1].split())[:limit]
+    errs = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "error:"))][-1:]
+    warns = [ln for ln in lines if ln.startswith("W:")][:1]  # apt: the first failed fetch names the cause
+    return " ".join((errs or warns or lines[-1:] or ["no output"])[0].split())[:limit]
 
 
 def _run(cmd: list[str], what: str, fix: str, cwd: Path | None = None, env: dict | None = None) -> str:
@@ -101,7 +102,7 @@ def _run(cmd: list[str], what: str, fix: str, cwd: Path | None = None, env: dict
         raise PocketBertError(f"{what}: {cmd[0]} is not installed; {fix}") from None
     if proc.returncode != 0:
         raise PocketBertError(f"{what} failed: {_one_line(proc.stderr + proc.stdout)}; {fix}")
-    return proc.stdout
+    return proc.stdout + proc.stderr
 
 
 class _Apt:
@@ -118,7 +119,7 @@ class _Apt:
         status = self.root / "state" / "status"
         if not status.exists():
             status.write_text("", encoding="utf-8")  # an empty system: every dependency gets downloaded
-        self.arch = arch
+        self.arch, self.suite = arch, suite
         self.opts = [
             f"-oDir::Etc::SourceList={etc / 'sources.list'}", f"-oDir::Etc::SourceParts={etc / 'sources.list.d'}",
             f"-oDir::Etc::Preferences={etc / 'preferences'}", f"-oDir::Etc::PreferencesParts={etc / 'preferences.d'}",
@@ -138,7 +139,10 @@ class _Apt:
                                   "pass --qemu and build the sysroot on a Debian host")
         lists = self.root / "state" / "lists"
         if not any(lists.glob("*Packages*")):
-            _run(["apt-get", *self.opts, "update"], f"{what}: apt-get update", fix)
+            out = _run(["apt-get", *self.opts, "update"], f"{what}: apt-get update", fix)
+            if not any(lists.glob("*Packages*")):  # apt-get update exits 0 when every fetch failed
+                raise PocketBertError(f"{what}: cannot fetch the package lists of {DEBIAN_MIRROR} ({self.suite}, "
+                                      f"{self.arch}): {_one_line(out) if out.strip() else 'no lists'}; {fix}")
         _run(["apt-get", *self.opts, *args], what, fix, cwd=self.archives)
 
 
@@ -179,7 +183,8 @@ def _wheel_specs(extra: list[str]) -> list[str]:
     return [_pin(d) for d in RUNTIME_DISTS] + list(extra)
 
 
-def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra_wheels: list[str] | None = None, wheel_source: str | None = None, log=print) -> dict:
+def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra_wheels: list[str] | None = None,
+          wheel_source: str | None = None, log=print) -> dict:
     """Build (or finish building) the emulation environment in `cache`. Returns env.json's content.
 
     Args:
@@ -276,7 +281,8 @@ def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra
     env = Environment(root, qemu_path)
     proc = env.python(["-c", code], core=DEFAULT_CORE, timeout=900)
     if proc.returncode != 0:
-        raise PocketBertError(f"emulated import check failed on {DEFAULT_CORE}: {_one_line(proc.stderr)}; "
+        why = f"signal {-proc.returncode}" if proc.returncode < 0 else _one_line(proc.stderr)
+        raise PocketBertError(f"emulated import check failed on {DEFAULT_CORE} ({qemu_path}): {why}; "
                               f"delete {root} and run `pocketbert setup-arm64` again")
     seconds["import_check"] = time.perf_counter() - t0
     previous = {}
@@ -360,11 +366,13 @@ def parse_device(device: str) -> str:
     return core
 
 
-def check_row(bundle, artifact: dict, golden: dict, row: dict) -> dict:
-    """Parity of the emulated outputs against golden.json, with the bundle's tolerance (as `verify`)."""
-    import numpy as np
+def check_row(bundle, artifact: dict, golden: dict, row: dict, compare) -> dict:
+    """Parity of the emulated outputs against golden.json with the bundle's tolerance.
 
-    from pocketbert.export.parity import compare
+    `compare` is pocketbert.export.parity.compare, the check `pocketbert verify` runs, handed in by
+    the CLI (runtime_bench may import only export's manifest and naming modules).
+    """
+    import numpy as np
 
     cases = [c for c in golden["cases"] if len(c["ids"]) <= artifact["seq_len"]]
     if "argmax" in row:
@@ -386,7 +394,7 @@ def check_row(bundle, artifact: dict, golden: dict, row: dict) -> dict:
     return compare(outs, refs, bundle.tolerance(artifact))
 
 
-def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, threads: int = 1,
+def run_bundle(bundle_path, out, device: str, compare, formats: list[str] | None = None, threads: int = 1,
                timed_runs: int = 3, cache: str | os.PathLike | None = None, timeout: float = 1800,
                log=print) -> dict:
     """Run every artifact of the bundle on one emulated core; write and return the results document.
@@ -466,7 +474,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
             doc["rows"].append({**base, "status": r["status"], "error": r.get("error", "")[:300], "extra": extra})
             log(f"[bench qemu:{core}] {a['file']}: {r['status']} ({r.get('error')})")
             continue
-        parity = check_row(bundle, a, golden, r)
+        parity = check_row(bundle, a, golden, r, compare)
         extra.update({"parity": parity, "host_parity": a.get("parity", {}),
                       "emulated_load_ms": round(r["load_ms"], 1),
                       "emulated_first_inference_ms": round(r["first_inference_ms"], 1),
@@ -506,7 +514,7 @@ def parity_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_command(args) -> tuple[dict, str]:
+def bench_command(args, compare) -> tuple[dict, str]:
     """`pocketbert bench BUNDLE --device qemu[:CORE]`: the CLI's (result, human text).
 
     One thread (qemu user mode emulates the threads on the host, so thread scaling means nothing);
@@ -520,6 +528,6 @@ def bench_command(args) -> tuple[dict, str]:
         raise PocketBertError(f"--runs {args.runs}: give at least 1")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
     cache = Path(args.cache) / "arm64" if args.cache else None
-    doc = run_bundle(args.bundle, args.out, args.device, formats=formats, threads=1, timed_runs=min(args.runs, 3),
+    doc = run_bundle(args.bundle, args.out, args.device, compare, formats=formats, threads=1, timed_runs=min(args.runs, 3),
                      cache=cache, log=lambda m: print(m, file=sys.stderr))
     return doc, parity_table(doc) + f"\nresults: {args.out}"

@@ -208,9 +208,10 @@ def run(args):
     from pocketbert.runtime_bench.schema import check_output_file
 
     if args.device.startswith("qemu"):  # emulated Arm cores: runtime_bench/emulation.py (issue 9)
+        from pocketbert.export.parity import compare
         from pocketbert.runtime_bench import emulation
 
-        return emulation.bench_command(args)
+        return emulation.bench_command(args, compare)
     out = check_output_file(args.out)
     threads = _int_list(args.threads, "--threads")
     if args.runs < 1:
