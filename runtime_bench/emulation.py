@@ -468,10 +468,12 @@ def run_bundle(bundle_path, out, device: str, compare, formats: list[str] | None
                 "quant": a["quant"], "seq_len": a["seq_len"], "threads": threads, "role": "artifact",
                 "size_bytes": int(a.get("size_bytes", 0))}
         reason = None
-        if a["format"] not in FORMAT_BACKEND:
-            reason = f"{a['format']} has no aarch64 Linux runtime (Core ML runs only on Apple devices)"
-        elif a["format"] == "executorch":
+        if a["format"] == "executorch":
             reason = EXECUTORCH_SKIP
+        elif a["format"] == "coreml":
+            reason = "Core ML runs only on Apple devices: no aarch64 Linux runtime to emulate"
+        elif a["format"] not in FORMAT_BACKEND:
+            reason = f"{a['format']} has no aarch64 Linux runtime here"
         if reason:
             doc["rows"].append({**base, "status": "skipped", "error": reason, "extra": {"core": core}})
             log(f"[bench qemu:{core}] {a['file']}: skipped ({reason})")

@@ -131,6 +131,10 @@ def test_int8_tflite_and_onnx_match_golden_on_emulated_cortex_a55(arm64_env, int
         assert parity["status"] == "passed" and parity["cases"] > 0
         assert parity["max_abs_diff"] <= manifest["tolerances"][f"{fmt}/int8"]["max_abs_diff"]
         assert row["extra"]["core"] == "cortex-a55"
+        # The same runner on the x86 host: Arm and host outputs are both within tolerance of golden.
+        vs_host = row["extra"]["vs_host"]
+        assert vs_host["status"] == "compared" and vs_host["cases"] == parity["cases"]
+        assert vs_host["max_abs_diff"] <= 2 * manifest["tolerances"][f"{fmt}/int8"]["max_abs_diff"]
         # Emulated time is labelled as such and never put in the percentile fields host/phone rows use.
         assert row["latency_note"].startswith("EMULATED")
         assert "latency_ms_p50" not in row
