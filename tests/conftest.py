@@ -100,3 +100,11 @@ def tiny_student(tmp_path_factory, tiny_bert) -> Path:
     out = tmp_path_factory.mktemp("students") / "tiny_student"
     assert main(["student", "--teacher", str(tiny_bert), "--layers", "0,2", "--out", str(out)]) == 0
     return out
+
+
+def default_sigint() -> None:
+    """Popen preexec_fn: a child that reacts to SIGINT as in a terminal, even when this test run was started
+    in the background (where the shell makes children ignore SIGINT, and Python then keeps ignoring it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ from pocketbert.cli import main
 from pocketbert.runtime_bench.schema import read_results, validate_results
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_hf_checkpoint  # noqa: E402
+from conftest import default_sigint, make_hf_checkpoint  # noqa: E402
 
 SEQ_LENS = [16, 32]
 
@@ -244,7 +244,8 @@ def test_interrupted_run_keeps_what_it_measured(tiny_bundle, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.Popen([sys.executable, "-m", "pocketbert", "bench", str(tiny_bundle), "--threads", "1,2",
                              "--runs", "5", "--warmup", "1", "--no-profile", "--formats", "onnx", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONWARNINGS="ignore"),
+                            preexec_fn=default_sigint)
     doc = None
     while proc.poll() is None:
         if out.is_file():

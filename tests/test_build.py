@@ -17,6 +17,8 @@ from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 
+from conftest import default_sigint
+
 
 def _sts(path: Path) -> Path:
     rows = [
@@ -125,7 +127,7 @@ def test_ctrl_c_then_rerun_keeps_finished_stages(tmp_path, tiny_recipe):
     out = tmp_path / "b"
     cmd = [sys.executable, "-m", "pocketbert", "build", str(tiny_recipe), "bench.enabled=false", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=default_sigint)
     deadline = time.time() + 300
     state_file = out / "build.json"
     while time.time() < deadline:

@@ -16,6 +16,8 @@ import pytest
 from pocketbert.pipeline.checkpoint import load_checkpoint
 from pocketbert.pipeline.train import lr_factor
 
+from conftest import default_sigint
+
 REPO = Path(__file__).resolve().parents[1]
 
 SUBJECTS = {"man": ("plays", "guitar"), "woman": ("plays", "cello"), "child": ("plays", "flute"),
@@ -100,7 +102,7 @@ def test_ctrl_c_saves_a_state_that_resumes(tmp_path, tiny_bert_mlm):
     out = tmp_path / "out"
     args = _triple_args(tmp_path, tiny_bert_mlm, out, 100000)
     proc = subprocess.Popen([sys.executable, "-m", "pocketbert", *args], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     metrics = out.with_name("out.work") / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 15):
