@@ -42,6 +42,7 @@ from pocketbert.pipeline.train import (
     pick_device,
     setup_torch,
     summary,
+    verify_reload,
     work_dir_for,
 )
 
@@ -323,12 +324,6 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     finish_outputs(work_dir, out)
 
     # -- verify ---------------------------------------------------------------------------------
-    reloaded = load_checkpoint(out).model
-    sample_ids, sample_mask = collate(train_ids[:4], tokenizer.pad_id)
-    with torch.no_grad():
-        a = student.task_forward(sample_ids, sample_mask)
-        b = reloaded.task_forward(sample_ids, sample_mask)
-    if not torch.allclose(a, b, atol=1e-4, rtol=1e-4):
-        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    verify_reload(student, out, train_ids, tokenizer.pad_id)
     return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
             "wall_s": round(time.perf_counter() - t_wall, 1)}

@@ -33,6 +33,7 @@ from pocketbert.pipeline.train import (
     pick_device,
     setup_torch,
     summary,
+    verify_reload,
     work_dir_for,
 )
 
@@ -120,12 +121,6 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     finish_outputs(work_dir, out)
 
     # -- verify ---------------------------------------------------------------------------------
-    reloaded = load_checkpoint(out).model
-    sample_ids, sample_mask = collate(ids[:4], tokenizer.pad_id)
-    with torch.no_grad():
-        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
-                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
-    if not same:
-        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    verify_reload(model, out, ids, tokenizer.pad_id)
     return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
             "wall_s": round(time.perf_counter() - t_wall, 1)}

@@ -22,7 +22,7 @@ from torch import nn
 from pocketbert.errors import PocketBertError
 from pocketbert.files import check_output_dir
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, resolve_teacher, save_checkpoint
+from pocketbert.pipeline.checkpoint import MARKER, resolve_teacher, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
@@ -36,6 +36,7 @@ from pocketbert.pipeline.train import (
     pick_device,
     setup_torch,
     summary,
+    verify_reload,
     work_dir_for,
 )
 
@@ -162,12 +163,6 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
     finish_outputs(work_dir, out)
 
     # -- verify ---------------------------------------------------------------------------------
-    reloaded = load_checkpoint(out).model
-    sample_ids, sample_mask = collate(train_ids[:4], tokenizer.pad_id)
-    with torch.no_grad():
-        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
-                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
-    if not same:
-        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")
+    verify_reload(model, out, train_ids, tokenizer.pad_id)
     return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
             "wall_s": round(time.perf_counter() - t_wall, 1)}

@@ -537,3 +537,17 @@ def make_evaluator(eval_cfg, data_cfg, tokenizer, holdout_ids: list[list[int]]) 
         return m
 
     return evaluate
+
+
+def verify_reload(model: nn.Module, out: Path, ids: list[list[int]], pad_id: int) -> None:
+    """Every training stage ends here: the written checkpoint, loaded back, reproduces the trained model."""
+    from pocketbert.pipeline.checkpoint import load_checkpoint
+    from pocketbert.pipeline.data import collate
+
+    reloaded = load_checkpoint(out).model
+    sample_ids, sample_mask = collate(ids[:4], pad_id)
+    with torch.no_grad():
+        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
+                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
+    if not same:
+        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")

@@ -10,28 +10,14 @@ prediction (sop: true). Override any key with key=value.
 
 
 def add_arguments(p) -> None:
-    p.add_argument("recipe", help="recipe YAML file, or the name of a shipped recipe (pipeline/recipes/*.yaml)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.max_steps=100")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="WORK_DIR",
-                   help="continue from the saved training state (default folder: <out>.work)")
+    from pocketbert.commands import _training
+
+    _training.add_arguments(p)
 
 
 def run(args):
-    from pathlib import Path
-
+    from pocketbert.commands import _training
     from pocketbert.pipeline.pretrain import main
-    from pocketbert.pipeline.recipe import PretrainRecipe, load_recipe
+    from pocketbert.pipeline.recipe import PretrainRecipe
 
-    resume, overrides = args.resume, list(args.overrides)
-    if isinstance(resume, str) and "=" in resume and not Path(resume).exists():
-        overrides.append(resume)  # `--resume key=value`: the flag took an override as its folder
-        resume = True
-    cfg = load_recipe(PretrainRecipe, args.recipe, overrides)
-    result = main(cfg, resume=bool(resume), resume_dir=resume if isinstance(resume, str) else None)
-    if not result:  # a non-zero torchrun rank: rank 0 reports
-        return {}, ""
-    best = f", best {result['best_metric']} {result['best_value']:.2f} at step {result['best_step']}" \
-        if result.get("best_metric") else ""
-    text = (f"wrote {result['out']}: {result['steps']} steps in {result['train_wall_s']:.0f} s, "
-            f"final loss {result['final_loss']:.4f}{best}")
-    return result, text
+    return _training.run(args, PretrainRecipe, main)
