@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file, write_json
+from pocketbert.export.manifest import path_sha256
+from pocketbert.files import write_json
 
 STATE_FILE = "build.json"
 
@@ -32,17 +33,6 @@ class Stage:
     resumable: Callable[[Path], bool] | None = None  # does the build folder hold work this stage can resume?
 
 
-def content_hash(path: Path) -> str:
-    """sha256 over a file, or over a folder's files (relative path + content) in sorted order."""
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(sha256_file(f).encode())
-    return h.hexdigest()
-
-
 def stage_key(stage: Stage, previous_key: str, cache: dict[str, str]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(stage.argv).encode())
@@ -52,7 +42,7 @@ def stage_key(stage: Stage, previous_key: str, cache: dict[str, str]) -> str:
         if not p.exists():
             raise PocketBertError(f"stage {stage.name}: input {p} does not exist; fix the recipe")
         if name not in cache:
-            cache[name] = content_hash(p)
+            cache[name] = path_sha256(p)  # a file, or a folder's files in sorted path order
         h.update(cache[name].encode())
     return h.hexdigest()
 
