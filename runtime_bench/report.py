@@ -28,7 +28,8 @@ def _mb(n) -> str:
 
 def _where(doc: dict) -> str:
     d = doc["device"]
-    env = {"host": "host CPU (not a phone)", "adb": "Android phone over adb", "emulation": "emulation"}[d["environment"]]
+    env = {"host": "host CPU (not a phone)", "adb": "Android phone over adb", "ios": "iPhone / iPad (iOS demo app)",
+           "emulation": "EMULATED Arm core (qemu user mode): timings are not phone timings"}[d["environment"]]
     parts = [env, d.get("name"), d.get("cpu_model"), d.get("os"), d.get("arch")]
     isa = ", ".join(d.get("isa") or []) or "-"
     cores = f"{d.get('cores_available', d.get('cores', '?'))}/{d.get('cores', '?')} cores"
@@ -42,7 +43,11 @@ def _teacher_keys(doc: dict) -> list[str]:
 def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     """The main table: one line per row of the results file."""
     bases = _teacher_keys(doc)
-    head = ["name", "role", "format", "quant", "seq", "threads", "status", "size MB", "load ms", "first ms", "p50 ms",
+    # Binary summaries (benchmark_model) and emulation give a mean, not a p50: the header says which it is.
+    emulated = doc["device"]["environment"] == "emulation"
+    p50_head = "emulated mean ms" if emulated else (
+        "p50 ms" if all("latency_ms_p50" in r for r in doc["rows"] if r["status"] == OK) else "p50 ms (mean where no samples)")
+    head = ["name", "role", "format", "quant", "seq", "threads", "status", "size MB", "load ms", "first ms", p50_head,
             "p90 ms", "p99 ms", "trimmed mean ms", "CPU ms p50", "peak RSS +MB", "GFLOP/s", "% of host peak"]
     head += [f"x vs {b}" for b in bases] + [f"CPU-time x vs {b}" for b in bases]
     lines = []

@@ -112,3 +112,18 @@ def test_report_refuses_a_file_that_is_not_results(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a pocketbert results file" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("environment", "header", "where"), [
+    ("emulation", "emulated mean ms", "EMULATED Arm core"),
+    ("ios", "p50 ms", "iOS demo app"),
+])
+def test_emulated_and_ios_results_are_labelled(results_file, tmp_path, environment, header, where):
+    doc = json.loads(results_file.read_text())
+    doc["device"]["environment"] = environment
+    validate_results(doc)
+    path = tmp_path / f"{environment}.json"
+    path.write_text(json.dumps(doc))
+    assert main(["report", str(path), "--format", "md", "--out", str(tmp_path / "r.md")]) == 0
+    text = (tmp_path / "r.md").read_text()
+    assert f"| {header} |" in text and where in text
