@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import check_output_dir, sha256_file
+from pocketbert.files import sha256_file
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import DistillRecipe, LossConfig, to_dict
@@ -39,11 +39,9 @@ from pocketbert.pipeline.train import (
     fit,
     init_distributed,
     make_evaluator,
-    pick_device,
-    setup_torch,
+    start_run,
     summary,
     verify_reload,
-    work_dir_for,
 )
 
 
@@ -212,15 +210,7 @@ def build_student(cfg: DistillRecipe, teacher: Encoder, teacher_path: Path) -> t
 def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
     """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
     t_wall = time.perf_counter()
-    out = Path(cfg.out)
-    check_output_dir(out, MARKER)
-    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
-    if resume:
-        from pocketbert.pipeline.train import check_resume
-
-        check_resume(work_dir)
-    device = pick_device(cfg.train)
-    setup_torch(cfg.train)
+    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
 
     # -- set up: teacher, student, data, evaluation --------------------------------------------
     teacher_ckpt = load_checkpoint(cfg.teacher)  # its MLM head only if it has one

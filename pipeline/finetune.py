@@ -11,30 +11,26 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import check_output_dir, sha256_file
+from pocketbert.files import sha256_file
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, tokenize
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import FinetuneRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
-    check_resume,
     finish_outputs,
     fit,
     init_distributed,
     make_evaluator,
-    pick_device,
-    setup_torch,
+    start_run,
     summary,
     verify_reload,
-    work_dir_for,
 )
 
 
@@ -65,13 +61,7 @@ def classifier_from(base: Encoder, num_labels: int, seed: int) -> Encoder:
 
 def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
     t_wall = time.perf_counter()
-    out = Path(cfg.out)
-    check_output_dir(out, MARKER)
-    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
-    if resume:
-        check_resume(work_dir)
-    device = pick_device(cfg.train)
-    setup_torch(cfg.train)
+    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
 
     # -- set up ---------------------------------------------------------------------------------
     base = load_checkpoint(cfg.model, with_mlm_head=False)

@@ -14,30 +14,25 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import check_output_dir
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import MARKER, resolve_teacher, save_checkpoint
+from pocketbert.pipeline.checkpoint import resolve_teacher, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
-    check_resume,
     finish_outputs,
     fit,
     init_distributed,
     make_evaluator,
-    pick_device,
-    setup_torch,
+    start_run,
     summary,
     verify_reload,
-    work_dir_for,
 )
 
 
@@ -91,13 +86,7 @@ def sop_pair(ids: list[int], cls_id: int, sep_id: int, gen: torch.Generator) -> 
 
 def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
     t_wall = time.perf_counter()
-    out = Path(cfg.out)
-    check_output_dir(out, MARKER)
-    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg.train, cfg.out)
-    if resume:
-        check_resume(work_dir)
-    device = pick_device(cfg.train)
-    setup_torch(cfg.train)
+    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
 
     # -- set up ---------------------------------------------------------------------------------
     tok_dir = resolve_teacher(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary

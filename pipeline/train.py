@@ -451,6 +451,26 @@ def summary(result: FitResult) -> dict:
             "examples_seen": result.examples_seen}
 
 
+def start_run(cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None) -> tuple[Path, Path, str]:
+    """What every training stage does first, before any work: refuse an output folder that is not ours,
+    find the work folder (and its saved state when resuming), pick the device, seed and size torch.
+
+    Returns:
+        (output folder, work folder, device).
+    """
+    from pocketbert.files import check_output_dir
+    from pocketbert.pipeline.checkpoint import MARKER
+
+    out_path = Path(out)
+    check_output_dir(out_path, MARKER)
+    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg, out)
+    if resume:
+        check_resume(work_dir)
+    device = pick_device(cfg)
+    setup_torch(cfg)
+    return out_path, work_dir, device
+
+
 def setup_torch(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
     if cfg.threads:
