@@ -238,7 +238,6 @@ class LoadedCheckpoint:
     path: Path
     model_type: str  # of the source checkpoint: bert | distilbert | albert
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
-    dropped_keys: list[str] = field(default_factory=list)  # ignorable keys present in the file
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None) -> LoadedCheckpoint:
@@ -333,7 +332,6 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         k for k in state
         if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
     )
-    dropped = sorted(k for k in state if k not in used and k not in unexpected)
     if missing or mismatched or unexpected:
         parts = []
         if missing:
@@ -349,7 +347,15 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         raise PocketBertError(f"{weights}: no weights for {', '.join(unfilled[:6])}")
     model.load_state_dict(target, strict=False)
     model.eval()
-    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record, dropped_keys=dropped)
+    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record)
+
+
+def parent_record(parent: LoadedCheckpoint) -> dict:
+    """How a checkpoint made from `parent` names it in its pocketbert.json: where it was, what it was,
+    and the hash of the weights it started from."""
+    return {"path": str(parent.path.resolve()), "model_type": parent.model_type,
+            "weights_sha256": sha256_file(parent.path / "model.safetensors"),
+            "num_hidden_layers": parent.model.config.num_hidden_layers}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ def add_arguments(p) -> None:
 def run(args):
     from pathlib import Path
 
-    from pocketbert.files import check_output_dir, sha256_file
-    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+    from pocketbert.files import check_output_dir
+    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, parent_record, save_checkpoint
     from pocketbert.pipeline.student import (
         apply_vocab,
         parse_layers,
@@ -43,9 +43,7 @@ def run(args):
     layers = parse_layers(args.layers, teacher.model.config.num_hidden_layers)
     student = select_layers(teacher.model, layers)
     record = {
-        "parent": {"path": str(teacher.path.resolve()), "model_type": teacher.model_type,
-                   "weights_sha256": sha256_file(teacher.path / "model.safetensors"),
-                   "num_hidden_layers": teacher.model.config.num_hidden_layers},
+        "parent": parent_record(teacher),
         "layer_map": layers,
         "stage": "student",
     }
