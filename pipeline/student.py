@@ -24,7 +24,7 @@ from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 STRATEGIES = ("all", "every-other", "first", "last", "uniform")
 
 
-def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | None = None) -> list[int]:
+def parse_layers(spec: str, num_teacher_layers: int) -> list[int]:
     """`0,2,5` or a named strategy -> teacher layer indices, checked against the teacher's depth.
 
     Strategies: `all` (every layer: a copy, e.g. to trim a distilled student's vocabulary), `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
@@ -34,7 +34,7 @@ def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | N
     spec = spec.strip()
     name, _, count = spec.partition(":")
     if name in STRATEGIES:
-        n = num_student_layers
+        n = None
         if count:
             if not count.isdigit() or int(count) < 1:
                 raise PocketBertError(f"--layers {spec!r}: the count after ':' must be a positive integer")

@@ -289,29 +289,23 @@ class Progress:
         parts = ", ".join(f"{k} {v:.4f}" for k, v in terms.items())
         return f"{self.budget(step, elapsed)} | {rate:.2f} it/s | loss {loss:.4f}" + (f" ({parts})" if parts else "")
 
-    def update(self, step: int, elapsed: float, loss: float, terms: dict) -> None:
+    def update(self, step: int, elapsed: float, loss: float, terms: dict, last: bool = False) -> None:
+        """After every step; with `last` after the final one (closes the bar, logs the last step)."""
         if not self.show:
             return
         if self.bar is not None:
             self.bar.postfix[0] = self.line(step, elapsed, loss, terms)
             self.bar.update(self.fraction(step, elapsed) - self.bar.n)  # redraws at most every 0.1 s
-        elif self.printed_at is None or elapsed - self.printed_at[1] >= self.every_s:
-            self._print(step, elapsed, loss, terms)
-
-    def close(self, step: int, elapsed: float, loss: float, terms: dict) -> None:
-        """The last step's line (log) or the bar's final state (terminal)."""
-        if not self.show:
+            if last:
+                self.bar.close()
             return
-        if self.bar is not None:
-            self.bar.postfix[0] = self.line(step, elapsed, loss, terms)
-            self.bar.update(self.fraction(step, elapsed) - self.bar.n)
-            self.bar.close()
-        elif step > self.first_step and (self.printed_at is None or self.printed_at[0] != step):
-            self._print(step, elapsed, loss, terms)
-
-    def _print(self, step: int, elapsed: float, loss: float, terms: dict) -> None:
-        print(f"{self.name}: {self.line(step, elapsed, loss, terms)}", file=self.stream, flush=True)
-        self.printed_at = (step, elapsed)
+        if last:
+            due = step > self.first_step and (self.printed_at is None or self.printed_at[0] != step)
+        else:
+            due = self.printed_at is None or elapsed - self.printed_at[1] >= self.every_s
+        if due:
+            print(f"{self.name}: {self.line(step, elapsed, loss, terms)}", file=self.stream, flush=True)
+            self.printed_at = (step, elapsed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +546,7 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
             interrupted = _agreed(stop.hit, ddp, device, rank0_decides=False)
             if interrupted:
                 break
-    progress.close(state.step, state.elapsed, state.loss, state.terms)
+    progress.update(state.step, state.elapsed, state.loss, state.terms, last=True)
 
     if interrupted:
         if ddp.main:

@@ -25,7 +25,7 @@ def test_log_lines_show_steps_against_a_step_budget():
     for step in range(2, 60):  # under 30 s of training since the last line: no line
         p.update(step, step * 0.5, 0.5, {"ce": 0.5})
     p.update(60, 31.0, 0.25, {"ce": 0.25})
-    p.close(61, 31.5, 0.125, {"ce": 0.125})
+    p.update(61, 31.5, 0.125, {"ce": 0.125}, last=True)
     assert out.getvalue().splitlines() == [
         "finetune: step 1/100 | 00:00 | 2.00 it/s | loss 0.7500 (ce 0.7500)",
         "finetune: step 60/100 | 00:31 | 1.94 it/s | loss 0.2500 (ce 0.2500)",
@@ -37,7 +37,7 @@ def test_log_lines_show_elapsed_against_a_time_budget_and_count_the_rate_from_a_
     out = io.StringIO()
     p = Progress("distill[embedding]", None, 300.0, 100, 60.0, stream=out)  # resumed at step 100, 1 minute in
     p.update(101, 60.5, 2.0, {})
-    p.close(164, 70.0, 1.5, {"emb_mse": 0.5, "emb_cos": 1.0})
+    p.update(164, 70.0, 1.5, {"emb_mse": 0.5, "emb_cos": 1.0}, last=True)
     assert out.getvalue().splitlines() == [
         "distill[embedding]: step 101 | 01:00/05:00 | 2.00 it/s | loss 2.0000",
         "distill[embedding]: step 164 | 01:10/05:00 | 6.40 it/s | loss 1.5000 (emb_mse 0.5000, emb_cos 1.0000)",
@@ -48,9 +48,9 @@ def test_no_lines_from_other_ranks_or_before_a_step():
     out = io.StringIO()
     quiet = Progress("pretrain", 10, 0.0, 0, 0.0, show=False, stream=out)
     quiet.update(1, 1.0, 1.0, {})
-    quiet.close(1, 1.0, 1.0, {})
+    quiet.update(1, 1.0, 1.0, {}, last=True)
     idle = Progress("pretrain", 10, 0.0, 10, 5.0, stream=out)  # resumed at the end: nothing runs
-    idle.close(10, 5.0, float("nan"), {})
+    idle.update(10, 5.0, float("nan"), {}, last=True)
     assert out.getvalue() == ""
 
 
