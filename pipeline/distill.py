@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file
+from pocketbert.files import path_sha256
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
@@ -300,7 +300,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         "stage": "distill",
         "objective": cfg.objective,
         "parent": {"path": str(teacher_ckpt.path.resolve()), "model_type": teacher_ckpt.model_type,
-                   "weights_sha256": sha256_file(next(teacher_ckpt.path.glob("*.safetensors"))),
+                   "weights_sha256": path_sha256(next(teacher_ckpt.path.glob("*.safetensors"))),
                    "num_hidden_layers": teacher.config.num_hidden_layers},
         "student_init": student_record,
         "layer_map": layer_map,

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.export.manifest import path_sha256
-from pocketbert.files import write_json
+from pocketbert.files import path_sha256, write_json
 
 STATE_FILE = "build.json"
 

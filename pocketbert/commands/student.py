@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
 def run(args):
     from pathlib import Path
 
-    from pocketbert.files import check_output_dir, sha256_file
+    from pocketbert.files import check_output_dir, path_sha256
     from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
     from pocketbert.pipeline.student import (
         apply_vocab,
@@ -44,7 +44,7 @@ def run(args):
     student = select_layers(teacher.model, layers)
     record = {
         "parent": {"path": str(teacher.path.resolve()), "model_type": teacher.model_type,
-                   "weights_sha256": sha256_file(teacher.path / "model.safetensors"),
+                   "weights_sha256": path_sha256(teacher.path / "model.safetensors"),
                    "num_hidden_layers": teacher.model.config.num_hidden_layers},
         "layer_map": layers,
         "stage": "student",
