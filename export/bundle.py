@@ -34,6 +34,7 @@ log = logging.getLogger("pocketbert.export")
 
 DEFAULT_FORMATS = tuple(FORMATS)
 DEFAULT_QUANTS = ("fp32", "int8")
+DEFAULT_SEQ_LENS = (128,)
 
 
 @dataclass
@@ -44,7 +45,7 @@ class ExportConfig:
     out: str
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     quants: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
-    seq_lens: list[int] = field(default_factory=lambda: [128])
+    seq_lens: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     task: str | None = None  # None: the checkpoint's task
     name: str | None = None  # model name in file names; None: the checkpoint folder's name
 
