@@ -19,6 +19,8 @@ from pocketbert.cli import main
 
 from conftest import default_sigint
 
+pytestmark = pytest.mark.integration
+
 
 def _sts(path: Path) -> Path:
     rows = [
@@ -179,7 +181,7 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
     (the model the recipe names), not with the base model the classifier was fine-tuned from."""
     from pocketbert.build import load_build_recipe, plan
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the recipe's ../shared/data paths
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
     recipe = load_build_recipe("build-sst2", ["bench.baseline=teacher"])
     stages = {s.name: s for s in plan(recipe, tmp_path)}
     assert list(stages) == ["finetune", "distill", "export", "bench", "report"]
