@@ -21,6 +21,8 @@ from pocketbert.pipeline.train import Run, TrainData, fit
 
 from conftest import write_tiny_tokenizer
 
+pytestmark = pytest.mark.integration
+
 
 def _record(out: Path) -> dict:
     return json.loads((out / "pocketbert.json").read_text())

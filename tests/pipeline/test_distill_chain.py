@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from test_train import synthetic_corpus
 
@@ -16,6 +17,8 @@ from pocketbert.pipeline.evaluate import mlm_accuracy
 from pocketbert.pipeline.tokenizer import Tokenizer
 
 from conftest import write_tiny_tokenizer
+
+pytestmark = pytest.mark.integration
 
 STEPS = 150
 
