@@ -498,7 +498,7 @@ def write_tokenizer_files(dst: Path, tokens: list[str], options: dict, max_lengt
 
 def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path | None = None,
                     tokens: list[str] | None = None, tokenizer_opts: dict | None = None,
-                    record: dict | None = None) -> Path:
+                    record: dict | None = None, command: str | None = None) -> Path:
     """Write an HF-compatible checkpoint folder atomically (temporary folder, then rename).
 
     Args:
@@ -508,6 +508,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
         tokens: a new vocabulary (after trimming); tokenizer files are rebuilt from it.
         tokenizer_opts: lower-casing / accent options when rebuilding (default: read from tokenizer_src).
         record: what to add to pocketbert.json (parent, layer_map, ...); provenance is added here.
+        command: the `pocketbert ...` line recorded in the provenance (None: this process's).
     Returns:
         The final folder.
     """
@@ -546,7 +547,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
             "num_parameters": sum(p.numel() for p in model.parameters()),
             **(record or {}),
             "weights_sha256": path_sha256(tmp / "model.safetensors"),
-            "provenance": provenance(),
+            "provenance": provenance(command=command),
         }
         write_json(tmp / MARKER, full)
     return out

@@ -33,7 +33,14 @@ from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import DistillRecipe, LossConfig, to_dict
 from pocketbert.pipeline.student import parse_layers, select_layers
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import TrainData, fit, init_distributed, start_run, write_and_verify
+from pocketbert.pipeline.train import (
+    TrainData,
+    fit,
+    init_distributed,
+    start_run,
+    write_and_verify,
+    write_resolved,
+)
 
 
 class TripleObjective(nn.Module):
@@ -190,9 +197,9 @@ def build_student(cfg: DistillRecipe, teacher: Encoder, teacher_path: Path) -> t
     return student.train(), list(layers), loaded.path, {"init": str(loaded.path.resolve()), "layer_map": layers}
 
 
-def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
+def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
     """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
-    run = start_run(f"distill[{cfg.objective}]", cfg.train, cfg.out, resume, resume_dir)
+    run = start_run(f"distill[{cfg.objective}]", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up: teacher, student, data, evaluation --------------------------------------------
     teacher_ckpt = load_checkpoint(cfg.teacher)  # its MLM head only if it has one
@@ -262,7 +269,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         print(f"distill: {cfg.objective} | teacher {teacher_ckpt.path} | student {student_record} | "
               f"{len(train_ids)} training texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
               f"skipped) | device {run.device}", file=sys.stderr)
-        print(f"distill: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        print(f"distill: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
         if evaluate is not None and cfg.eval.at_start and not resume:
             baseline = {"teacher": evaluate(teacher), "student_init": evaluate(student)}
             print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)

@@ -22,7 +22,14 @@ from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import FinetuneRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import TrainData, fit, init_distributed, start_run, write_and_verify
+from pocketbert.pipeline.train import (
+    TrainData,
+    fit,
+    init_distributed,
+    start_run,
+    write_and_verify,
+    write_resolved,
+)
 
 
 class ClassifierObjective(nn.Module):
@@ -50,8 +57,8 @@ def classifier_from(base: Encoder, num_labels: int, seed: int) -> Encoder:
     return model
 
 
-def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
-    run = start_run("finetune", cfg.train, cfg.out, resume, resume_dir)
+def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
+    run = start_run("finetune", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
     base = load_checkpoint(cfg.model, with_mlm_head=False)
@@ -75,7 +82,7 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     resolved = to_dict(cfg)
     if ddp.main:
         print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {run.device}", file=sys.stderr)
-        print(f"finetune: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        print(f"finetune: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
     result = fit(objective, TrainData(make_batch, [len(x) for x in ids], cfg.data.batch_size, cfg.data.group_by_length),

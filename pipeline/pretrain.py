@@ -26,7 +26,14 @@ from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import TrainData, fit, init_distributed, start_run, write_and_verify
+from pocketbert.pipeline.train import (
+    TrainData,
+    fit,
+    init_distributed,
+    start_run,
+    write_and_verify,
+    write_resolved,
+)
 
 
 class PretrainObjective(nn.Module):
@@ -77,8 +84,8 @@ def sop_pair(ids: list[int], cls_id: int, sep_id: int, gen: torch.Generator) -> 
     return seq, [0] * (len(a) + 2) + [1] * (len(b) + 1), swapped
 
 
-def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
-    run = start_run("pretrain", cfg.train, cfg.out, resume, resume_dir)
+def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
+    run = start_run("pretrain", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
     tok_dir = resolve_teacher(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary
@@ -119,7 +126,7 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
         print(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
               f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}",
               file=sys.stderr)
-        print(f"pretrain: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        print(f"pretrain: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
     # sop: a line becomes [CLS] A [SEP] B [SEP], one token longer

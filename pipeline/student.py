@@ -200,6 +200,7 @@ class StudentConfig:
     layers: str
     out: str
     trim_vocab: list[str] = field(default_factory=list)
+    command: str | None = None  # the `pocketbert ...` line recorded in the provenance
 
 
 def main(cfg: StudentConfig) -> dict:
@@ -236,7 +237,7 @@ def main(cfg: StudentConfig) -> dict:
         record["vocab_trim"] = {"corpus": [str(p.resolve()) for p in corpus], "before": vocab_before,
                                 "after": len(keep)}
     save_checkpoint(student, out, tokenizer_src=teacher.path, tokens=tokens,
-                    tokenizer_opts=tokenizer_options(teacher.path), record=record)
+                    tokenizer_opts=tokenizer_options(teacher.path), record=record, command=cfg.command)
     return {"out": str(out), "teacher": teacher.path.name, "layers": layers, "num_hidden_layers": len(layers),
             "vocab_size": student.config.vocab_size,
             "num_parameters": sum(p.numel() for p in student.parameters()),

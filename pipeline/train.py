@@ -119,11 +119,13 @@ class Run:
     work_dir: Path  # training state, metrics and curves
     device: str  # cpu | cuda
     resume: bool = False  # continue from <work_dir>/train_state.pt
+    command: str | None = None  # the `pocketbert ...` line recorded in the checkpoint's provenance
     ddp: Dist = field(default_factory=Dist)  # set by the stage once its inputs are checked (init_distributed)
     started: float = field(default_factory=time.perf_counter)  # for the stage's wall time
 
 
-def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None) -> Run:
+def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None,
+              command: str | None = None) -> Run:
     """What every training stage does first, before any work: refuse an output folder that is not ours,
     find the work folder (and its saved state when resuming), pick the device, seed and size torch."""
     out_path = Path(out)
@@ -135,7 +137,17 @@ def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: s
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    return Run(name, out_path, work_dir, device, resume)
+    return Run(name, out_path, work_dir, device, resume, command)
+
+
+def write_resolved(run: Run, resolved: dict) -> Path:
+    """The resolved recipe goes to the work folder (`recipe.json`), not the terminal; returns its path."""
+    from pocketbert.files import write_json
+
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    path = run.work_dir / "recipe.json"
+    write_json(path, resolved)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,7 +605,7 @@ def write_and_verify(run: Run, objective: nn.Module, result: FitResult, record: 
     if result.best_state is not None:
         model.load_state_dict(result.best_state)
     record["metrics"] = {**summary(result), **metrics, "weights": "best" if result.best_state is not None else "last"}
-    save_checkpoint(model, run.out, tokenizer_src=tokenizer_src, record=record)
+    save_checkpoint(model, run.out, tokenizer_src=tokenizer_src, record=record, command=run.command)
     for name in (METRICS_FILE, CURVES_FILE):
         src = run.work_dir / name
         if src.is_file():
