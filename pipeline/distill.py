@@ -39,7 +39,6 @@ from pocketbert.pipeline.train import (
     init_distributed,
     start_run,
     write_and_verify,
-    write_resolved,
 )
 
 
@@ -269,7 +268,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         print(f"distill: {cfg.objective} | teacher {teacher_ckpt.path} | student {student_record} | "
               f"{len(train_ids)} training texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
               f"skipped) | device {run.device}", file=sys.stderr)
-        print(f"distill: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
+        print(f"distill: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
         if evaluate is not None and cfg.eval.at_start and not resume:
             baseline = {"teacher": evaluate(teacher), "student_init": evaluate(student)}
             print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)

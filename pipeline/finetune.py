@@ -28,7 +28,6 @@ from pocketbert.pipeline.train import (
     init_distributed,
     start_run,
     write_and_verify,
-    write_resolved,
 )
 
 
@@ -82,7 +81,7 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     resolved = to_dict(cfg)
     if ddp.main:
         print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {run.device}", file=sys.stderr)
-        print(f"finetune: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
+        print(f"finetune: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
     result = fit(objective, TrainData(make_batch, [len(x) for x in ids], cfg.data.batch_size, cfg.data.group_by_length),

@@ -32,7 +32,6 @@ from pocketbert.pipeline.train import (
     init_distributed,
     start_run,
     write_and_verify,
-    write_resolved,
 )
 
 
@@ -126,7 +125,7 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
         print(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
               f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}",
               file=sys.stderr)
-        print(f"pretrain: resolved recipe in {write_resolved(run, resolved)}", file=sys.stderr, flush=True)
+        print(f"pretrain: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
     # sop: a line becomes [CLS] A [SEP] B [SEP], one token longer

@@ -123,6 +123,14 @@ class Run:
     ddp: Dist = field(default_factory=Dist)  # set by the stage once its inputs are checked (init_distributed)
     started: float = field(default_factory=time.perf_counter)  # for the stage's wall time
 
+    def write_resolved(self, resolved: dict) -> Path:
+        """The resolved recipe goes to the work folder (`recipe.json`), not the terminal; returns its path."""
+        from pocketbert.files import write_json
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.work_dir / "recipe.json", resolved)
+        return self.work_dir / "recipe.json"
+
 
 def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None,
               command: str | None = None) -> Run:
@@ -138,16 +146,6 @@ def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: s
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return Run(name, out_path, work_dir, device, resume, command)
-
-
-def write_resolved(run: Run, resolved: dict) -> Path:
-    """The resolved recipe goes to the work folder (`recipe.json`), not the terminal; returns its path."""
-    from pocketbert.files import write_json
-
-    run.work_dir.mkdir(parents=True, exist_ok=True)
-    path = run.work_dir / "recipe.json"
-    write_json(path, resolved)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
