@@ -39,3 +39,52 @@ def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: dict) -> dic
         result["reason"] = (f"max_abs_diff {max_abs:.3g} (limit {tol['max_abs_diff']:g}), "
                             f"min_cosine {min_cos:.6f} (limit {tol['min_cosine']:g})")
     return result
+
+
+# Bucket invariance: one text's outputs at two buckets (padded to each) must agree at least this well.
+# The same numbers as the min_cosine tolerances against eager fp32; the outputs are compared with each
+# other here, not with eager PyTorch.
+INVARIANCE_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+
+
+def bucket_invariance(outputs: dict[int, dict[str, np.ndarray]], n_tokens: dict[str, int], quant: str,
+                      per_position: bool = False) -> dict[int, dict]:
+    """Cosine between each case's outputs at every pair of buckets of one format/quant.
+
+    Args:
+        outputs: seq_len -> {case name -> that artifact's output on the case padded to seq_len}.
+        n_tokens: case name -> number of real tokens (MLM logits are compared on those positions only).
+        per_position: outputs are (seq_len, V) logits (MLM), else one vector per case.
+
+    Returns:
+        seq_len -> `{status, min_cosine, min_cosine_required, other_seq_lens, cases, worst_case}`: the
+        minimum over the cases and the other buckets; `skipped` when no other bucket shares a case.
+    """
+    need = INVARIANCE_MIN_COSINE[quant]
+
+    def rows(out, seq_len, name):
+        out = np.asarray(out, dtype=np.float64)
+        return out.reshape(seq_len, -1)[: n_tokens[name]] if per_position else out
+
+    result = {}
+    for n, outs in outputs.items():
+        worst, worst_case, pairs, others = 1.0, None, 0, set()
+        for m, other in outputs.items():
+            if m == n:
+                continue
+            for name in outs.keys() & other.keys():
+                c = cosine(rows(outs[name], n, name), rows(other[name], m, name))
+                pairs += 1
+                others.add(m)
+                if c < worst or worst_case is None:
+                    worst, worst_case = c, f"{name} vs seq{m}"
+        if pairs == 0:
+            result[n] = {"status": "skipped", "min_cosine": None, "min_cosine_required": need, "cases": 0,
+                         "reason": "no other bucket of this format and quantization holds the same cases"}
+            continue
+        ok = worst >= need
+        result[n] = {"status": "passed" if ok else "failed", "min_cosine": worst, "min_cosine_required": need,
+                     "other_seq_lens": sorted(others), "cases": pairs, "worst_case": worst_case}
+        if not ok:
+            result[n]["reason"] = f"bucket invariance: cosine {worst:.6f} < {need} ({worst_case})"
+    return result

@@ -12,9 +12,9 @@ import numpy as np
 from pocketbert.errors import PocketBertError
 
 from . import formats
-from .golden import case_inputs
+from .golden import case_inputs, expected_at
 from .manifest import Bundle, load_bundle
-from .parity import compare
+from .parity import bucket_invariance, compare
 
 # MLM golden files store the argmax per position, not the logits: parity is the share of real
 # positions whose argmax matches, required to be at least this high.
@@ -25,8 +25,11 @@ def _cases_for(golden: dict, seq_len: int) -> list[dict]:
     return [c for c in golden["cases"] if len(c["ids"]) <= seq_len]
 
 
-def check_artifact(bundle: Bundle, artifact: dict, golden: dict) -> dict:
-    """Parity of one artifact against golden.json (a parity dict as in the manifest)."""
+def check_artifact(bundle: Bundle, artifact: dict, golden: dict, outputs_out: dict | None = None) -> dict:
+    """Parity of one artifact against golden.json (a parity dict as in the manifest).
+
+    `outputs_out`, when given, receives {case name: output} for the bucket-invariance check.
+    """
     fmt, quant, seq_len = artifact["format"], artifact["quant"], artifact["seq_len"]
     path = bundle.artifact_path(artifact)
     mod = formats.module(fmt)
@@ -42,19 +45,21 @@ def check_artifact(bundle: Bundle, artifact: dict, golden: dict) -> dict:
     cases = _cases_for(golden, seq_len)
     run = mod.load(path)
     outputs = [run(*case_inputs(c, seq_len, pad_id)) for c in cases]
+    if outputs_out is not None:
+        outputs_out.update({c["name"]: o for c, o in zip(cases, outputs)})
     if golden.get("task") == "mlm" or "expected_argmax" in (cases[0] if cases else {}):
         agree = total = 0
         for c, o in zip(cases, outputs):
             n = len(c["ids"])
             pred = np.asarray(o).reshape(seq_len, -1)[:n].argmax(-1)
-            agree += int((pred == np.asarray(c["expected_argmax"][:n])).sum())
+            agree += int((pred == np.asarray(expected_at(c, seq_len, "expected_argmax")[:n])).sum())
             total += n
         share = agree / max(total, 1)
         ok = share >= MLM_MIN_AGREEMENT[quant]
         return {"status": "passed" if ok else "failed", "max_abs_diff": None, "min_cosine": None,
                 "cases": len(cases), "argmax_agreement": share,
                 **({} if ok else {"reason": f"argmax agreement {share:.3f} < {MLM_MIN_AGREEMENT[quant]}"})}
-    refs = [np.asarray(c["expected"], dtype=np.float32) for c in cases]
+    refs = [np.asarray(expected_at(c, seq_len), dtype=np.float32) for c in cases]
     return compare(outputs, refs, bundle.tolerance(artifact))
 
 
@@ -69,15 +74,28 @@ def verify_bundle(path, formats_filter: list[str] | None = None) -> dict:
     bundle.check_all_sha256()
     golden = bundle.golden()
     rows, failed = [], []
+    outputs: dict[tuple[str, str], dict[int, dict]] = {}  # (format, quant) -> seq_len -> {case: output}
     for a in bundle.artifacts:
         if formats_filter and a["format"] not in formats_filter:
             continue
-        parity = check_artifact(bundle, a, golden)
+        ran: dict = {}
+        parity = check_artifact(bundle, a, golden, ran)
+        if ran:
+            outputs.setdefault((a["format"], a["quant"]), {})[a["seq_len"]] = ran
         rows.append({"file": a["file"], "format": a["format"], "quant": a["quant"], "seq_len": a["seq_len"],
                      "sha256": "ok", **{k: parity.get(k) for k in ("status", "max_abs_diff", "min_cosine", "reason")},
                      **({"argmax_agreement": parity["argmax_agreement"]} if "argmax_agreement" in parity else {})})
         if parity["status"] == "failed":
             failed.append(f"{a['file']}: {parity.get('reason')}")
+    # Bucket invariance: each case's outputs across the buckets of one format/quant agree.
+    n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
+    mlm = golden.get("task") == "mlm"
+    for (fmt, quant), by_len in outputs.items():
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=mlm).items():
+            row = next(r for r in rows if (r["format"], r["quant"], r["seq_len"]) == (fmt, quant, seq_len))
+            row["invariance"] = inv
+            if inv["status"] == "failed":
+                failed.append(f"{row['file']}: {inv['reason']}")
     if failed:
         raise PocketBertError(f"{path}: parity failed for {len(failed)} artifact(s): {'; '.join(failed)}")
     return {"bundle": str(path), "rows": rows}

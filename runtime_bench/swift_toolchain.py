@@ -287,8 +287,13 @@ class SwiftRoot:
 
     def swift(self, args: list[str], cwd: str, env: dict[str, str] | None = None,
               timeout: float = 1800) -> subprocess.CompletedProcess:
+        return self.run([SWIFT, *args], cwd=cwd, env=env, timeout=timeout)
+
+    def run(self, argv: list[str], cwd: str = "/", env: dict[str, str] | None = None,
+            timeout: float = 1800) -> subprocess.CompletedProcess:
+        """Run a program of the root (e.g. a built Swift executable); one run per cache at a time."""
         with _locked(self.cache):
-            return run_in_root(self.sysroot, [SWIFT, *args], cwd=cwd, env=env, timeout=timeout)
+            return run_in_root(self.sysroot, argv, cwd=cwd, env=env, timeout=timeout)
 
 
 def open_root(cache: str | os.PathLike | None = None) -> SwiftRoot:
