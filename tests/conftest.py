@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import string
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The app cores' fixtures and the end-of-run JUnit / XCTest / conformance summary (tests/apps/app_cores.py), as a
+# plugin: a tests/apps/conftest.py would shadow this module for the `from conftest import ...` of other tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+pytest_plugins = ["app_cores"]
 DATA = Path(os.environ.get("POCKETBERT_DATA", REPO.parent / "shared" / "data"))
 
 _WORDS = (
@@ -108,3 +113,4 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+

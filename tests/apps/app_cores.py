@@ -5,8 +5,10 @@ Kotlin: kotlinc (npm `kotlin-compiler`) + JUnit 4 (Debian `junit4`), installed b
 ~/.cache/pocketbert/kotlin, keyed by a hash of the sources.
 Swift: the Debian trixie root with Swift 6 that `pocketbert setup-swift` builds (needs root); the package is
 copied into the root and built there.
-Where a toolchain is missing every test that needs it skips with a one-line reason. The XCTest and JUnit
-summaries are printed at the end of the pytest run.
+Where a toolchain is missing every test that needs it skips with a one-line reason. The XCTest, JUnit and
+conformance summaries are printed at the end of the pytest run.
+
+tests/conftest.py loads this module as a plugin (`pytest_plugins`), so its fixtures are there for every test.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ KOTLIN_SETUP = "bash android_demo/tools/setup_kotlin.sh"
 SWIFT_REPO = "/work/repo"
 SWIFT_PACKAGE_IN_ROOT = f"{SWIFT_REPO}/ios_demo/PocketBertKit"
 
-# "name: summary line" of every JUnit and XCTest run, printed by pytest_terminal_summary.
+# "name: summary line" of every JUnit, XCTest and conformance run, printed at the end of the run.
 SUMMARIES: list[str] = []
+_MEMO: dict = {}  # the Swift root is shared by two fixtures and set up once
 
 
 def pytest_terminal_summary(terminalreporter):
     if SUMMARIES:
-        terminalreporter.section("app cores (JUnit on the JVM, XCTest in the Swift root)")
+        terminalreporter.section("app cores (JUnit on the JVM, XCTest in the Swift root, conformance)")
         for line in SUMMARIES:
             terminalreporter.write_line(line)
 
@@ -124,6 +127,8 @@ def run_junit(core_jar: dict, test_class: str, props: dict[str, Path | str]) -> 
 @pytest.fixture(scope="session")
 def swift_root():
     """The Swift root of `pocketbert setup-swift` with the package and the shared fixture copied in."""
+    if "swift_root" in _MEMO:
+        return _MEMO["swift_root"]
     from pocketbert.errors import PocketBertError
     from pocketbert.runtime_bench import swift_toolchain
 
@@ -136,6 +141,7 @@ def swift_root():
         pytest.skip(f"Swift core: {e}")
     root.copy_in(SWIFT_PACKAGE, SWIFT_PACKAGE_IN_ROOT)
     root.copy_in(FIXTURE, f"{SWIFT_REPO}/tests/fixtures/tiny_bundle")
+    _MEMO["swift_root"] = root
     return root
 
 
@@ -152,7 +158,9 @@ def swift_or_fail(root, args: list[str], what: str, env: dict | None = None):
 @pytest.fixture(scope="session")
 def swift_conformance(swift_root) -> str:
     """`swift build` of the package, conformance runner included; returns the runner's path in the root."""
-    swift_or_fail(swift_root, ["build"], "swift build")
+    if "swift_build" not in _MEMO:
+        swift_or_fail(swift_root, ["build"], "swift build")
+        _MEMO["swift_build"] = True
     return f"{SWIFT_PACKAGE_IN_ROOT}/.build/debug/pocketbert-conformance"
 
 
