@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import string
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-# The app cores' fixtures and the end-of-run JUnit / XCTest / conformance summary (tests/apps/app_cores.py), as a
-# plugin: a tests/apps/conftest.py would shadow this module for the `from conftest import ...` of other tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "apps"))
+# The app cores' fixtures and the end-of-run JUnit / XCTest / conformance summary (tests/apps/app_cores.py, on
+# the pythonpath), as a plugin: a tests/apps/conftest.py would shadow this module for `from conftest import`.
 pytest_plugins = ["app_cores"]
 DATA = Path(os.environ.get("POCKETBERT_DATA", REPO.parent / "shared" / "data"))
 
@@ -114,3 +112,9 @@ def default_sigint() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers: a test not marked `integration` or `slow` is a `unit` test (`pytest -m unit`, `make test-fast`)."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "slow")):
+            item.add_marker(pytest.mark.unit)

@@ -22,7 +22,7 @@ from app_cores import KOTLIN_CACHE as CACHE
 from app_cores import KOTLIN_CORE as CORE
 from app_cores import REPO, record_outputs, run_junit
 
-MIN_TOKENIZER_STRINGS = 2000
+pytestmark = pytest.mark.slow  # the Kotlin toolchain: compiles the core and the app sources
 
 
 def test_app_sources_typecheck_against_api_stubs(core_jar, tmp_path):

@@ -17,6 +17,8 @@ import pytest
 import conformance
 from app_cores import SUMMARIES, java_command
 
+pytestmark = pytest.mark.slow  # the Kotlin and Swift toolchains
+
 CORES = ["kotlin", "swift"]
 FAMILIES = ["minilm", *(v[0] for v in conformance.VARIANTS)]
 BUNDLE_CASES = ["good", "bad_golden_id", "bad_golden_output", "output_altered_at_one_bucket", "missing_manifest",

@@ -6,9 +6,13 @@ The XCTest summary ('Executed N tests, with F failures') is printed at the end o
 
 from __future__ import annotations
 
+import pytest
+
 from pocketbert.runtime_bench.swift_toolchain import xctest_summary
 
 from app_cores import SUMMARIES, SWIFT_PACKAGE_IN_ROOT, swift_or_fail
+
+pytestmark = pytest.mark.slow  # the Swift toolchain
 
 MIN_XCTESTS = 55
 

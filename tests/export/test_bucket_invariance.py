@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pocketbert.bundle.parity import INVARIANCE_MIN_COSINE, bucket_invariance
 from pocketbert.cli import main
-from pocketbert.export.parity import INVARIANCE_MIN_COSINE, bucket_invariance
 
 
 def test_invariance_is_the_worst_cosine_across_buckets():
@@ -58,6 +58,7 @@ def bundle(tiny_student, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.integration
 def test_export_records_per_bucket_golden_and_invariance(bundle):
     golden = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))
     for case in golden["cases"]:
@@ -73,6 +74,7 @@ def test_export_records_per_bucket_golden_and_invariance(bundle):
         assert inv["cases"] == sum(len(c["buckets"]) == 2 for c in golden["cases"])
 
 
+@pytest.mark.integration
 def test_verify_fails_on_a_golden_output_altered_at_one_bucket(bundle, tmp_path, capsys):
     bad = tmp_path / "bad"
     import shutil
@@ -88,6 +90,7 @@ def test_verify_fails_on_a_golden_output_altered_at_one_bucket(bundle, tmp_path,
     assert "fp32_seq128.onnx" in err and "fp32_seq32.onnx" not in err, err
 
 
+@pytest.mark.integration
 def test_verify_fails_when_one_buckets_artifact_drifts(bundle, tmp_path, capsys):
     """The seq128 fp32 ONNX artifact with one weight tensor nudged: its outputs no longer match seq32's."""
     import shutil

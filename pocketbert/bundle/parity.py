@@ -1,8 +1,53 @@
-"""Parity of an artifact's outputs against reference outputs: max abs diff and worst-case cosine."""
+"""Parity of an artifact's outputs: the tolerances, the golden case inputs, and the comparisons that
+export, `pocketbert verify`, emulation and the app fixture generator all apply (BUNDLE.md)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
+    "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
+    "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
+}
+
+# MLM golden files store the argmax per position, not the logits: parity is the share of real
+# positions whose argmax matches, required to be at least this high.
+MLM_MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8}
+
+
+def tolerance(quant: str) -> dict[str, float]:
+    return dict(TOLERANCES[quant])
+
+
+def cases_for(golden: dict, seq_len: int) -> list[dict]:
+    """The golden cases that fit a bucket of `seq_len` tokens (each artifact is checked on these)."""
+    return [c for c in golden["cases"] if len(c["ids"]) <= seq_len]
+
+
+def expected_at(case: dict, seq_len: int, key: str = "expected"):
+    """The case's stored output (`expected` or `expected_argmax`) at bucket `seq_len`.
+
+    golden.json 1.1 stores it per bucket (`buckets`); a 1.0 file has only the smallest bucket's, which
+    stands for every bucket (padding does not change the masked model's output beyond float rounding).
+    """
+    for entry in case.get("buckets", []):
+        if entry["seq_len"] == seq_len:
+            return entry[key]
+    return case[key]
+
+
+def case_inputs(case: dict, seq_len: int, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A golden case as int32 (1, seq_len) arrays (padding further when the bucket is larger)."""
+    ids = case["ids"]
+    if len(ids) > seq_len:
+        raise ValueError(f"case {case['name']} has {len(ids)} tokens > {seq_len}")
+    input_ids = np.full((1, seq_len), pad_id, dtype=np.int32)
+    mask = np.zeros((1, seq_len), dtype=np.int32)
+    input_ids[0, : len(ids)] = ids
+    mask[0, : len(ids)] = 1
+    return input_ids, mask
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,6 +84,44 @@ def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: dict) -> dic
         result["reason"] = (f"max_abs_diff {max_abs:.3g} (limit {tol['max_abs_diff']:g}), "
                             f"min_cosine {min_cos:.6f} (limit {tol['min_cosine']:g})")
     return result
+
+
+def argmax_agreement(cases: list[dict], outputs: list[np.ndarray], seq_len: int, quant: str) -> dict:
+    """MLM parity: the share of real positions whose argmax equals golden's `expected_argmax`.
+
+    Each output is either the logits ((1, seq_len, V) floats) or already the predicted ids per position
+    (a 1-D integer array, as the emulated runner returns them).
+    """
+    agree = total = 0
+    for case, out in zip(cases, outputs):
+        n = len(case["ids"])
+        out = np.asarray(out)
+        integer_ids = out.ndim == 1 and np.issubdtype(out.dtype, np.integer)
+        pred = out[:n] if integer_ids else out.reshape(seq_len, -1)[:n].argmax(-1)
+        agree += int((pred == np.asarray(expected_at(case, seq_len, "expected_argmax")[:n])).sum())
+        total += n
+    share = agree / max(total, 1)
+    need = MLM_MIN_AGREEMENT[quant]
+    return {"status": "passed" if share >= need else "failed", "max_abs_diff": None, "min_cosine": None,
+            "cases": len(cases), "argmax_agreement": share,
+            **({} if share >= need else {"reason": f"argmax agreement {share:.3f} < {need}"})}
+
+
+def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: dict) -> dict:
+    """Parity of `outputs` (one per `cases_for(golden, artifact["seq_len"])`, in order) against golden.json.
+
+    Each output is compared with the case's golden output at this artifact's bucket (golden.json 1.1
+    `buckets`; a 1.0 file's single output stands for every bucket).
+    """
+    seq_len = artifact["seq_len"]
+    cases = cases_for(golden, seq_len)
+    if len(outputs) != len(cases):
+        return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(cases),
+                "reason": f"{len(outputs)} outputs for {len(cases)} golden cases"}
+    if golden.get("task") == "mlm" or (cases and "expected_argmax" in cases[0]):
+        return argmax_agreement(cases, outputs, seq_len, artifact["quant"])
+    refs = [np.asarray(expected_at(c, seq_len), dtype=np.float32) for c in cases]
+    return compare(outputs, refs, tol)
 
 
 # Bucket invariance: one text's outputs at two buckets (padded to each) must agree at least this well.
