@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pocketbert.runtime_bench.swift_toolchain import xctest_summary
+from pocketbert.runtime_bench.swift_toolchain import _mounts_under, xctest_summary
 
 from app_cores import SUMMARIES, SWIFT_PACKAGE_IN_ROOT, swift_or_fail
 
@@ -30,3 +30,5 @@ def test_swift_build_and_xctest(swift_root):
     print(summary["line"])
     assert summary["failures"] == 0 and summary["unexpected"] == 0
     assert summary["tests"] >= MIN_XCTESTS, summary["line"]
+    # /proc was mounted only inside the command's own namespace: nothing stays mounted in the root.
+    assert _mounts_under(swift_root.sysroot) == []

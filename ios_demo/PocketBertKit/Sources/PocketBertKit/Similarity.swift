@@ -66,6 +66,18 @@ public enum MaskedLM {
         return best - values.startIndex
     }
 
+    /// For each `[MASK]` among `ids` (one encoded text), the `k` most likely tokens there, best first: what
+    /// the app shows for an MLM bundle. `logits` is the model output, (seqLen, V) flattened row-major.
+    public static func maskPredictions(ids: [Int], logits: [Float], tokenizer: WordPieceTokenizer, k: Int = 3)
+        -> [[(token: String, probability: Float)]] {
+        guard let maskId = tokenizer.id(of: "[MASK]") else { return [] }
+        let vocab = tokenizer.vocabularySize
+        return ids.enumerated().filter { $0.element == maskId && ($0.offset + 1) * vocab <= logits.count }.map { p in
+            topTokens(logits: logits, vocabularySize: vocab, position: p.offset, k: k)
+                .map { (token: tokenizer.tokens[$0.id], probability: $0.probability) }
+        }
+    }
+
     /// The `k` most likely token ids at `position`, with their softmax probabilities.
     public static func topTokens(logits: [Float], vocabularySize: Int, position: Int, k: Int) -> [(id: Int, probability: Float)] {
         let row = Array(logits[(position * vocabularySize)..<((position + 1) * vocabularySize)])
