@@ -10,7 +10,9 @@ inside a core. Case families:
   accent stripping and CJK splitting off one at a time and all together;
 - bundle/<case>: the golden self-test on a bundle exported in the same run, with outputs recorded from
   onnxruntime at every bucket, and bad bundles (altered golden id, altered golden output, an output altered
-  at one bucket, no manifest, a newer schema, a missing artifact, a damaged artifact).
+  at one bucket, no manifest, a newer schema, a missing artifact, a damaged artifact);
+- postprocess/<function>: what the apps show from model outputs: similarity ranking (`Similarity.topK`, cosine)
+  and label probabilities (`Similarity.classify` / `Classifier.predictions`), against numpy.
 """
 
 from __future__ import annotations
@@ -121,6 +123,7 @@ class Cases:
     root: Path
     families: list[Family] = field(default_factory=list)
     bundles: dict[str, dict] = field(default_factory=dict)  # name -> {"path": Path, "expect": str, ...}
+    postprocess: dict = field(default_factory=dict)  # {vectors, logits, labels}
 
     @property
     def request(self) -> Path:
@@ -170,7 +173,9 @@ def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, P
     root.mkdir(parents=True, exist_ok=True)
     cases = Cases(root, families)
     shutil.copyfile(vocab, root / "vocab.txt")
-    request = {"tokenizer": [], "bundles": [], "answers_file": "answers.json"}
+    request = {"tokenizer": [], "bundles": [], "answers_file": "answers.json",
+               "postprocess": postprocess_inputs()}
+    cases.postprocess = request["postprocess"]
     for i, fam in enumerate(families):
         texts = root / f"texts_{i}.jsonl"
         with open(texts, "w", encoding="utf-8") as f:
@@ -213,6 +218,19 @@ def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, P
     damaged.write_bytes(bytes(data))
     (root / "request.json").write_text(json.dumps(request, indent=1), encoding="utf-8")
     return cases
+
+
+def postprocess_inputs(seed: int = 0) -> dict:
+    """Vectors to rank (an all-zero one included) and logits to turn into label probabilities (huge ones too)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((12, 24)).astype(np.float32)
+    vectors[5] = 0.0
+    vectors[7] = vectors[3] * 2.5  # same direction: cosine 1 with vector 3
+    logits = rng.standard_normal((6, 3)).astype(np.float32) * 4
+    logits[4] = [1000.0, 999.0, -1000.0]  # softmax must shift by the maximum
+    return {"vectors": vectors.tolist(), "logits": logits.tolist(), "labels": ["negative", "neutral", "positive"]}
 
 
 # ---------------------------------------------------------------- judging
@@ -281,3 +299,51 @@ def judge_bundle(cases: Cases, name: str, answer: dict | None, core: str) -> tup
         elif "\n" in text:
             problem = f"the refusal is not one line: {text!r}"
     return line, problem
+
+
+def judge_postprocess(cases: Cases, answer: dict | None, function: str, core: str) -> tuple[str, str | None]:
+    """(summary line, first mismatch or None): `top_k` or `classify` against numpy (cosine as
+    pocketbert.bundle.parity.cosine, softmax in float64; 1e-5 absolute on scores)."""
+    import numpy as np
+
+    from pocketbert.bundle.parity import cosine
+
+    post = cases.postprocess
+    if answer is None or function not in answer:
+        return f"{core} postprocess/{function}: no answer", f"{core} gave no postprocess answer"
+    if function == "top_k":
+        vectors = np.asarray(post["vectors"], dtype=np.float64)
+        expected = []
+        for q in vectors:
+            scores = [cosine(q, v) for v in vectors]
+            order = sorted(range(len(vectors)), key=lambda i: (-round(scores[i], 6), i))
+            expected.append([(i, scores[i]) for i in order])
+    else:
+        labels = post["labels"]
+        expected = []
+        for row in np.asarray(post["logits"], dtype=np.float64):
+            e = np.exp(row - row.max())
+            p = e / e.sum()
+            names = [labels[i] if i < len(labels) else f"LABEL_{i}" for i in range(len(row))]
+            expected.append(sorted(zip(names, p), key=lambda t: -t[1]))
+    got = answer[function]
+    first = None
+    bad = 0
+    for k, (g, e) in enumerate(zip(got, expected)):
+        if not _same_ranking(g, e):
+            bad += 1
+            first = first or (f"first mismatch ({core}, postprocess/{function}), input #{k}:\n"
+                              f"  numpy: {[(a, round(b, 6)) for a, b in e]}\n  {core:5}: {[(a, round(b, 6)) for a, b in g]}")
+    if len(got) != len(expected):
+        bad += 1
+        first = first or f"{core} answered {len(got)} of {len(expected)} inputs"
+    return f"{core:6} postprocess/{function:22} {len(expected):6} inputs, {bad} mismatches", first
+
+
+def _same_ranking(got: list, expected: list, atol: float = 1e-5) -> bool:
+    """Same (key, score) pairs in the same order; keys with equal scores (within atol) may swap places."""
+    if len(got) != len(expected):
+        return False
+    score = {k: v for k, v in expected}
+    return all(abs(gs - es) <= atol and (gk == ek or abs(score.get(gk, float("inf")) - es) <= atol)
+               for (gk, gs), (ek, es) in zip(got, expected))

@@ -100,10 +100,24 @@ def test_tokenizer_parity(answers, cases, family):
 def test_bundle_case(answers, cases, name):
     """The golden self-test (tokenizer, outputs at each bucket, bucket invariance) and the bad bundles."""
     core, folder = answers
-    doc = json.loads((folder / "answers.json").read_text(encoding="utf-8"))
+    doc = json.loads((folder / "answers.json").read_text(encoding="utf-8"))["bundles"]
     line, problem = conformance.judge_bundle(cases, name, doc.get(name), core)
     SUMMARIES.append(f"conformance {line}")
     print(line)
     if problem:
         SUMMARIES.append(f"  {core} bundle/{name}: {problem}")
         pytest.fail(f"{core} bundle/{name}: {problem}", pytrace=False)
+
+
+@pytest.mark.parametrize("answers", CORES, indirect=True)
+@pytest.mark.parametrize("function", ["top_k", "classify"])
+def test_postprocessing(answers, cases, function):
+    """What the apps show from outputs: similarity ranking and label probabilities, as numpy computes them."""
+    core, folder = answers
+    doc = json.loads((folder / "answers.json").read_text(encoding="utf-8"))
+    line, first = conformance.judge_postprocess(cases, doc.get("postprocess"), function, core)
+    SUMMARIES.append(f"conformance {line}")
+    print(line)
+    if first:
+        SUMMARIES.append("  " + first.replace("\n", "\n  "))
+        pytest.fail(first, pytrace=False)

@@ -7,8 +7,11 @@
 //   tokenizer: [{family, vocab, options: {lowercase, strip_accents, tokenize_chinese_chars}, texts, answers}]
 //     texts: JSON lines, one string each; answers (written): JSON lines, the `[CLS] ... [SEP]` ids of each
 //     text, untruncated (WordPieceTokenizer.encode).
-//   bundles: [{name, bundle, replay}], answers_file: written as {name: {error, checks: [{target, case, passed,
-//     detail}]}}: ModelBundle.open, then SelfTest.bundle with outputs recorded from the real runtimes (replay).
+//   bundles: [{name, bundle, replay}], answers_file: written as {bundles: {name: {error, checks: [{target, case,
+//     passed, detail}]}}, postprocess}: ModelBundle.open, then SelfTest.bundle with outputs recorded from the
+//     real runtimes (replay).
+//   postprocess: {vectors, logits, labels}: answered as {top_k: per vector, Similarity.topK over all vectors
+//     ([index, cosine] best first); classify: per logits row, Classifier.predictions ([label, probability])}.
 import Foundation
 import PocketBertKit
 
@@ -27,8 +30,15 @@ struct Request: Decodable {
         let replay: String
     }
 
+    struct PostProcess: Decodable {
+        let vectors: [[Float]]
+        let logits: [[Float]]
+        let labels: [String]
+    }
+
     let tokenizer: [Family]
     let bundles: [BundleCase]
+    let postprocess: PostProcess
     let answers_file: String
 }
 
@@ -129,8 +139,18 @@ for b in request.bundles {
         answers[b.name] = ["error": error.localizedDescription, "checks": [Any]()] as [String: Any]
     }
 }
+let post = request.postprocess
+let postprocess: [String: Any] = [
+    "top_k": post.vectors.map { q in
+        Similarity.topK(query: q, candidates: post.vectors, k: post.vectors.count).map { [$0.index, Double($0.score)] as [Any] }
+    },
+    "classify": post.logits.map { row in
+        Classifier.predictions(logits: row, labels: post.labels).map { [$0.label, Double($0.probability)] as [Any] }
+    },
+]
 do {
-    let data = try JSONSerialization.data(withJSONObject: answers, options: [.prettyPrinted, .sortedKeys])
+    let doc: [String: Any] = ["bundles": answers, "postprocess": postprocess]
+    let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: dir.appendingPathComponent(request.answers_file))
 } catch {
     fail("cannot write \(request.answers_file): \(error)")

@@ -2,7 +2,8 @@ import Foundation
 
 /// Sentence-embedding post-processing: cosine similarity and top-k search.
 public enum Similarity {
-    /// Cosine similarity, computed in Double; 0 when either vector is all zeros.
+    /// Cosine similarity, computed in Double; 0 when one vector is all zeros, 1 when both are (as
+    /// `pocketbert.bundle.parity.cosine` and the Kotlin core).
     public static func cosine(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "cosine of vectors of different lengths \(a.count) and \(b.count)")
         var dot = 0.0, na = 0.0, nb = 0.0
@@ -12,7 +13,7 @@ public enum Similarity {
             na += x * x
             nb += y * y
         }
-        guard na > 0, nb > 0 else { return 0 }
+        guard na > 0, nb > 0 else { return na == nb ? 1 : 0 }
         return Float(dot / (na.squareRoot() * nb.squareRoot()))
     }
 

@@ -12,8 +12,11 @@ import java.io.File
  *   tokenizer: [{family, vocab, options: {lowercase, strip_accents, tokenize_chinese_chars}, texts, answers}]
  *     texts: JSON lines, one string each; answers (written): JSON lines, the `[CLS] ... [SEP]` ids of each
  *     text, untruncated (WordPieceTokenizer.encode).
- *   bundles: [{name, bundle, replay}], answers_file: written as {name: {error, checks: [{target, case, passed,
- *     detail}]}}: Bundle.open, then SelfTest.bundle with outputs recorded from the real runtimes (replay.json).
+ *   bundles: [{name, bundle, replay}], answers_file: written as {bundles: {name: {error, checks: [{target, case,
+ *     passed, detail}]}}, postprocess}: Bundle.open, then SelfTest.bundle with outputs recorded from the real
+ *     runtimes (replay.json).
+ *   postprocess: {vectors, logits, labels}: answered as {top_k: per vector, Similarity.topK over all vectors
+ *     ([index, cosine] best first); classify: per logits row, Similarity.classify ([label, probability])}.
  */
 object Conformance {
     @JvmStatic
@@ -53,7 +56,16 @@ object Conformance {
                 linkedMapOf("error" to e.message, "checks" to emptyList<Any>())
             }
         }
-        File(dir, request.str("answers_file", "request")).writeText(Json.write(answers), Charsets.UTF_8)
+        val post = request.obj("postprocess", "request")
+        val vectors = post.list("vectors", "postprocess").map { (it as List<Any?>).floats("vectors") }
+        val logits = post.list("logits", "postprocess").map { (it as List<Any?>).floats("logits") }
+        val labels = post.list("labels", "postprocess").map { it as String }
+        val postprocess = linkedMapOf<String, Any?>(
+            "top_k" to vectors.map { q -> Similarity.topK(q, vectors, vectors.size).map { listOf(it.first, it.second) } },
+            "classify" to logits.map { row -> Similarity.classify(row, labels).map { listOf(it.first, it.second) } },
+        )
+        val doc = linkedMapOf<String, Any?>("bundles" to answers, "postprocess" to postprocess)
+        File(dir, request.str("answers_file", "request")).writeText(Json.write(doc), Charsets.UTF_8)
         println("conformance (kotlin): answered ${request.list("tokenizer", "r").size} tokenizer families, ${answers.size} bundles")
     }
 }
