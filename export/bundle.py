@@ -21,7 +21,7 @@ import torch
 
 from pocketbert.bundle.manifest import MANIFEST, SCHEMA_VERSION, path_size, validate_manifest
 from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
-from pocketbert.bundle.parity import case_inputs, compare, tolerance
+from pocketbert.bundle.parity import bucket_invariance, case_inputs, compare, tolerance
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
@@ -138,10 +138,33 @@ def _reference(module: TaskModule, golden: dict, seq_len: int, pad_id: int) -> t
 
 
 def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: dict,
-                    seq_len: int, out_name: str, out_shape: list[int], quant: str) -> dict:
-    """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare)."""
+                    seq_len: int, out_name: str, out_shape: list[int], quant: str,
+                    outputs_out: list | None = None) -> dict:
+    """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare).
+
+    `outputs_out`, when given, receives the outputs (for the bucket-invariance check).
+    """
     outputs, skipped = formats.run_or_skip(fmt, path, inputs, seq_len, out_name, out_shape, quant)
+    if outputs and outputs_out is not None:
+        outputs_out.extend(outputs)
     return skipped or compare(outputs, refs, tol)
+
+
+def _record_invariance(artifacts: list[dict], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
+                       task: str) -> None:
+    """Bucket invariance of one format's artifacts, recorded as `invariance` on each (BUNDLE.md).
+
+    Raises:
+        PocketBertError: one text's outputs at two buckets disagree beyond INVARIANCE_MIN_COSINE.
+    """
+    n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
+    for quant, by_len in ran.items():
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=task == "mlm").items():
+            a = next(a for a in artifacts if (a["format"], a["quant"], a["seq_len"]) == (fmt, quant, seq_len))
+            a["invariance"] = inv
+            log.info("%s: bucket invariance %s", a["file"], inv)
+            if inv["status"] == "failed":
+                raise PocketBertError(f"{a['file']}: {inv['reason']}; nothing was written")
 
 
 def main(cfg: ExportConfig) -> dict:
@@ -200,8 +223,10 @@ def main(cfg: ExportConfig) -> dict:
             mod = formats.module(fmt)
             with contextlib.redirect_stdout(sys.stderr):
                 formats.warm_up(fmt)
+            ran: dict[str, dict[int, dict]] = {}  # quant -> seq_len -> {case name: output}
             for seq_len in cfg.seq_lens:
                 inputs, refs = _reference(module, golden, seq_len, tok.pad_id)
+                names = [c["name"] for c in golden["cases"] if len(c["ids"]) <= seq_len]
                 example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
                 out_shape = [1, seq_len, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"])
                 for quant in cfg.quants:
@@ -218,7 +243,10 @@ def main(cfg: ExportConfig) -> dict:
                         raise PocketBertError(f"exporting {fname} failed in {fmt}: {type(e).__name__}: {msg}") from e
                     seconds = time.perf_counter() - t0
                     tol = tolerance(quant)
-                    parity = verify_artifact(fmt, path, inputs, refs, tol, seq_len, out_name, out_shape, quant)
+                    outs: list = []
+                    parity = verify_artifact(fmt, path, inputs, refs, tol, seq_len, out_name, out_shape, quant, outs)
+                    if outs:
+                        ran.setdefault(quant, {})[seq_len] = dict(zip(names, outs))
                     log.info("%s: %.1fs, %s", fname, seconds, parity)
                     if parity["status"] == "failed":
                         raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
@@ -228,6 +256,7 @@ def main(cfg: ExportConfig) -> dict:
                         "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
                         "parity": parity, "notes": {**_notes_for(fmt, quant), **(notes or {})},
                     })
+            _record_invariance(artifacts, fmt, ran, golden, task)
 
         manifest = {
             "schema_version": SCHEMA_VERSION,

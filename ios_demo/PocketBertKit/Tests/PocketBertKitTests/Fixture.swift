@@ -70,7 +70,7 @@ final class ReplayRunner: EncoderRunner {
         self.seqLen = seqLen
         var outputs: [[Int32]: [Float]] = [:]
         for c in golden.cases where c.ids.count <= seqLen {
-            outputs[c.ids.map { Int32($0) }] = c.expected ?? []
+            outputs[c.ids.map { Int32($0) }] = c.expected(at: seqLen) ?? []
         }
         self.outputs = outputs
     }
