@@ -3,7 +3,7 @@ import XCTest
 @testable import PocketBertKit
 
 /// The shared golden fixture `tests/fixtures/tiny_bundle` of the repository, which the Python
-/// (`tests/test_fixture_golden.py`) and Kotlin tests read too. It is found from this file's path:
+/// (`tests/export/test_fixture_golden.py`) and Kotlin tests read too. It is found from this file's path:
 /// `<repo>/ios_demo/PocketBertKit/Tests/PocketBertKitTests/Fixture.swift` -> five levels up is `<repo>`.
 /// Set POCKETBERT_FIXTURE to test another bundle folder.
 enum Fixture {
