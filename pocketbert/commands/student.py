@@ -8,7 +8,9 @@ optionally, only the vocabulary a corpus uses (plus specials and every single-ch
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--teacher", required=True, help="local HF model folder (BERT, DistilBERT, ALBERT) or `minilm`")
+    p.add_argument("--teacher", required=True, help="local HF model folder (BERT, DistilBERT, ALBERT), `minilm`, "
+                   "`paraphrase-minilm-l3`, or an .onnx encoder with --tokenizer")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (or `minilm`) of an .onnx teacher")
     p.add_argument("--layers", required=True,
                    help="teacher layers to keep: indices like 0,2,5, or every-other, first:N, last:N, uniform:N")
     p.add_argument("--trim-vocab", nargs="+", metavar="CORPUS", default=None,
@@ -39,7 +41,7 @@ def run(args):
                 from pocketbert.errors import PocketBertError
 
                 raise PocketBertError(f"--trim-vocab: corpus file {p} does not exist")
-    teacher = load_checkpoint(args.teacher)
+    teacher = load_checkpoint(args.teacher, tokenizer=args.tokenizer)
     layers = parse_layers(args.layers, teacher.model.config.num_hidden_layers)
     student = select_layers(teacher.model, layers)
     record = {
