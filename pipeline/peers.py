@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file
+from pocketbert.files import cache_root, sha256_file
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
 
 PARITY_TOL = 1e-5  # max abs diff against ONNX Runtime, fp32 on CPU
@@ -48,11 +48,6 @@ PARITY_SENTENCES = (
     "The cat sat.",
     "Stock markets fell sharply on Tuesday after the central bank raised interest rates again.",
 )
-
-
-def cache_root() -> Path:
-    """`$POCKETBERT_CACHE`, or ~/.cache/pocketbert."""
-    return Path(os.environ.get("POCKETBERT_CACHE") or Path.home() / ".cache" / "pocketbert")
 
 
 def named_peer_onnx(name: str) -> Path:

@@ -71,8 +71,7 @@ def extract_potion(cache: Path | None = None) -> Path:
     """potion-base-2M as a static model folder, cut out of yantrikdb's extension once and cached."""
     import hashlib
 
-    from pocketbert.files import atomic_output_dir, sha256_file, write_json
-    from pocketbert.pipeline.peers import cache_root
+    from pocketbert.files import atomic_output_dir, cache_root, sha256_file, write_json
 
     out = (cache or cache_root()) / "peers" / f"potion-base-2m-{POTION_SHA256['model.safetensors'][:16]}"
     if all((out / name).is_file() and sha256_file(out / name) == sha for name, sha in POTION_SHA256.items()):

@@ -75,6 +75,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
     os.replace(tmp, path)
 
 
+def cache_root() -> Path:
+    """Where pocketbert keeps what it can rebuild (imported peers, teacher embeddings):
+    `$POCKETBERT_CACHE`, or ~/.cache/pocketbert."""
+    return Path(os.environ.get("POCKETBERT_CACHE") or Path.home() / ".cache" / "pocketbert")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
