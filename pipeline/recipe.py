@@ -148,7 +148,7 @@ class DistillRecipe:
     """`pocketbert distill`: teacher(s) -> student with the triple, embedding, task or ensemble objective."""
 
     teacher: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3` (the one teacher when `teachers` is empty)
-    teachers: list[TeacherConfig] = field(default_factory=list)  # several teachers with weights (objective ensemble)
+    teachers: list[TeacherConfig] = field(default_factory=list)  # teachers with weights (objective ensemble); replaces `teacher`
     objective: str = "triple"  # triple (DistilBERT, MLM teacher) | embedding (sentence embeddings) | task (classifier)
     #   | ensemble (sentence level, width-agnostic, any number of teachers, each with its own tokenizer)
     out: str = "out/distilled"  # output checkpoint folder
@@ -168,10 +168,7 @@ class DistillRecipe:
         if self.objective == "task" and self.data.label_field is None:
             raise PocketBertError("objective task needs data.label_field (the column with gold labels)")
         if self.teachers:
-            if self.teacher not in ("minilm", self.teachers[0].path):
-                raise PocketBertError(f"set `teacher` or `teachers`, not both (teacher {self.teacher!r} vs teachers[0] "
-                                      f"{self.teachers[0].path!r})")
-            self.teacher = self.teachers[0].path
+            self.teacher = self.teachers[0].path  # `teachers` replaces `teacher` (a recipe's, when overridden)
             for i, t in enumerate(self.teachers):
                 if t.weight <= 0:
                     raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
