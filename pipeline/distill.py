@@ -235,10 +235,12 @@ def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encode
         source = teacher if cfg.student.source is None else load_checkpoint(
             cfg.student.source, with_mlm_head=True if cfg.objective == "triple" else None)
     else:
-        path = Path(init)
-        if not path.is_dir():
-            raise PocketBertError(f"student.init {init!r} is not layers, random or a checkpoint folder")
-        source = load_checkpoint(path, with_mlm_head=True if cfg.objective == "triple" else None)
+        from pocketbert.pipeline.peers import NAMED_PEERS
+
+        if not (Path(init).is_dir() or init in NAMED_PEERS or init == "minilm"):
+            raise PocketBertError(f"student.init {init!r} is not layers, random, a checkpoint folder, `minilm` or "
+                                  f"{', '.join(f'`{n}`' for n in NAMED_PEERS)}")
+        source = load_checkpoint(init, with_mlm_head=True if cfg.objective == "triple" else None)
     if aligned and source.path != teacher.path and not _same_vocab(source.path, teacher.path):
         raise PocketBertError(
             f"the teacher's and the student's tokenizers differ ({teacher.path}/vocab.txt vs {source.path}/vocab.txt) "

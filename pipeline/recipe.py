@@ -105,9 +105,11 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
-    init: str = "layers"  # layers (copy layers of `source`) | random (`source`'s config, random weights) | a checkpoint folder
+    init: str = "layers"  # layers (copy layers of `source`) | random (`source`'s config, random weights) | a whole checkpoint
+    #   (folder, `minilm`, `paraphrase-minilm-l3`)
     layers: str = "every-other"  # layers of `source` for init=layers: 0,2,5 | every-other | first:N | last:N | uniform:N
-    source: str | None = None  # checkpoint whose layers, config and tokenizer the student takes (None: the first teacher)
+    source: str | None = None  # checkpoint whose layers, config and tokenizer init=layers/random take (None: the first
+    #   teacher); a folder, `minilm` or `paraphrase-minilm-l3`
     num_hidden_layers: int = 0  # depth for init=random (0 = as many as `layers` selects)
 
 

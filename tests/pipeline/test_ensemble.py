@@ -108,7 +108,8 @@ def test_student_from_another_checkpoints_layers(tmp_path, tiny_bert, second_tea
         assert torch.equal(value, source[key.replace("encoder.layer.0.", "encoder.layer.1.", 1)]), key
 
 
-def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys):
+def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
     trimmed = tmp_path / "trimmed"
     assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
