@@ -245,6 +245,21 @@ def _find_weights(path: Path) -> Path:
     raise PocketBertError(f"{path} has no model.safetensors; pass a folder that holds the model weights")
 
 
+def key_mismatch_summary(missing: list[str], mismatched: list[str], unexpected: list[str]) -> str:
+    """One line naming what did not match between a weights file and the encoder (first few of each)."""
+    def few(items: list[str], n: int, sep: str = ", ") -> str:
+        return f"{sep.join(items[:n])}{' ...' if len(items) > n else ''}"
+
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {few(missing, 6)}")
+    if mismatched:
+        parts.append(f"shape mismatch {len(mismatched)}: {few(mismatched, 4, '; ')}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {few(unexpected, 6)}")
+    return " | ".join(parts)
+
+
 @dataclass
 class LoadedCheckpoint:
     model: Encoder
@@ -351,14 +366,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
     )
     dropped = sorted(k for k in state if k not in used and k not in unexpected)
     if missing or mismatched or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
-        if mismatched:
-            parts.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:4])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}")
-        raise PocketBertError(f"{weights} does not match a {model_type} encoder ({' | '.join(parts)})")
+        raise PocketBertError(f"{weights} does not match a {model_type} encoder "
+                              f"({key_mismatch_summary(missing, mismatched, unexpected)})")
     # Every parameter must be filled (random init only for an MLM head that was asked for and absent).
     unfilled = [k for k in ours if k not in target and not (k.startswith("cls.") and not has_mlm)]
     if unfilled:

@@ -243,8 +243,8 @@ def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encode
         source = load_checkpoint(init, with_mlm_head=True if cfg.objective == "triple" else None)
     if aligned and source.path != teacher.path and not _same_vocab(source.path, teacher.path):
         raise PocketBertError(
-            f"the teacher's and the student's tokenizers differ ({teacher.path}/vocab.txt vs {source.path}/vocab.txt) "
-            f"and objective {cfg.objective} compares token-level outputs; use objective ensemble (sentence level, "
+            f"teacher and student vocabularies differ ({teacher.path}/vocab.txt vs {source.path}/vocab.txt): their "
+            f"tokenizers differ and objective {cfg.objective} compares token-level outputs; use objective ensemble (sentence level, "
             "each teacher with its own tokenizer) or a student built from this teacher without --trim-vocab")
     n_source = source.model.config.num_hidden_layers
     src = {} if source is teacher else {"source": str(source.path.resolve())}

@@ -261,14 +261,10 @@ def read_onnx_encoder(path: str | os.PathLike) -> OnnxEncoder:
     mismatched = [f"{k} {found[k][0].shape} vs {tuple(model_state[k].shape)}" for k in model_state
                   if k in found and tuple(found[k][0].shape) != tuple(model_state[k].shape)]
     if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:4])}")
-        if mismatched:
-            parts.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:3])}")
-        raise PocketBertError(f"{path}: its initializers do not map onto the encoder ({' | '.join(parts)})")
+        from pocketbert.pipeline.checkpoint import key_mismatch_summary
+
+        raise PocketBertError(f"{path}: its initializers do not map onto the encoder "
+                              f"({key_mismatch_summary(missing, mismatched, unexpected)})")
     state = {k: torch.from_numpy(np.array(found[k][0], dtype=np.float32)) for k in model_state}
     return OnnxEncoder(cfg, state, {k: found[k][1] for k in sorted(model_state)})
 
