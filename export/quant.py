@@ -6,9 +6,8 @@ manifest records. An unsupported (format, quant) pair is a `PocketBertError` bef
 
 from __future__ import annotations
 
+from pocketbert.bundle.naming import FORMATS, QUANTS
 from pocketbert.errors import PocketBertError
-
-from .naming import FORMATS, QUANTS
 
 # (format, quant) -> recipe, as recorded in the manifest notes.
 RECIPES: dict[tuple[str, str], str] = {
@@ -27,14 +26,6 @@ RECIPES: dict[tuple[str, str], str] = {
     ("onnx", "int8"): "onnxruntime quantize_dynamic: int8 MatMul and Gather (embedding) weights, per-channel",
 }
 
-# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision.
-TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
-    "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
-    "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
-}
-
-
 def supported(fmt: str) -> list[str]:
     return [q for q in QUANTS if (fmt, q) in RECIPES]
 
@@ -49,7 +40,3 @@ def check_pair(fmt: str, quant: str) -> str:
     if recipe is None:
         raise PocketBertError(f"{fmt} has no {quant} mode; {fmt} supports {', '.join(supported(fmt))}")
     return recipe
-
-
-def tolerance(fmt: str, quant: str) -> dict[str, float]:
-    return dict(TOLERANCES[quant])

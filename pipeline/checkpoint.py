@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import atomic_output_dir, provenance, sha256_file, write_json
+from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
 from pocketbert.pipeline.tokenizer import build_wordpiece, read_vocab, tokenizer_options
 
@@ -61,6 +61,37 @@ def resolve_teacher(name_or_path: str | os.PathLike, tokenizer: str | os.PathLik
         raise PocketBertError(f"checkpoint {path} is neither a folder nor an ONNX file; pass a local HF model folder "
                               "(config.json + model.safetensors) or an .onnx encoder with a tokenizer")
     return path
+
+
+def find_teacher(path: str | os.PathLike) -> Path | None:
+    """The teacher of a checkpoint: the parent of the nearest distilled checkpoint up its parent chain,
+    else the end of the chain (a plain HF folder, which is its own teacher); None when the chain breaks.
+
+    A vocabulary trim or layer cut of a distilled student leads to the distillation's teacher, so a
+    student distilled from a fine-tuned classifier names that classifier, not the classifier's base.
+    """
+    path = Path(path)
+    for _ in range(16):
+        rec = path / MARKER
+        if not rec.is_file():
+            return path if (path / "config.json").is_file() else None
+        try:
+            record = json.loads(rec.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        parent = (record.get("parent") or {}).get("path")
+        if not parent or not Path(parent).is_dir():
+            return None
+        if record.get("stage") == "distill":
+            return Path(parent)
+        path = Path(parent)
+    return None
+
+
+def read_config(path: str | os.PathLike) -> EncoderConfig:
+    """The EncoderConfig of a checkpoint folder (or `minilm`) without reading its weights."""
+    path = resolve_teacher(path)
+    return config_from_hf(_read_json(path / "config.json"), path)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,7 +564,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
             "config": cfg.to_dict(),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             **(record or {}),
-            "weights_sha256": sha256_file(tmp / "model.safetensors"),
+            "weights_sha256": path_sha256(tmp / "model.safetensors"),
             "provenance": provenance(),
         }
         write_json(tmp / MARKER, full)

@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import cache_root, sha256_file
+from pocketbert.files import path_sha256
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import LoadedCheckpoint, load_checkpoint, save_checkpoint
-from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.data import cache_dir, collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import TOKEN_ALIGNED, DistillRecipe, LossConfig, to_dict
 from pocketbert.pipeline.student import parse_layers, select_layers
@@ -313,7 +313,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         train_texts = [records.texts[i] for i in train_idx]
         targets = []
         for spec, ckpt in zip(specs, teacher_ckpts, strict=True):
-            emb, info = teacher_embeddings(ckpt, train_texts, cfg.data.max_length, cache_root())
+            emb, info = teacher_embeddings(ckpt, train_texts, cfg.data.max_length, cache_dir())
             targets.append(torch.from_numpy(emb))
             teacher_cache.append({"path": spec.path, "weight": spec.weight, **info})
             print(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
@@ -381,7 +381,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         "stage": "distill",
         "objective": cfg.objective,
         "parent": {"path": str(teacher_ckpt.path.resolve()), "model_type": teacher_ckpt.model_type,
-                   "weights_sha256": sha256_file(next(teacher_ckpt.path.glob("*.safetensors"))),
+                   "weights_sha256": path_sha256(next(teacher_ckpt.path.glob("*.safetensors"))),
                    "num_hidden_layers": teacher.config.num_hidden_layers},
         "teachers": teacher_cache or None,
         "student_init": student_record,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file
+from pocketbert.files import path_sha256
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pocketbert.pipeline.data import collate, read_texts, tokenize
@@ -101,7 +101,7 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     record = {
         "stage": "finetune",
         "parent": {"path": str(base.path.resolve()), "model_type": base.model_type,
-                   "weights_sha256": sha256_file(next(base.path.glob("*.safetensors")))},
+                   "weights_sha256": path_sha256(next(base.path.glob("*.safetensors")))},
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(ids), "num_labels": num_labels,
                  "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},

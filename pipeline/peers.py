@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import cache_root, sha256_file
+from pocketbert.files import path_sha256
+from pocketbert.pipeline.data import cache_dir
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
 
 PARITY_TOL = 1e-5  # max abs diff against ONNX Runtime, fp32 on CPU
@@ -91,9 +92,9 @@ def resolve_peer(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike |
     tok_dir = resolve_teacher(tokenizer)
     if not (tok_dir / "vocab.txt").is_file():
         raise PocketBertError(f"tokenizer folder {tok_dir} has no vocab.txt")
-    onnx_sha = sha256_file(onnx_path)
-    vocab_sha = sha256_file(tok_dir / "vocab.txt")
-    out = cache_root() / "peers" / f"{stem}-{onnx_sha[:16]}-{vocab_sha[:8]}"
+    onnx_sha = path_sha256(onnx_path)
+    vocab_sha = path_sha256(tok_dir / "vocab.txt")
+    out = cache_dir() / "peers" / f"{stem}-{onnx_sha[:16]}-{vocab_sha[:8]}"
     if _cached(out, onnx_sha, vocab_sha):
         return out
     import_onnx(onnx_path, tok_dir, out, onnx_sha=onnx_sha, name=stem)
@@ -364,9 +365,9 @@ def import_onnx(onnx_path: str | os.PathLike, tokenizer_dir: Path, out: str | os
     parity = check_parity(onnx_path, model, ids, mask)
     record = {
         "stage": "import",
-        "source": {"onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha or sha256_file(onnx_path),
+        "source": {"onnx": str(onnx_path.resolve()), "onnx_sha256": onnx_sha or path_sha256(onnx_path),
                    "name": name or onnx_path.stem, "tokenizer": str(Path(tokenizer_dir).resolve()),
-                   "tokenizer_vocab_sha256": sha256_file(Path(tokenizer_dir) / "vocab.txt")},
+                   "tokenizer_vocab_sha256": path_sha256(Path(tokenizer_dir) / "vocab.txt")},
         "parity": parity,
         "weight_map": read.weight_map,
     }

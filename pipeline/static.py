@@ -71,10 +71,11 @@ def extract_potion(cache: Path | None = None) -> Path:
     """potion-base-2M as a static model folder, cut out of yantrikdb's extension once and cached."""
     import hashlib
 
-    from pocketbert.files import atomic_output_dir, cache_root, sha256_file, write_json
+    from pocketbert.files import atomic_output_dir, path_sha256, write_json
+    from pocketbert.pipeline.data import cache_dir
 
-    out = (cache or cache_root()) / "peers" / f"potion-base-2m-{POTION_SHA256['model.safetensors'][:16]}"
-    if all((out / name).is_file() and sha256_file(out / name) == sha for name, sha in POTION_SHA256.items()):
+    out = (cache or cache_dir()) / "peers" / f"potion-base-2m-{POTION_SHA256['model.safetensors'][:16]}"
+    if all((out / name).is_file() and path_sha256(out / name) == sha for name, sha in POTION_SHA256.items()):
         return out
     binary = _potion_binary()
     data = binary.read_bytes()
@@ -102,7 +103,7 @@ def extract_potion(cache: Path | None = None) -> Path:
         write_json(tmp / "config.json", config)
         write_json(tmp / "pocketbert.json", {
             "kind": "static", "name": "potion-base-2M", "license": "MIT (minishlab/potion-base-2M)",
-            "source": {"package": "yantrikdb==0.23.2", "file": str(binary), "sha256": sha256_file(binary),
+            "source": {"package": "yantrikdb==0.23.2", "file": str(binary), "sha256": path_sha256(binary),
                        "offsets": {"tokenizer.json": tok_at, "config.json": cfg_at, "model.safetensors": start}},
             "files_sha256": POTION_SHA256,
         })

@@ -13,6 +13,7 @@ the largest size lever after quantization.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -188,3 +189,58 @@ def read_corpus_lines(paths: list[Path]):
             for line in lines:
                 if line.strip():
                     yield line
+
+
+@dataclass
+class StudentConfig:
+    """What `pocketbert student` makes: `layers` of `teacher` (see parse_layers), optionally with the
+    vocabulary trimmed to the `trim_vocab` corpus files, written to the checkpoint folder `out`."""
+
+    teacher: str
+    layers: str
+    out: str
+    trim_vocab: list[str] = field(default_factory=list)
+    tokenizer: str | None = None  # tokenizer folder (or `minilm`) of an .onnx teacher
+
+
+def main(cfg: StudentConfig) -> dict:
+    """Write the student checkpoint; returns a summary. Every input is checked before any work.
+
+    Raises:
+        PocketBertError: an output folder that is not ours, a missing corpus file, a bad teacher or layer spec.
+    """
+    from pocketbert.files import check_output_dir, path_sha256
+    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+    from pocketbert.pipeline.tokenizer import tokenizer_options
+
+    out = Path(cfg.out)
+    check_output_dir(out, MARKER)
+    corpus = [Path(p) for p in cfg.trim_vocab]
+    for p in corpus:
+        if not p.is_file():
+            raise PocketBertError(f"--trim-vocab: corpus file {p} does not exist")
+    teacher = load_checkpoint(cfg.teacher, tokenizer=cfg.tokenizer)
+    layers = parse_layers(cfg.layers, teacher.model.config.num_hidden_layers)
+    student = select_layers(teacher.model, layers)
+    record = {
+        "parent": {"path": str(teacher.path.resolve()), "model_type": teacher.model_type,
+                   "weights_sha256": path_sha256(teacher.path / "model.safetensors"),
+                   "num_hidden_layers": teacher.model.config.num_hidden_layers},
+        "layer_map": layers,
+        "stage": "student",
+    }
+    tokens = None
+    vocab_before = student.config.vocab_size
+    if corpus:
+        tok = Tokenizer(teacher.path)
+        keep = trimmed_vocab(tok, read_corpus_lines(corpus))
+        student = apply_vocab(student, keep)
+        tokens = [tok.vocab[i] for i in keep]
+        record["vocab_trim"] = {"corpus": [str(p.resolve()) for p in corpus], "before": vocab_before,
+                                "after": len(keep)}
+    save_checkpoint(student, out, tokenizer_src=teacher.path, tokens=tokens,
+                    tokenizer_opts=tokenizer_options(teacher.path), record=record)
+    return {"out": str(out), "teacher": teacher.path.name, "layers": layers, "num_hidden_layers": len(layers),
+            "vocab_size": student.config.vocab_size,
+            "num_parameters": sum(p.numel() for p in student.parameters()),
+            "weights_bytes": (out / "model.safetensors").stat().st_size}

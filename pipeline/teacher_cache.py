@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pocketbert.files import sha256_file
+from pocketbert.files import path_sha256
 from pocketbert.pipeline.evaluate import embed_texts
 from pocketbert.pipeline.tokenizer import Tokenizer
 
@@ -39,8 +39,8 @@ def cache_key(ckpt, texts: list[str], max_length: int) -> tuple[str, dict]:
         "format": FORMAT,
         "corpus_sha256": corpus_sha256(texts),
         "texts": len(texts),
-        "teacher_weights_sha256": sha256_file(ckpt.path / "model.safetensors"),
-        "tokenizer_vocab_sha256": sha256_file(ckpt.path / "vocab.txt"),
+        "teacher_weights_sha256": path_sha256(ckpt.path / "model.safetensors"),
+        "tokenizer_vocab_sha256": path_sha256(ckpt.path / "vocab.txt"),
         "pooling": cfg.pooling,
         "normalize": cfg.normalize,
         "max_length": max_length,

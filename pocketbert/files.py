@@ -75,17 +75,20 @@ def write_json(path: str | os.PathLike, obj) -> None:
     os.replace(tmp, path)
 
 
-def cache_root() -> Path:
-    """Where pocketbert keeps what it can rebuild (imported peers, teacher embeddings):
-    `$POCKETBERT_CACHE`, or ~/.cache/pocketbert."""
-    return Path(os.environ.get("POCKETBERT_CACHE") or Path.home() / ".cache" / "pocketbert")
+def path_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file; for a folder (.mlpackage), of its files' relative paths and bytes in sorted path order.
 
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    The project's one content hash: checkpoint parents, bundle artifacts and build stage keys all use it.
+    """
+    path = Path(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if f != path:
+            h.update(f.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 

@@ -266,8 +266,8 @@ def _rewrite_golden(bundle: Path, edit) -> None:
 def record_outputs(bundle: Path) -> dict:
     """{artifact file: [{input_ids, attention_mask, output}]}: each artifact run in its own Python runtime
     (onnxruntime, ExecuTorch, LiteRT) on every golden case that fits its bucket, padded to it (as verify checks)."""
+    from pocketbert.bundle.parity import case_inputs
     from pocketbert.export import formats
-    from pocketbert.export.golden import case_inputs
 
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     golden = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))

@@ -124,12 +124,12 @@ def test_fixture_is_small_and_holds_no_model_file():
 
 
 def test_fixture_manifest_is_a_valid_bundle_manifest():
-    from pocketbert.export.manifest import validate_manifest
-    from pocketbert.files import sha256_file
+    from pocketbert.bundle.manifest import validate_manifest
+    from pocketbert.files import path_sha256
 
     manifest = _json(FIXTURE / "manifest.json")
     validate_manifest(manifest, "tests/fixtures/tiny_bundle/manifest.json")
-    assert manifest["golden"]["sha256"] == sha256_file(FIXTURE / "golden.json")
+    assert manifest["golden"]["sha256"] == path_sha256(FIXTURE / "golden.json")
     assert manifest["model"]["task"] == "embedding"
     assert manifest["seq_lens"] == [16, 32]
 

@@ -11,12 +11,14 @@ Quantization per format: executorch fp32,int8; tflite fp32,fp16,int8; coreml fp3
 
 
 def add_arguments(p) -> None:
+    from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+
+    formats, quants, seq_lens = ",".join(DEFAULT_FORMATS), ",".join(DEFAULT_QUANTS), ",".join(map(str, DEFAULT_SEQ_LENS))
     p.add_argument("checkpoint", help="checkpoint folder or `minilm`")
     p.add_argument("--out", required=True, help="bundle folder to write (must not exist, or be a previous bundle)")
-    p.add_argument("--formats", default="executorch,tflite,coreml,onnx",
-                   help="comma-separated: executorch,tflite,coreml,onnx (default: all)")
-    p.add_argument("--quant", default="fp32,int8", help="comma-separated: fp32,fp16,int8 (default fp32,int8)")
-    p.add_argument("--seq-len", default="128", help="static sequence-length buckets, e.g. 32,128 (default 128)")
+    p.add_argument("--formats", default=formats, help=f"comma-separated: executorch,tflite,coreml,onnx (default {formats})")
+    p.add_argument("--quant", default=quants, help=f"comma-separated: fp32,fp16,int8 (default {quants})")
+    p.add_argument("--seq-len", default=seq_lens, help=f"static sequence-length buckets, e.g. 32,128 (default {seq_lens})")
     p.add_argument("--task", choices=["embedding", "mlm", "classification"], default=None,
                    help="output to export (default: the checkpoint's task)")
     p.add_argument("--name", default=None, help="model name in artifact file names (default: the checkpoint folder name)")
