@@ -48,6 +48,7 @@ class ExportConfig:
     seq_lens: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     task: str | None = None  # None: the checkpoint's task
     name: str | None = None  # model name in file names; None: the checkpoint folder's name
+    command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -244,7 +245,7 @@ def main(cfg: ExportConfig) -> dict:
             "tolerances": {f"{f}/{q}": tolerance(q) for f in cfg.formats for q in cfg.quants},
             "golden": {"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")},
             "artifacts": artifacts,
-            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]})),
+            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
         }
         teacher = find_teacher(ckpt.path)
         if teacher is not None and (teacher / "model.safetensors").is_file():

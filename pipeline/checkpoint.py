@@ -297,7 +297,6 @@ class LoadedCheckpoint:
     path: Path
     model_type: str  # of the source checkpoint: bert | distilbert | albert
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
-    dropped_keys: list[str] = field(default_factory=list)  # ignorable keys present in the file
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None,
@@ -395,7 +394,6 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         k for k in state
         if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
     )
-    dropped = sorted(k for k in state if k not in used and k not in unexpected)
     if missing or mismatched or unexpected:
         raise PocketBertError(f"{weights} does not match a {model_type} encoder "
                               f"({key_mismatch_summary(missing, mismatched, unexpected)})")
@@ -405,7 +403,15 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         raise PocketBertError(f"{weights}: no weights for {', '.join(unfilled[:6])}")
     model.load_state_dict(target, strict=False)
     model.eval()
-    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record, dropped_keys=dropped)
+    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record)
+
+
+def parent_record(parent: LoadedCheckpoint) -> dict:
+    """How a checkpoint made from `parent` names it in its pocketbert.json: where it was, what it was,
+    and the hash of the weights it started from."""
+    return {"path": str(parent.path.resolve()), "model_type": parent.model_type,
+            "weights_sha256": path_sha256(parent.path / "model.safetensors"),
+            "num_hidden_layers": parent.model.config.num_hidden_layers}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -517,7 +523,7 @@ def write_tokenizer_files(dst: Path, tokens: list[str], options: dict, max_lengt
 
 def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path | None = None,
                     tokens: list[str] | None = None, tokenizer_opts: dict | None = None,
-                    record: dict | None = None) -> Path:
+                    record: dict | None = None, command: str | None = None) -> Path:
     """Write an HF-compatible checkpoint folder atomically (temporary folder, then rename).
 
     Args:
@@ -527,6 +533,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
         tokens: a new vocabulary (after trimming); tokenizer files are rebuilt from it.
         tokenizer_opts: lower-casing / accent options when rebuilding (default: read from tokenizer_src).
         record: what to add to pocketbert.json (parent, layer_map, ...); provenance is added here.
+        command: the `pocketbert ...` line recorded in the provenance (None: this process's).
     Returns:
         The final folder.
     """
@@ -565,7 +572,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
             "num_parameters": sum(p.numel() for p in model.parameters()),
             **(record or {}),
             "weights_sha256": path_sha256(tmp / "model.safetensors"),
-            "provenance": provenance(),
+            "provenance": provenance(command=command),
         }
         write_json(tmp / MARKER, full)
     return out

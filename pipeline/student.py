@@ -25,7 +25,7 @@ from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 STRATEGIES = ("all", "every-other", "first", "last", "uniform")
 
 
-def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | None = None) -> list[int]:
+def parse_layers(spec: str, num_teacher_layers: int) -> list[int]:
     """`0,2,5` or a named strategy -> teacher layer indices, checked against the teacher's depth.
 
     Strategies: `all` (every layer: a copy, e.g. to trim a distilled student's vocabulary), `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
@@ -35,7 +35,7 @@ def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | N
     spec = spec.strip()
     name, _, count = spec.partition(":")
     if name in STRATEGIES:
-        n = num_student_layers
+        n = None
         if count:
             if not count.isdigit() or int(count) < 1:
                 raise PocketBertError(f"--layers {spec!r}: the count after ':' must be a positive integer")
@@ -201,6 +201,7 @@ class StudentConfig:
     out: str
     trim_vocab: list[str] = field(default_factory=list)
     tokenizer: str | None = None  # tokenizer folder (or `minilm`) of an .onnx teacher
+    command: str | None = None  # the `pocketbert ...` line recorded in the provenance
 
 
 def main(cfg: StudentConfig) -> dict:
@@ -209,8 +210,8 @@ def main(cfg: StudentConfig) -> dict:
     Raises:
         PocketBertError: an output folder that is not ours, a missing corpus file, a bad teacher or layer spec.
     """
-    from pocketbert.files import check_output_dir, path_sha256
-    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+    from pocketbert.files import check_output_dir
+    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, parent_record, save_checkpoint
     from pocketbert.pipeline.tokenizer import tokenizer_options
 
     out = Path(cfg.out)
@@ -223,9 +224,7 @@ def main(cfg: StudentConfig) -> dict:
     layers = parse_layers(cfg.layers, teacher.model.config.num_hidden_layers)
     student = select_layers(teacher.model, layers)
     record = {
-        "parent": {"path": str(teacher.path.resolve()), "model_type": teacher.model_type,
-                   "weights_sha256": path_sha256(teacher.path / "model.safetensors"),
-                   "num_hidden_layers": teacher.model.config.num_hidden_layers},
+        "parent": parent_record(teacher),
         "layer_map": layers,
         "stage": "student",
     }
@@ -239,7 +238,7 @@ def main(cfg: StudentConfig) -> dict:
         record["vocab_trim"] = {"corpus": [str(p.resolve()) for p in corpus], "before": vocab_before,
                                 "after": len(keep)}
     save_checkpoint(student, out, tokenizer_src=teacher.path, tokens=tokens,
-                    tokenizer_opts=tokenizer_options(teacher.path), record=record)
+                    tokenizer_opts=tokenizer_options(teacher.path), record=record, command=cfg.command)
     return {"out": str(out), "teacher": teacher.path.name, "layers": layers, "num_hidden_layers": len(layers),
             "vocab_size": student.config.vocab_size,
             "num_parameters": sum(p.numel() for p in student.parameters()),

@@ -111,7 +111,13 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _training_stage(name: str, section, out: Path, output: str, main, teacher: str | None = None) -> Stage:
+def _key(cfg) -> dict:
+    """A typed stage config as plain data for its key; `command` (provenance) is not part of it."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
+
+
+def _training_stage(name: str, section, out: Path, output: str, main, command: str,
+                    teacher: str | None = None) -> Stage:
     """A finetune / distill / pretrain stage: the section's recipe with the build's folders filled in."""
     work = out / f"{output}.work"
     cfg = dataclasses.replace(section, out=str(out / output),
@@ -125,7 +131,8 @@ def _training_stage(name: str, section, out: Path, output: str, main, teacher: s
     corpus = [str(Path(p).resolve()) for p in data["data"]["train"] if p != "default" and Path(p).exists()]
     source = data.get("teacher") or data.get("model")  # distill teacher / finetune base; pretrain has none
     outside = [str(Path(source).resolve())] if isinstance(source, str) and Path(source).is_dir() else []
-    return Stage(name, data, lambda resume: main(cfg, resume=resume), output, inputs=[*outside, *corpus],
+    return Stage(name, data, lambda resume: main(cfg, resume=resume, command=f"{command} [stage {name}]"), output,
+                 inputs=[*outside, *corpus],
                  resumable=lambda o: work.is_dir(), describe=f"pocketbert {name} {path}")
 
 
@@ -137,8 +144,9 @@ def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
     return recipe.distill.teacher if recipe.distill is not None else None
 
 
-def plan(recipe: BuildRecipe, out: Path) -> list[Stage]:
-    """The build's stages, each with its typed config, in order."""
+def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> list[Stage]:
+    """The build's stages, each with its typed config, in order. `command` is recorded in every output's
+    provenance, with the stage's name."""
     from pocketbert.export.bundle import ExportConfig
     from pocketbert.export.bundle import main as export_main
     from pocketbert.pipeline import distill, finetune, pretrain
@@ -148,24 +156,27 @@ def plan(recipe: BuildRecipe, out: Path) -> list[Stage]:
     (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
     stages = []
     if recipe.finetune is not None:
-        stages.append(_training_stage("finetune", recipe.finetune, out, "teacher", finetune.main))
+        stages.append(_training_stage("finetune", recipe.finetune, out, "teacher", finetune.main, command))
     if recipe.distill is not None:
         teacher = str(out / "teacher") if recipe.finetune is not None else None
-        stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, teacher=teacher))
+        stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, command,
+                                      teacher=teacher))
         checkpoint = "distilled"
     else:
-        stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main))
+        stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
         checkpoint = "pretrained"
     if recipe.trim_vocab:
         trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
-                             trim_vocab=[str(Path(p).resolve()) for p in recipe.trim_vocab])
-        stages.append(Stage("trim", dataclasses.asdict(trim), lambda resume: student_main(trim), "student",
+                             trim_vocab=[str(Path(p).resolve()) for p in recipe.trim_vocab],
+                             command=f"{command} [stage trim]")
+        stages.append(Stage("trim", _key(trim), lambda resume: student_main(trim), "student",
                             inputs=trim.trim_vocab, describe=f"pocketbert student --layers all --trim-vocab "
                             f"{' '.join(trim.trim_vocab)}"))
         checkpoint = "student"
     export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=recipe.export.formats,
-                          quants=recipe.export.quant, seq_lens=recipe.export.seq_len)
-    stages.append(Stage("export", dataclasses.asdict(export), lambda resume: _export_summary(export_main(export)),
+                          quants=recipe.export.quant, seq_lens=recipe.export.seq_len,
+                          command=f"{command} [stage export]")
+    stages.append(Stage("export", _key(export), lambda resume: _export_summary(export_main(export)),
                         "bundle", describe=f"pocketbert export {export.checkpoint} "
                         f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
     if recipe.eval.sts:
@@ -174,7 +185,7 @@ def plan(recipe: BuildRecipe, out: Path) -> list[Stage]:
                             lambda resume: _eval(out / "bundle", sts, out / "eval.json"), "eval.json", inputs=[sts],
                             describe=f"pocketbert eval bundle --sts {sts}"))
     if recipe.bench.enabled:
-        stages.append(_bench_stage(recipe, out))
+        stages.append(_bench_stage(recipe, out, command))
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages
@@ -193,15 +204,16 @@ def _eval(bundle: Path, sts: str, dst: Path) -> dict:
     return result
 
 
-def _bench_stage(recipe: BuildRecipe, out: Path) -> Stage:
+def _bench_stage(recipe: BuildRecipe, out: Path, command: str) -> Stage:
     from pocketbert.runtime_bench.bench import BenchOptions
 
     b = recipe.bench
     teacher = _bench_teacher(recipe, out) if b.baseline == "teacher" else None
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
                         seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline=b.baseline,
-                        quality=[str(out / "eval.json")] if recipe.eval.sts else [])
-    config = {**dataclasses.asdict(opts), "teacher": teacher}
+                        quality=[str(out / "eval.json")] if recipe.eval.sts else [],
+                        command=f"{command} [stage bench]")
+    config = {**_key(opts), "teacher": teacher}
 
     def run(resume: bool) -> dict:
         import sys
@@ -227,7 +239,8 @@ def _report(out: Path) -> dict:
             if k in ("out", "rows")}
 
 
-def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | None = None, log=print) -> dict:
+def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | None = None, log=print,
+         command: str = "pocketbert build") -> dict:
     """Run a build into `out`; returns `{out, stages: {name: {seconds, status}}}`.
 
     Raises:
@@ -236,7 +249,7 @@ def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | Non
     recipe = load_build_recipe(recipe_name, overrides)
     preflight(recipe)
     root = Path(out).resolve()
-    stages = plan(recipe, root)
+    stages = plan(recipe, root, command)
     _write_if_changed(root / "recipes" / "build.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
     state = run_stages(stages, root, force_from=from_stage, log=log)
     return {"out": str(root), "stages": {k: {"seconds": v.get("seconds"), "status": v.get("status")}

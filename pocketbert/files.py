@@ -117,16 +117,14 @@ def git_commit() -> str | None:
     return sha + ("+dirty" if dirty else "")
 
 
-# Set by the CLI to the argv it parsed, so records name the `pocketbert ...` command even when the
-# CLI is called in-process (tests, `pocketbert build` running its stages).
-CURRENT_COMMAND: list[str] | None = None
+def provenance(*dists: str, command: str | None = None) -> dict:
+    """How an output was made: command line, versions, source commit, time.
 
-
-def provenance(*dists: str) -> dict:
-    """How an output was made: command line, versions, source commit, time."""
-    argv = CURRENT_COMMAND if CURRENT_COMMAND is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+    `command` is the `pocketbert ...` line that made it, passed down by the CLI or the build (which runs
+    its stages in-process); None means this process's own command line.
+    """
     return {
-        "command": shlex.join(argv),
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "versions": tool_versions(*dists),
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

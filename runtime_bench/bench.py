@@ -320,7 +320,7 @@ def profile_rows(rows: list[dict], targets: list[Target], threads: int, n: int, 
         log(f"  profiled {row['name']} seq{row['seq_len']}")
 
 
-def new_document(bundle, config: dict, device: dict) -> dict:
+def new_document(bundle, config: dict, device: dict, command: str | None = None) -> dict:
     from pocketbert.files import provenance
 
     m = bundle.manifest
@@ -330,7 +330,7 @@ def new_document(bundle, config: dict, device: dict) -> dict:
         "bundle": {"path": str(Path(bundle.root).resolve()), "model_name": m["model"]["name"], "task": m["model"]["task"],
                    "num_parameters": int(m["model"]["num_parameters"])},
         "device": device, "config": config, "rows": [], "peak": {}, "estimates": [],
-        "provenance": provenance("onnxruntime", "ai-edge-litert", "executorch"), "notes": [],
+        "provenance": provenance("onnxruntime", "ai-edge-litert", "executorch", command=command), "notes": [],
     }
 
 
@@ -345,7 +345,7 @@ def add_estimates(doc: dict, targets: list[Target]) -> None:
 
 def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: int, warmup: int,
               baselines: list[dict] | None = None, rounds: int | None = None, profile: bool = True,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, command: str | None = None) -> dict:
     """Measure the bundle's artifacts (and baselines) on this host; write `out` as the run goes.
 
     Returns the final results document (also written to `out`, `complete: true`).
@@ -357,7 +357,7 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
     device = sysinfo.host_info()
     config = {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1,
               "rounds": rounds, "baseline": ",".join(b["name"] for b in baselines) if baselines else None}
-    doc = new_document(bundle, config, device)
+    doc = new_document(bundle, config, device, command)
     if max(threads) > device["cores_available"]:
         doc["notes"].append(f"{max(threads)} threads on {device['cores_available']} available cores: threads share cores")
     doc["notes"].append("host CPU, not a phone: see `device` and the mobile `estimates` (lower bounds, not measurements)")
@@ -403,6 +403,7 @@ class BenchOptions:
     binary: str | None = None  # adb: a benchmark binary to push instead of the demo app
     package: str = "io.pocketbert.demo"
     timeout: float = 600
+    command: str | None = None  # the `pocketbert ...` line recorded in the results' provenance
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -474,7 +475,8 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
 
         serial = opts.device.split(":", 1)[1] if ":" in opts.device else None
         doc = adb.run_adb_bench(bundle, out, serial=serial, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs,
-                                warmup=opts.warmup, binary=opts.binary, package=opts.package, timeout=opts.timeout)
+                                warmup=opts.warmup, binary=opts.binary, package=opts.package, timeout=opts.timeout,
+                                command=opts.command)
         return doc, f"wrote {out} ({len(doc['rows'])} rows from {doc['device'].get('name', 'the phone')})\n" + _summary(doc)
 
     baselines = None
@@ -485,7 +487,7 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
         log(f"preparing teacher baselines from {teacher.path} (cache {cache})")
         baselines = prepare_teacher_baselines(teacher, cache)
     doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
-                    baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log)
+                    baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command)
     failed = [r for r in doc["rows"] if r["status"] == "failed"]
     text = f"wrote {out}: {len(doc['rows'])} rows" + (f", {len(failed)} failed" if failed else "") + "\n" + _summary(doc)
     return doc, text

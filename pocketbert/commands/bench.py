@@ -68,5 +68,6 @@ def run(args):
         warmup=args.warmup, rounds=args.rounds,
         formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
         baseline=args.baseline, teacher=teacher, quality=args.quality or [], profile=not args.no_profile,
-        cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout)
+        cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
+        command=args.command_line)
     return main(opts, log=lambda s: print(s, file=sys.stderr))

@@ -38,7 +38,7 @@ def run(args):
     log.propagate = False
     cfg = ExportConfig(checkpoint=args.checkpoint, out=args.out, formats=parse_csv(args.formats, "--formats"),
                        quants=parse_csv(args.quant, "--quant"), seq_lens=parse_seq_lens(args.seq_len),
-                       task=args.task, name=args.name)
+                       task=args.task, name=args.name, command=args.command_line)
     manifest = main(cfg)
     rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}
             | {"parity": a["parity"]["status"], "max_abs_diff": a["parity"].get("max_abs_diff"),

@@ -22,7 +22,7 @@ def run(args):
     from pocketbert.pipeline.student import StudentConfig, main
 
     r = main(StudentConfig(teacher=args.teacher, layers=args.layers, out=args.out, trim_vocab=args.trim_vocab or [],
-                           tokenizer=args.tokenizer))
+                           tokenizer=args.tokenizer, command=args.command_line))
     text = (f"wrote {r['out']}: layers {r['layers']} of {r['teacher']}, vocab {r['vocab_size']}, "
             f"{r['num_parameters'] / 1e6:.1f} M parameters, {r['weights_bytes'] / 1e6:.1f} MB")
     return {k: v for k, v in r.items() if k != "teacher"}, text

@@ -59,6 +59,7 @@ def _ensemble(tmp_path: Path, teachers: list[Path], corpus: Path, out: str, *ext
             "loss.alpha_proj_cos=1.0", "loss.alpha_proj_mse=1.0", *extra]
 
 
+@pytest.mark.integration
 def test_teacher_embeddings_are_cached_on_disk(tmp_path, tiny_bert, second_teacher, monkeypatch):
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 120)
@@ -93,6 +94,7 @@ def test_teacher_embeddings_are_cached_on_disk(tmp_path, tiny_bert, second_teach
     assert load_checkpoint(tmp_path / "a").model.config.hidden_size == 32
 
 
+@pytest.mark.integration
 def test_student_from_another_checkpoints_layers(tmp_path, tiny_bert, second_teacher, monkeypatch):
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 80)
@@ -108,6 +110,7 @@ def test_student_from_another_checkpoints_layers(tmp_path, tiny_bert, second_tea
         assert torch.equal(value, source[key.replace("encoder.layer.0.", "encoder.layer.1.", 1)]), key
 
 
+@pytest.mark.integration
 def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
@@ -128,6 +131,7 @@ def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_pa
     assert load_checkpoint(tmp_path / "e").model.config.vocab_size < load_checkpoint(tiny_bert).model.config.vocab_size
 
 
+@pytest.mark.integration
 def test_several_teachers_need_the_ensemble_objective(tmp_path, tiny_bert, second_teacher, capsys):
     code = main(["distill", "distill-embedding-tiny", f"teachers=[{{path: {tiny_bert}}}, {{path: {second_teacher}}}]",
                  f"out={tmp_path / 'o'}"])

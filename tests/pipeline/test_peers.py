@@ -18,6 +18,8 @@ from pocketbert.pipeline.tokenizer import Tokenizer
 
 from conftest import tiny_vocab, write_tiny_tokenizer
 
+pytestmark = pytest.mark.integration  # ONNX export and ONNX Runtime on tiny models
+
 SENTENCES = ["the cat sat on the mat", "a dog runs", "someone is playing music loudly tonight"]
 
 

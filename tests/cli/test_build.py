@@ -19,6 +19,8 @@ from pocketbert.cli import main
 
 from conftest import default_sigint
 
+pytestmark = pytest.mark.integration
+
 
 def _sts(path: Path) -> Path:
     rows = [
@@ -179,7 +181,7 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
     (the model the recipe names), not with the base model the classifier was fine-tuned from."""
     from pocketbert.build import load_build_recipe, plan
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the recipe's ../shared/data paths
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
     recipe = load_build_recipe("build-sst2", ["bench.baseline=teacher"])
     stages = {s.name: s for s in plan(recipe, tmp_path)}
     assert list(stages) == ["finetune", "distill", "export", "bench", "report"]
@@ -203,3 +205,12 @@ def test_find_teacher_stops_at_the_distillation_teacher(tmp_path, tiny_bert):
     assert find_teacher(trimmed) == tuned
     assert find_teacher(tuned) == tiny_bert  # a fine-tuned model's own lineage ends at its base
     assert find_teacher(tiny_bert) == tiny_bert  # a plain HF folder is its own teacher
+
+
+def test_outputs_record_the_build_command(built):
+    """Provenance is passed in: each stage's output names the build command and the stage, not a global."""
+    student = json.loads((built / "student" / "pocketbert.json").read_text())["provenance"]["command"]
+    distilled = json.loads((built / "distilled" / "pocketbert.json").read_text())["provenance"]["command"]
+    bundle = json.loads((built / "bundle" / "manifest.json").read_text())["provenance"]["command"]
+    assert student.startswith("pocketbert build ") and student.endswith("[stage trim]")
+    assert distilled.endswith("[stage distill]") and bundle.endswith("[stage export]")

@@ -20,7 +20,9 @@ import pytest
 
 from pocketbert.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # the Kotlin toolchain: compiles the core and the app sources
+
+REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_demo" / "core"
 CACHE = Path(os.environ.get("POCKETBERT_KOTLIN_CACHE", Path.home() / ".cache" / "pocketbert" / "kotlin"))
 TOOLCHAIN = Path(os.environ.get("POCKETBERT_KOTLIN_HOME", Path.home() / ".cache" / "pocketbert" / "kotlin-toolchain"))

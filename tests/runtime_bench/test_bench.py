@@ -13,8 +13,9 @@ import pytest
 from pocketbert.cli import main
 from pocketbert.runtime_bench.schema import read_results, validate_results
 
-sys.path.insert(0, str(Path(__file__).parent))
 from conftest import default_sigint, make_hf_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.integration
 
 SEQ_LENS = [16, 32]
 

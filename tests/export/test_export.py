@@ -15,6 +15,8 @@ import torch
 
 from pocketbert.cli import main
 
+pytestmark = pytest.mark.integration
+
 FORMATS = ("executorch", "tflite", "coreml", "onnx")
 SEQ = 32
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # folder -> project modules it may import (prefix match). No exceptions: the bundle contract is its own
 # torch-free package that export writes through and every reader reads through.
