@@ -14,9 +14,14 @@ install:
 build: install
 	pocketbert build --out $(OUT)/default
 
-# The Android core's JVM tests need kotlinc (npm `kotlin-compiler`) and JUnit 4 (Debian `junit4`).
+# The Android core's JVM tests need kotlinc (npm `kotlin-compiler`) and JUnit 4 (Debian `junit4`); the report's
+# browser test needs Debian's chromium.
 test: install
 	bash android_demo/tools/setup_kotlin.sh
+	@# Debian's chromium renders the HTML report in a test (headless); without root it is skipped with a reason.
+	command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium could not be installed: the report render test will skip"
 	$(PYTHON) -m pytest -q -ra
 
 # The inner loop: unit tests only (`pytest -m unit`, under 3 minutes on 2 cores). CI runs every tier (`make test`).

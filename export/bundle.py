@@ -151,7 +151,7 @@ def main(cfg: ExportConfig) -> dict:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
             (then nothing is written either).
     """
-    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, read_config
+    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, parent_record, read_config
     from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
 
     out = Path(cfg.out)
@@ -234,8 +234,7 @@ def main(cfg: ExportConfig) -> dict:
             "model": {
                 "name": name, "task": task, "config": mcfg.to_dict(),
                 "num_parameters": sum(p.numel() for p in model.parameters()),
-                "parent": {"path": str(ckpt.path.resolve()),
-                           "weights_sha256": path_sha256(ckpt.path / "model.safetensors")},
+                "parent": parent_record(ckpt),
             },
             "inputs": [{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}}
                        for n in INPUT_NAMES],
