@@ -18,7 +18,6 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    import time
     from pathlib import Path
 
     if (Path(args.checkpoint) / "manifest.json").is_file():  # a bundle: every artifact in its runtime
@@ -26,24 +25,8 @@ def run(args):
 
         result = evaluate_bundle(args.checkpoint, args.sts)
         return result, format_table(result)
+    from pocketbert.pipeline.evaluate import evaluate_model
 
-    from pocketbert.pipeline.checkpoint import load_checkpoint
-    from pocketbert.pipeline.evaluate import evaluate_sts, read_sts
-    from pocketbert.pipeline.tokenizer import Tokenizer
-
-    pairs = read_sts(args.sts)  # fail on a bad file before loading the model
-    from pocketbert.pipeline.static import StaticModel, evaluate_static_sts, is_static
-
-    if is_static(args.checkpoint):  # a static (model2vec) peer: no transformer
-        t0 = time.perf_counter()
-        model = StaticModel.load(args.checkpoint)
-        rho = evaluate_static_sts(model, pairs)
-        result = {"spearman": round(rho, 4), "pairs": len(pairs.scores), "checkpoint": str(model.path),
-                  "kind": "static", "seconds": round(time.perf_counter() - t0, 2)}
-        return result, f"STS Spearman x100: {rho:.2f} on {len(pairs.scores)} pairs ({args.sts}), static model"
-    ckpt = load_checkpoint(args.checkpoint, tokenizer=args.tokenizer)
-    t0 = time.perf_counter()
-    rho = evaluate_sts(ckpt.model, Tokenizer(ckpt.path), pairs, batch_size=args.batch_size)
-    result = {"spearman": round(rho, 4), "pairs": len(pairs.scores), "checkpoint": str(ckpt.path),
-              "seconds": round(time.perf_counter() - t0, 2)}
-    return result, f"STS Spearman x100: {rho:.2f} on {len(pairs.scores)} pairs ({args.sts})"
+    result = evaluate_model(args.checkpoint, args.sts, tokenizer=args.tokenizer, batch_size=args.batch_size)
+    kind = ", static model" if result.get("kind") == "static" else ""
+    return result, f"STS Spearman x100: {result['spearman']:.2f} on {result['pairs']} pairs ({args.sts}){kind}"
