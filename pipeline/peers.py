@@ -315,18 +315,16 @@ def check_parity(path: Path, model: Encoder, ids: np.ndarray, mask: np.ndarray) 
     result = {"max_abs_diff_hidden": diff_hidden, "tolerance": PARITY_TOL, "sentences": b}
     if pooled:
         ref = pooled[0]
-        # Which pooling the graph does, read from its own outputs (the cached ONNX hidden state).
-        m = mask[:, :, None].astype(np.float32)
-        candidates = {"mean": (hidden[0] * m).sum(1) / m.sum(1), "cls": hidden[0][:, 0]}
-        for pooling, vec in candidates.items():
+        # Which pooling the graph does, read from its own outputs: our pooling over its hidden state.
+        found, original = None, (model.config.pooling, model.config.normalize)
+        for pooling in ("mean", "cls"):
+            model.config.pooling = pooling
             for normalize in (False, True):
-                v = vec / np.linalg.norm(vec, axis=-1, keepdims=True) if normalize else vec
-                if np.abs(v - ref).max() < 1e-4:
-                    model.config.pooling, model.config.normalize = pooling, normalize
-                    break
-            else:
-                continue
-            break
+                with torch.no_grad():
+                    v = model.pool(torch.from_numpy(hidden[0]), torch.from_numpy(mask), normalize=normalize).numpy()
+                if found is None and np.abs(v - ref).max() < 1e-4:
+                    found = (pooling, normalize)
+        model.config.pooling, model.config.normalize = found or original
         with torch.no_grad():
             ours_pooled = model.embed(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         result["max_abs_diff_pooled"] = float(np.abs(ours_pooled - ref).max())
