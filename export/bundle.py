@@ -360,7 +360,7 @@ def main(cfg: ExportConfig) -> dict:
         out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
         rungs = {q for fmt in cfg.formats for q in cfg.rungs(fmt)}
         gating = cfg.gate and task == "embedding"
-        texts = _corpus_sample(cfg, need=gating or bool(rungs & set(CALIBRATED)))
+        texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
         calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
         reference = (build_reference(module, tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
                                      cfg.seq_lens, cfg.sts) if gating else None)

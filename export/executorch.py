@@ -8,7 +8,7 @@ quantizer leaves embeddings in fp32, and in a small BERT the embedding is about 
 int8-static: the same quantizer with is_dynamic=False, its observers calibrated on corpus text.
 int4: torchao `Int8DynamicActivationIntxWeightConfig` (int4 weights in groups of 32, dynamic int8
 activations), which XNNPACK lowers to its qd8-f32-qb4w GEMM, and the word embedding as a packed int4
-table (`Int4RowEmbedding`: plain gather + shift/mask ops, so no quantized-kernel library is needed at
+table (`Int4RowEmbedding`: plain gather + integer arithmetic, so no quantized-kernel library is needed at
 run time). int4-mixed: int4 except the sensitive parts, which get the int8 recipe.
 """
 
@@ -45,7 +45,7 @@ class Int4RowEmbedding(nn.Module):
     """Weight-only int4 embedding: two symmetric int4 values per byte, one fp16 scale per `group` columns.
 
     Storage per row: E/2 bytes + 2 * E/group bytes (E=384, group 32: 216 bytes, 0.56x the int8 table).
-    Unpacking is gather, bitwise and/shift, subtract and multiply on the gathered (B, T, E) rows only.
+    Unpacking is gather, floor division, subtract and multiply on the gathered (B, T, E) rows only.
     """
 
     def __init__(self, weight: torch.Tensor, group: int):
@@ -63,7 +63,8 @@ class Int4RowEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = self.packed[ids].to(torch.int32)  # (B, T, E/2)
-        q = torch.stack((rows & 15, rows >> 4), dim=-1).reshape(*ids.shape, -1) - 8  # (B, T, E), -8..7
+        high = torch.div(rows, 16, rounding_mode="floor")  # core ATen ops only (no shift), portable kernels
+        q = torch.stack((rows - high * 16, high), dim=-1).reshape(*ids.shape, -1) - 8  # (B, T, E), -8..7
         scale = self.scale[ids].to(torch.float32).unsqueeze(-1)  # (B, T, E/g, 1)
         return (q.to(torch.float32).reshape(*ids.shape, -1, self.group) * scale).reshape(*ids.shape, -1)
 
