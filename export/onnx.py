@@ -122,10 +122,12 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
             elif quant == "int8-static":
                 if not calibration:
                     raise PocketBertError("onnx int8-static needs calibration inputs")
+                # uint8 asymmetric activations (ORT's U8S8): symmetric int8 ones wasted half the range on
+                # BERT's skewed post-LayerNorm/GELU activations (2-layer MiniLM student: mean cosine to fp32
+                # 0.92 symmetric, 0.97 asymmetric, on 60 STS-B train sentences).
                 quantize_static(str(fp32), str(path), _Calibration(calibration), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                op_types_to_quantize=["MatMul", "Gather"], calibrate_method=CalibrationMethod.MinMax,
-                                extra_options={"ActivationSymmetric": True})
+                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                op_types_to_quantize=["MatMul", "Gather"], calibrate_method=CalibrationMethod.MinMax)
             else:
                 keep = _part_nodes(model, list(keep_int8 or [])) if quant == "int4-mixed" else []
                 if not keep:

