@@ -42,7 +42,8 @@ RECIPES: dict[tuple[str, str], str] = {
     ("tflite", "fp16"): "ai-edge-quantizer fp16 weights (float_casting), fp32 compute",
     ("tflite", "int8"): "ai-edge-quantizer dynamic_wi8_afp32: int8 weights (embedding included), fp32 activations",
     ("tflite", "int8-static"): (
-        "ai-edge-quantizer static_wi8_ai8: int8 weights and int8 activations calibrated on corpus text"
+        "ai-edge-quantizer static int8 FULLY_CONNECTED (int8 weights, int8 activations calibrated on corpus "
+        "text); embedding lookup int8 weights (dynamic_wi8)"
     ),
     ("tflite", "int4"): (
         f"ai-edge-quantizer dynamic_wi4b{INT4_GROUP}_afp32: int4 weights in blocks of {INT4_GROUP} (embedding "
