@@ -2,7 +2,7 @@
 PYTHON ?= python3
 OUT ?= out
 
-.PHONY: install build test lint
+.PHONY: install build test test-fast lint
 
 install:
 	$(PYTHON) -m pip install --disable-pip-version-check -q -e ".[dev]"
@@ -18,6 +18,10 @@ build: install
 test: install
 	bash android_demo/tools/setup_kotlin.sh
 	$(PYTHON) -m pytest -q -ra
+
+# The inner loop: unit tests only (`pytest -m unit`, under 3 minutes on 2 cores). CI runs every tier (`make test`).
+test-fast: install
+	$(PYTHON) -m pytest -q -m unit
 
 lint:
 	$(PYTHON) -m ruff check .

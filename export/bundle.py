@@ -24,22 +24,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pocketbert.bundle.manifest import MANIFEST, SCHEMA_VERSION, path_size, validate_manifest
+from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
+from pocketbert.bundle.parity import case_inputs, compare, tolerance
 from pocketbert.errors import PocketBertError
-from pocketbert.files import atomic_output_dir, check_output_dir, provenance, sha256_file, write_json
+from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
 from . import formats
 from .gate import GateConfig, build_reference, gate_family, sensitive_parts, sensitivity
-from .golden import build_golden, case_inputs
-from .manifest import MANIFEST, SCHEMA_VERSION, path_sha256, path_size, validate_manifest
-from .naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
-from .parity import compare
-from .quant import CALIBRATED, INT4_GROUP, RECIPES, auto_ladder, check_pair, tolerance
+from .golden import build_golden
+from .quant import CALIBRATED, INT4_GROUP, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
 
 DEFAULT_FORMATS = tuple(FORMATS)
 DEFAULT_QUANTS = ("fp32", "int8")
+DEFAULT_SEQ_LENS = (128,)
 AUTO = "auto"
 CALIBRATION_TEXTS = 64  # corpus sentences the static rungs calibrate on (per bucket)
 
@@ -52,7 +53,7 @@ class ExportConfig:
     out: str
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     quants: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
-    seq_lens: list[int] = field(default_factory=lambda: [128])
+    seq_lens: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     task: str | None = None  # None: the checkpoint's task
     name: str | None = None  # model name in file names; None: the checkpoint folder's name
     corpus: list[str] | None = None  # calibration and gate sentences (files); None: the embedded default corpus
@@ -60,6 +61,7 @@ class ExportConfig:
     gate: bool = True  # run the geometry gate (embedding bundles)
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
     max_sts_drop: float = 1.0  # gate: STS points below fp32 that still pass
+    command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
     def __post_init__(self) -> None:
         if not self.formats:
@@ -173,19 +175,9 @@ def _reference(module: TaskModule, golden: dict, seq_len: int, pad_id: int) -> t
 
 def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: dict,
                     seq_len: int, out_name: str, out_shape: list[int], quant: str) -> dict:
-    """Run the artifact in its runtime on `inputs` and compare with `refs` (see parity.compare).
-
-    Core ML off macOS cannot predict: its spec is checked instead and parity is `skipped` with the reason.
-    """
-    mod = formats.module(fmt)
-    reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
-    if reason:
-        check = mod.check_spec(path, seq_len, out_name, out_shape, quant) if hasattr(mod, "check_spec") else {}
-        return {"status": "skipped", "max_abs_diff": None, "min_cosine": None, "cases": 0, "reason": reason,
-                **({"spec_check": check} if check else {})}
-    run = mod.load(path)
-    outputs = [run(ids, mask) for ids, mask in inputs]
-    return compare(outputs, refs, tol)
+    """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare)."""
+    outputs, skipped = formats.run_or_skip(fmt, path, inputs, seq_len, out_name, out_shape, quant)
+    return skipped or compare(outputs, refs, tol)
 
 
 def _corpus_sample(cfg: ExportConfig, need: bool) -> list[str]:
@@ -244,7 +236,7 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
         msg = " ".join(str(e).split())[:300] or type(e).__name__
         raise PocketBertError(f"exporting {fname} failed in {fmt}: {type(e).__name__}: {msg}") from e
     seconds = time.perf_counter() - t0
-    parity = verify_artifact(fmt, path, inputs, refs, tolerance(fmt, quant), seq_len, out_name, out_shape, quant)
+    parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant)
     log.info("%s: %.1fs, %s", fname, seconds, parity)
     if parity["status"] == "failed" and strict:
         raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
@@ -312,7 +304,7 @@ def main(cfg: ExportConfig) -> dict:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
             (then nothing is written either).
     """
-    from pocketbert.pipeline.checkpoint import load_checkpoint
+    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, read_config
     from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
 
     out = Path(cfg.out)
@@ -418,18 +410,23 @@ def main(cfg: ExportConfig) -> dict:
                 "name": name, "task": task, "config": mcfg.to_dict(),
                 "num_parameters": sum(p.numel() for p in model.parameters()),
                 "parent": {"path": str(ckpt.path.resolve()),
-                           "weights_sha256": sha256_file(ckpt.path / "model.safetensors")},
+                           "weights_sha256": path_sha256(ckpt.path / "model.safetensors")},
             },
             "inputs": [{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}}
                        for n in INPUT_NAMES],
             "outputs": outputs,
             "seq_lens": cfg.seq_lens,
             "tokenizer": _tokenizer_section(tok, max(cfg.seq_lens)),
-            "tolerances": {f"{a['format']}/{a['quant']}": tolerance(a["format"], a["quant"]) for a in artifacts},
-            "golden": {"file": "golden.json", "sha256": sha256_file(tmp / "golden.json")},
+            "tolerances": {f"{a['format']}/{a['quant']}": tolerance(a["quant"]) for a in artifacts},
+            "golden": {"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")},
             "artifacts": artifacts,
-            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]})),
+            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
         }
+        teacher = find_teacher(ckpt.path)
+        if teacher is not None and (teacher / "model.safetensors").is_file():
+            manifest["model"]["teacher"] = {"path": str(teacher.resolve()),
+                                            "weights_sha256": path_sha256(teacher / "model.safetensors"),
+                                            "config": read_config(teacher).to_dict()}
         if cfg.auto:
             manifest["quant_auto"] = {"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto}
         if task == "classification":

@@ -171,7 +171,3 @@ class Runner:
 
 def load(path: Path) -> Runner:
     return Runner(path)
-
-
-def load_and_run(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    return load(path)(input_ids, attention_mask)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pocketbert.bundle.manifest import bucket_for, load_bundle
 from pocketbert.errors import PocketBertError
 
 from . import formats
-from .manifest import bucket_for, load_bundle
 
 
 def _encode(tok, texts: list[str], buckets: list[int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -35,7 +35,7 @@ def _encode(tok, texts: list[str], buckets: list[int]) -> list[tuple[int, np.nda
 
 
 def _parent_row(bundle, texts: list[str], index, pairs, largest: int) -> dict:
-    from pocketbert.files import sha256_file
+    from pocketbert.files import path_sha256
     from pocketbert.pipeline.checkpoint import load_checkpoint
     from pocketbert.pipeline.evaluate import embed_texts, sts_spearman
     from pocketbert.pipeline.tokenizer import Tokenizer
@@ -45,7 +45,7 @@ def _parent_row(bundle, texts: list[str], index, pairs, largest: int) -> dict:
     row = {"artifact": "pytorch (parent checkpoint)", "format": "pytorch", "quant": "fp32", "seq_len": largest}
     if not (path / "model.safetensors").is_file():
         return {**row, "status": "skipped", "spearman": None, "reason": f"parent checkpoint {path} not found"}
-    if sha256_file(path / "model.safetensors") != parent["weights_sha256"]:
+    if path_sha256(path / "model.safetensors") != parent["weights_sha256"]:
         return {**row, "status": "skipped", "spearman": None,
                 "reason": f"parent checkpoint {path} changed since export (sha256 differs)"}
     model = load_checkpoint(path).model

@@ -190,7 +190,3 @@ def load(path: Path, threads: int | None = None) -> Runner:
     if threads is not None:
         set_threads(threads)
     return Runner(path)
-
-
-def load_and_run(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    return load(path)(input_ids, attention_mask)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from .naming import FORMATS
+from pocketbert.bundle.naming import FORMATS
 
 # Distributions whose versions each format records in its artifacts' `tool_versions`.
 TOOLS = {
@@ -47,3 +47,20 @@ def tool_versions(fmt: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def run_or_skip(fmt: str, path, inputs: list[tuple], seq_len: int, out_name: str, out_shape: list[int],
+                quant: str) -> tuple[list | None, dict | None]:
+    """Run an artifact in its runtime on `inputs` ((ids, mask) int32 pairs): `(outputs, None)`.
+
+    A runtime that cannot run here (Core ML off macOS) gives `(None, skipped)`: a parity record with
+    status `skipped`, the reason, and the format's spec check where it has one.
+    """
+    mod = module(fmt)
+    reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
+    if reason:
+        spec = mod.check_spec(path, seq_len, out_name, out_shape, quant) if hasattr(mod, "check_spec") else {}
+        return None, {"status": "skipped", "max_abs_diff": None, "min_cosine": None, "cases": 0, "reason": reason,
+                      **({"spec_check": spec} if spec else {})}
+    run = mod.load(path)
+    return [run(ids, mask) for ids, mask in inputs], None

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pocketbert.bundle.parity import cosine
 from pocketbert.errors import PocketBertError
 
 from . import formats
 from .evaluate import _encode
-from .parity import cosine
 
 BUCKET_TEXT = "A man is playing a guitar on the street."
 THREAD_CASES = 16  # sample sentences run at 1 and 2 threads

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from pocketbert.bundle.manifest import SCHEMA_VERSION, bucket_for
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from .manifest import SCHEMA_VERSION, bucket_for
 from .wrapper import output_name
 
 # (name, text): varied on purpose; every runtime's tokenizer must produce the same ids for each.
@@ -58,15 +57,3 @@ def build_golden(module: torch.nn.Module, tokenizer: Tokenizer, seq_lens: list[i
         cases.append(case)
     return {"schema_version": SCHEMA_VERSION, "output_name": output_name(task), "task": task,
             "seq_lens": buckets, "cases": cases}
-
-
-def case_inputs(case: dict, seq_len: int, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A golden case as int32 (1, seq_len) arrays (padding further when the bucket is larger)."""
-    ids = case["ids"]
-    if len(ids) > seq_len:
-        raise ValueError(f"case {case['name']} has {len(ids)} tokens > {seq_len}")
-    input_ids = np.full((1, seq_len), pad_id, dtype=np.int32)
-    mask = np.zeros((1, seq_len), dtype=np.int32)
-    input_ids[0, : len(ids)] = ids
-    mask[0, : len(ids)] = 1
-    return input_ids, mask

@@ -15,9 +15,8 @@ manifest records. A pair a runtime cannot run is a one-line refusal (`REFUSALS`)
 
 from __future__ import annotations
 
+from pocketbert.bundle.naming import FORMATS, QUANTS
 from pocketbert.errors import PocketBertError
-
-from .naming import FORMATS, QUANTS
 
 # int4 block (group) size along the input dimension, shared by every backend so that the rungs compare.
 INT4_GROUP = 32
@@ -81,17 +80,6 @@ REFUSALS: dict[tuple[str, str], str] = {
 # The rungs `--quant auto` tries per format, smallest expected artifact first; fp32 is not a quantization.
 AUTO_LADDER = ("int4", "int4-mixed", "int8-static", "int8", "fp16")
 
-# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision. The geometry gate
-# (gate.py) is the quality bar; these only catch a broken artifact.
-TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
-    "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
-    "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
-    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.9},  # per-tensor activation ranges: lossy on odd inputs
-    "int4-mixed": {"max_abs_diff": 0.5, "min_cosine": 0.95},
-    "int4": {"max_abs_diff": 0.5, "min_cosine": 0.95},
-}
-
 # Rungs whose export needs calibration text.
 CALIBRATED = ("int8-static",)
 
@@ -117,6 +105,3 @@ def auto_ladder(fmt: str) -> list[str]:
     """The rungs `--quant auto` tries for `fmt`, smallest first."""
     return [q for q in AUTO_LADDER if (fmt, q) in RECIPES]
 
-
-def tolerance(fmt: str, quant: str) -> dict[str, float]:
-    return dict(TOLERANCES[quant])

@@ -158,7 +158,3 @@ class Runner:
 
 def load(path: Path, threads: int = 1) -> Runner:
     return Runner(path, threads=threads)
-
-
-def load_and_run(path: Path, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    return load(path)(input_ids, attention_mask)

@@ -27,13 +27,3 @@ class TaskModule(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder.task_forward(input_ids.to(torch.int64), attention_mask)
-
-
-def example_inputs(seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (1, seq_len) int32 example with some padding, used for tracing."""
-    ids = torch.zeros(1, seq_len, dtype=torch.int32)
-    mask = torch.zeros(1, seq_len, dtype=torch.int32)
-    n = max(2, seq_len // 2)
-    ids[0, :n] = torch.arange(n, dtype=torch.int32) % 7 + 5
-    mask[0, :n] = 1
-    return ids, mask

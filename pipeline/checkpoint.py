@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import atomic_output_dir, provenance, sha256_file, write_json
+from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
 from pocketbert.pipeline.tokenizer import build_wordpiece, read_vocab, tokenizer_options
 
@@ -48,6 +48,37 @@ def resolve_teacher(name_or_path: str | os.PathLike) -> Path:
     if not path.is_dir():
         raise PocketBertError(f"checkpoint {path} is not a folder; pass a local HF model folder (config.json + model.safetensors)")
     return path
+
+
+def find_teacher(path: str | os.PathLike) -> Path | None:
+    """The teacher of a checkpoint: the parent of the nearest distilled checkpoint up its parent chain,
+    else the end of the chain (a plain HF folder, which is its own teacher); None when the chain breaks.
+
+    A vocabulary trim or layer cut of a distilled student leads to the distillation's teacher, so a
+    student distilled from a fine-tuned classifier names that classifier, not the classifier's base.
+    """
+    path = Path(path)
+    for _ in range(16):
+        rec = path / MARKER
+        if not rec.is_file():
+            return path if (path / "config.json").is_file() else None
+        try:
+            record = json.loads(rec.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        parent = (record.get("parent") or {}).get("path")
+        if not parent or not Path(parent).is_dir():
+            return None
+        if record.get("stage") == "distill":
+            return Path(parent)
+        path = Path(parent)
+    return None
+
+
+def read_config(path: str | os.PathLike) -> EncoderConfig:
+    """The EncoderConfig of a checkpoint folder (or `minilm`) without reading its weights."""
+    path = resolve_teacher(path)
+    return config_from_hf(_read_json(path / "config.json"), path)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +269,6 @@ class LoadedCheckpoint:
     path: Path
     model_type: str  # of the source checkpoint: bert | distilbert | albert
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
-    dropped_keys: list[str] = field(default_factory=list)  # ignorable keys present in the file
 
 
 def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None) -> LoadedCheckpoint:
@@ -333,7 +363,6 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         k for k in state
         if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
     )
-    dropped = sorted(k for k in state if k not in used and k not in unexpected)
     if missing or mismatched or unexpected:
         parts = []
         if missing:
@@ -349,7 +378,15 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         raise PocketBertError(f"{weights}: no weights for {', '.join(unfilled[:6])}")
     model.load_state_dict(target, strict=False)
     model.eval()
-    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record, dropped_keys=dropped)
+    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record)
+
+
+def parent_record(parent: LoadedCheckpoint) -> dict:
+    """How a checkpoint made from `parent` names it in its pocketbert.json: where it was, what it was,
+    and the hash of the weights it started from."""
+    return {"path": str(parent.path.resolve()), "model_type": parent.model_type,
+            "weights_sha256": path_sha256(parent.path / "model.safetensors"),
+            "num_hidden_layers": parent.model.config.num_hidden_layers}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +498,7 @@ def write_tokenizer_files(dst: Path, tokens: list[str], options: dict, max_lengt
 
 def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path | None = None,
                     tokens: list[str] | None = None, tokenizer_opts: dict | None = None,
-                    record: dict | None = None) -> Path:
+                    record: dict | None = None, command: str | None = None) -> Path:
     """Write an HF-compatible checkpoint folder atomically (temporary folder, then rename).
 
     Args:
@@ -471,6 +508,7 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
         tokens: a new vocabulary (after trimming); tokenizer files are rebuilt from it.
         tokenizer_opts: lower-casing / accent options when rebuilding (default: read from tokenizer_src).
         record: what to add to pocketbert.json (parent, layer_map, ...); provenance is added here.
+        command: the `pocketbert ...` line recorded in the provenance (None: this process's).
     Returns:
         The final folder.
     """
@@ -508,8 +546,8 @@ def save_checkpoint(model: Encoder, out: str | os.PathLike, tokenizer_src: Path 
             "config": cfg.to_dict(),
             "num_parameters": sum(p.numel() for p in model.parameters()),
             **(record or {}),
-            "weights_sha256": sha256_file(tmp / "model.safetensors"),
-            "provenance": provenance(),
+            "weights_sha256": path_sha256(tmp / "model.safetensors"),
+            "provenance": provenance(command=command),
         }
         write_json(tmp / MARKER, full)
     return out

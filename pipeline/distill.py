@@ -13,44 +13,33 @@ For `embedding` and `task` the teacher's outputs are cached per example during t
 reused afterwards (its inputs never change), so later epochs cost only the student.
 
 Shape: set up (teacher, student, data, evaluation: every input checked before training), run
-(`train.fit`), write (`save_checkpoint` + metrics and curves), verify (reload and compare outputs).
+(`train.fit`), write and verify (`train.write_and_verify`: checkpoint, metrics and curves, reload).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pocketbert.pipeline.checkpoint import load_checkpoint, parent_record
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import DistillRecipe, LossConfig, to_dict
 from pocketbert.pipeline.student import parse_layers, select_layers
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
-    finish_outputs,
+    TrainData,
     fit,
     init_distributed,
-    make_evaluator,
     start_run,
-    summary,
-    verify_reload,
+    write_and_verify,
 )
-
-
-def pooled(model: Encoder, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The model's pooling without L2 normalisation: (B, T, H) -> (B, H)."""
-    if model.config.pooling == "cls":
-        return hidden[:, 0]
-    m = mask.to(hidden.dtype)[:, :, None]
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
 
 
 class TripleObjective(nn.Module):
@@ -113,7 +102,7 @@ class EmbeddingObjective(nn.Module):
         if not self.cfg.cache_teacher or any(i not in self.pooled_cache for i in index):
             teacher = self.teacher[0]
             h = teacher(ids, mask).last_hidden_state
-            p = pooled(teacher, h, mask)
+            p = teacher.pool(h, mask, normalize=False)
             if not self.cfg.cache_teacher:
                 return p, h
             lengths = mask.sum(1).tolist()
@@ -135,7 +124,7 @@ class EmbeddingObjective(nn.Module):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         t_pooled, t_hidden = self._teacher(batch["index"], ids, mask)
         s_hidden = self.student(ids, mask).last_hidden_state
-        s_pooled = pooled(self.student, s_hidden, mask)
+        s_pooled = self.student.pool(s_hidden, mask, normalize=False)
         terms = {"emb_mse": losses.embedding_mse(s_pooled, t_pooled),
                  "emb_cos": losses.embedding_cosine(s_pooled, t_pooled)}
         total = cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"]
@@ -207,10 +196,9 @@ def build_student(cfg: DistillRecipe, teacher: Encoder, teacher_path: Path) -> t
     return student.train(), list(layers), loaded.path, {"init": str(loaded.path.resolve()), "layer_map": layers}
 
 
-def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
+def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
     """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
-    t_wall = time.perf_counter()
-    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
+    run = start_run(f"distill[{cfg.objective}]", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up: teacher, student, data, evaluation --------------------------------------------
     teacher_ckpt = load_checkpoint(cfg.teacher)  # its MLM head only if it has one
@@ -252,7 +240,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         if bad:
             raise PocketBertError(f"label {bad[0]!r} is outside the teacher's {n_labels} classes")
     evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx])
-    ddp = init_distributed(device)
+    run.ddp = ddp = init_distributed(run.device)
     specials = sorted(tokenizer.special_ids.values())
 
     if cfg.objective == "triple":
@@ -261,7 +249,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         objective = EmbeddingObjective(student, teacher, cfg.loss)
     else:
         objective = TaskObjective(student, teacher, cfg.loss)
-    teacher.to(device)
+    teacher.to(run.device)
 
     def make_batch(index: list[int], gen: torch.Generator) -> dict:
         input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
@@ -279,41 +267,29 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     if ddp.main:
         print(f"distill: {cfg.objective} | teacher {teacher_ckpt.path} | student {student_record} | "
               f"{len(train_ids)} training texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
-              f"skipped) | device {device}", file=sys.stderr)
-        print(f"distill: resolved recipe {resolved}", file=sys.stderr, flush=True)
+              f"skipped) | device {run.device}", file=sys.stderr)
+        print(f"distill: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
         if evaluate is not None and cfg.eval.at_start and not resume:
             baseline = {"teacher": evaluate(teacher), "student_init": evaluate(student)}
             print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)
 
     # -- run -------------------------------------------------------------------------------------
-    result = fit(objective, make_batch, [len(x) for x in train_ids], cfg.train, cfg.data.batch_size,
-                 cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric, resume, resolved,
-                 desc=f"distill[{cfg.objective}]", initial_eval=baseline.get("student_init"))
+    result = fit(objective, TrainData(make_batch, [len(x) for x in train_ids], cfg.data.batch_size,
+                                      cfg.data.group_by_length), cfg.train, run, evaluate, cfg.eval.metric, resolved,
+                 initial_eval=baseline.get("student_init"))
     if not ddp.main:
         return {}
 
-    # -- write ----------------------------------------------------------------------------------
-    student = objective.student.cpu().eval()
-    if result.best_state is not None:
-        student.load_state_dict(result.best_state)
+    # -- write and verify -------------------------------------------------------------------------
     record = {
         "stage": "distill",
         "objective": cfg.objective,
-        "parent": {"path": str(teacher_ckpt.path.resolve()), "model_type": teacher_ckpt.model_type,
-                   "weights_sha256": sha256_file(next(teacher_ckpt.path.glob("*.safetensors"))),
-                   "num_hidden_layers": teacher.config.num_hidden_layers},
+        "parent": parent_record(teacher_ckpt),
         "student_init": student_record,
         "layer_map": layer_map,
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
                  "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
-        "metrics": {**summary(result), "before_training": baseline,
-                    "weights": "best" if result.best_state is not None else "last"},
     }
-    save_checkpoint(student, out, tokenizer_src=teacher_ckpt.path, record=record)
-    finish_outputs(work_dir, out)
-
-    # -- verify ---------------------------------------------------------------------------------
-    verify_reload(student, out, train_ids, tokenizer.pad_id)
-    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
-            "wall_s": round(time.perf_counter() - t_wall, 1)}
+    return write_and_verify(run, objective, result, record, teacher_ckpt.path, train_ids, tokenizer.pad_id,
+                            before_training=baseline)

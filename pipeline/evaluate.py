@@ -1,21 +1,34 @@
-"""Sentence-embedding quality: STS-B Spearman of cosine similarities, the sentence-transformers way.
+"""Evaluation of a model in PyTorch: what training stages track, and what `pocketbert eval` reports.
 
-Score = Spearman correlation (x100) between cos(embed(s1), embed(s2)) and the gold score, with the
-embeddings mean-pooled over real tokens (all-MiniLM-L6-v2 on STS-B dev: 81.0).
+- STS-B: Spearman correlation (x100) between cos(embed(s1), embed(s2)) and the gold score, with the
+  embeddings pooled as the model's config says, the sentence-transformers way (all-MiniLM-L6-v2 on
+  STS-B dev: 81.0).
+- Classification accuracy (x100) of argmax class logits.
+- MLM accuracy (x100): share of masked tokens predicted exactly, on fixed masks.
+
+`make_evaluator` turns a recipe's `eval` section into the one function a training stage calls.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
 from pocketbert.errors import PocketBertError
+from pocketbert.pipeline.data import collate, read_texts, tokenize
+from pocketbert.pipeline.losses import IGNORE_INDEX, mask_tokens
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # types only: export reads this module and needs no recipes
+    from pocketbert.pipeline.recipe import DataConfig, EvalConfig
 
 
 @dataclass
@@ -92,3 +105,74 @@ def evaluate_sts(model: Encoder, tokenizer: Tokenizer, pairs: StsPairs, batch_si
     e1 = emb[[row[t] for t in pairs.s1]]
     e2 = emb[[row[t] for t in pairs.s2]]
     return sts_spearman(e1, e2, pairs.scores)
+
+
+@torch.no_grad()
+def mlm_accuracy(model: Encoder, ids: list[list[int]], pad_id: int, special_ids: list[int], mask_id: int,
+                 vocab_size: int, seed: int = 1234, batch_size: int = 64, probability: float = 0.15) -> float:
+    """Share of masked tokens predicted exactly, on fixed masks (same seed every call), x100."""
+    device = next(model.parameters()).device
+    correct = total = 0
+    for start in range(0, len(ids), batch_size):
+        input_ids, mask = collate(ids[start:start + batch_size], pad_id)
+        gen = torch.Generator().manual_seed(seed + start)
+        masked, labels = mask_tokens(input_ids, mask, special_ids, mask_id, vocab_size, gen, probability)
+        hidden = model(masked.to(device), mask.to(device)).last_hidden_state
+        picked = labels.to(device) != IGNORE_INDEX
+        pred = model.mlm_logits(hidden[picked]).argmax(-1)
+        correct += int((pred == labels.to(device)[picked]).sum())
+        total += int(picked.sum())
+    return 100.0 * correct / max(total, 1)
+
+
+@torch.no_grad()
+def classification_accuracy(model: Encoder, ids: list[list[int]], labels: list[int], pad_id: int,
+                            batch_size: int = 64) -> float:
+    """Accuracy x100 of argmax class logits."""
+    device = next(model.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    correct = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        input_ids, mask = collate([ids[i] for i in idx], pad_id)
+        pred = model.classify(input_ids.to(device), mask.to(device)).argmax(-1).cpu()
+        correct += int((pred == torch.tensor([labels[i] for i in idx])).sum())
+    return 100.0 * correct / max(len(ids), 1)
+
+
+def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokenizer,
+                   holdout_ids: list[list[int]]) -> Callable[[Encoder], dict] | None:
+    """The evaluation a recipe asks for, as one function model -> {metric: value}; None if it asks for none.
+
+    Inputs are read here, before training, so a bad evaluation file fails the run at once.
+    """
+    sts = read_sts(eval_cfg.sts) if eval_cfg.sts else None
+    cls_ids = cls_labels = None
+    if eval_cfg.classification:
+        if data_cfg.label_field is None:
+            raise PocketBertError("eval.classification needs data.label_field (the label column)")
+        recs = read_texts([eval_cfg.classification], data_cfg.text_field, data_cfg.label_field,
+                          limit=eval_cfg.max_examples)
+        cls_ids = tokenize(tokenizer, recs.texts, data_cfg.max_length)
+        cls_labels = recs.labels
+    held = holdout_ids[: eval_cfg.max_examples] if eval_cfg.mlm else []
+    if eval_cfg.mlm and not held:
+        raise PocketBertError("eval.mlm needs held-out text: set data.holdout (e.g. 0.05)")
+    if sts is None and cls_ids is None and not held:
+        return None
+    specials = sorted(tokenizer.special_ids.values())
+
+    def evaluate(model: Encoder) -> dict:
+        if next(model.parameters()).device.type != "cpu":
+            model = copy.deepcopy(model).cpu()
+        m = {}
+        if sts is not None:
+            m["sts"] = round(evaluate_sts(model, tokenizer, sts), 4)
+        if cls_ids is not None and model.classifier is not None:
+            m["accuracy"] = round(classification_accuracy(model, cls_ids, cls_labels, tokenizer.pad_id), 4)
+        if held and model.cls is not None:
+            m["mlm_accuracy"] = round(mlm_accuracy(model, held, tokenizer.pad_id, specials, tokenizer.mask_id,
+                                                   model.config.vocab_size), 4)
+        return m
+
+    return evaluate

@@ -4,33 +4,30 @@ The backbone is copied from the checkpoint; BERT's pooler (dense + tanh over [CL
 the checkpoint has one and freshly initialised otherwise, and a new linear classifier is added.
 Loss: cross-entropy with the gold labels. Evaluation: accuracy on `eval.classification`.
 
-Shape: set up (model, data, evaluation), run (`train.fit`), write, verify.
+Shape: set up (model, data, evaluation), run (`train.fit`), write and verify (`train.write_and_verify`).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import sha256_file
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from pocketbert.pipeline.checkpoint import load_checkpoint, parent_record
 from pocketbert.pipeline.data import collate, read_texts, tokenize
+from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import FinetuneRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
-    finish_outputs,
+    TrainData,
     fit,
     init_distributed,
-    make_evaluator,
     start_run,
-    summary,
-    verify_reload,
+    write_and_verify,
 )
 
 
@@ -59,9 +56,8 @@ def classifier_from(base: Encoder, num_labels: int, seed: int) -> Encoder:
     return model
 
 
-def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
-    t_wall = time.perf_counter()
-    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
+def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
+    run = start_run("finetune", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
     base = load_checkpoint(cfg.model, with_mlm_head=False)
@@ -73,7 +69,7 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, base.model.config.max_position_embeddings))
     labels = records.labels
     evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [])
-    ddp = init_distributed(device)
+    run.ddp = ddp = init_distributed(run.device)
     model = classifier_from(base.model, num_labels, cfg.train.seed)
     objective = ClassifierObjective(model)
 
@@ -84,33 +80,21 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
 
     resolved = to_dict(cfg)
     if ddp.main:
-        print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {device}", file=sys.stderr)
-        print(f"finetune: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {run.device}", file=sys.stderr)
+        print(f"finetune: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
-    result = fit(objective, make_batch, [len(x) for x in ids], cfg.train, cfg.data.batch_size,
-                 cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric, resume, resolved,
-                 desc="finetune")
+    result = fit(objective, TrainData(make_batch, [len(x) for x in ids], cfg.data.batch_size, cfg.data.group_by_length),
+                 cfg.train, run, evaluate, cfg.eval.metric, resolved)
     if not ddp.main:
         return {}
 
-    # -- write ----------------------------------------------------------------------------------
-    model = objective.student.cpu().eval()
-    if result.best_state is not None:
-        model.load_state_dict(result.best_state)
+    # -- write and verify -----------------------------------------------------------------------
     record = {
         "stage": "finetune",
-        "parent": {"path": str(base.path.resolve()), "model_type": base.model_type,
-                   "weights_sha256": sha256_file(next(base.path.glob("*.safetensors")))},
+        "parent": parent_record(base),
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(ids), "num_labels": num_labels,
                  "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
-        "metrics": {**summary(result), "weights": "best" if result.best_state is not None else "last"},
     }
-    save_checkpoint(model, out, tokenizer_src=base.path, record=record)
-    finish_outputs(work_dir, out)
-
-    # -- verify ---------------------------------------------------------------------------------
-    verify_reload(model, out, ids, tokenizer.pad_id)
-    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
-            "wall_s": round(time.perf_counter() - t_wall, 1)}
+    return write_and_verify(run, objective, result, record, base.path, ids, tokenizer.pad_id)

@@ -7,32 +7,31 @@
   segments A and B, fed as `[CLS] A [SEP] B [SEP]` (segment ids 0/1) in order or swapped (half each);
   a 2-way head on the pooler predicts the order. The head is training-only and not saved.
 
-Shape: set up (tokenizer, config, data, evaluation), run (`train.fit`), write, verify.
+Shape: set up (tokenizer, config, data, evaluation), run (`train.fit`), write and verify
+(`train.write_and_verify`).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 
 import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import resolve_teacher, save_checkpoint
+from pocketbert.pipeline.checkpoint import resolve_teacher
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
-    finish_outputs,
+    TrainData,
     fit,
     init_distributed,
-    make_evaluator,
     start_run,
-    summary,
-    verify_reload,
+    write_and_verify,
 )
 
 
@@ -84,9 +83,8 @@ def sop_pair(ids: list[int], cls_id: int, sep_id: int, gen: torch.Generator) -> 
     return seq, [0] * (len(a) + 2) + [1] * (len(b) + 1), swapped
 
 
-def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None) -> dict:
-    t_wall = time.perf_counter()
-    out, work_dir, device = start_run(cfg.train, cfg.out, resume, resume_dir)
+def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
+    run = start_run("pretrain", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
     tok_dir = resolve_teacher(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary
@@ -99,7 +97,7 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
     evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx])
-    ddp = init_distributed(device)
+    run.ddp = ddp = init_distributed(run.device)
     torch.manual_seed(cfg.train.seed)
     model = Encoder(mcfg)
     objective = PretrainObjective(model, cfg.sop, cfg.alpha_sop)
@@ -125,33 +123,24 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
     resolved = to_dict(cfg)
     if ddp.main:
         print(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
-              f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {device}",
+              f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}",
               file=sys.stderr)
-        print(f"pretrain: resolved recipe {resolved}", file=sys.stderr, flush=True)
+        print(f"pretrain: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
 
     # -- run ------------------------------------------------------------------------------------
-    result = fit(objective, make_batch, [len(x) + (1 if cfg.sop else 0) for x in train_ids], cfg.train,
-                 cfg.data.batch_size, cfg.data.group_by_length, work_dir, ddp, device, evaluate, cfg.eval.metric,
-                 resume, resolved, desc="pretrain")
+    # sop: a line becomes [CLS] A [SEP] B [SEP], one token longer
+    lengths = [len(x) + (1 if cfg.sop else 0) for x in train_ids]
+    result = fit(objective, TrainData(make_batch, lengths, cfg.data.batch_size, cfg.data.group_by_length), cfg.train,
+                 run, evaluate, cfg.eval.metric, resolved)
     if not ddp.main:
         return {}
 
-    # -- write ----------------------------------------------------------------------------------
-    model = objective.student.cpu().eval()
-    if result.best_state is not None:
-        model.load_state_dict(result.best_state)
+    # -- write and verify -----------------------------------------------------------------------
     record = {
         "stage": "pretrain",
         "parent": None,
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
                  "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
-        "metrics": {**summary(result), "weights": "best" if result.best_state is not None else "last"},
     }
-    save_checkpoint(model, out, tokenizer_src=tok_dir, record=record)
-    finish_outputs(work_dir, out)
-
-    # -- verify ---------------------------------------------------------------------------------
-    verify_reload(model, out, train_ids, tokenizer.pad_id)
-    return {"out": str(out), "work_dir": str(work_dir), **record["metrics"],
-            "wall_s": round(time.perf_counter() - t_wall, 1)}
+    return write_and_verify(run, objective, result, record, tok_dir, train_ids, tokenizer.pad_id)

@@ -352,27 +352,29 @@ def _merge(base: dict, extra: dict) -> dict:
     return base
 
 
-def shipped_recipes() -> list[Path]:
-    """The recipes that ship with pocketbert (pipeline/recipes/*.yaml)."""
-    folder = resources.files("pocketbert.pipeline") / "recipes"
+def shipped_recipes(package: str = "pocketbert.pipeline") -> list[Path]:
+    """The recipes that ship with pocketbert: `<package>/recipes/*.yaml` (training recipes live in
+    pocketbert.pipeline, build recipes in pocketbert)."""
+    folder = resources.files(package) / "recipes"
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def resolve_recipe_path(name: str) -> Path:
+def resolve_recipe_path(name: str, package: str = "pocketbert.pipeline") -> Path:
     """A recipe file, or the name of a shipped recipe (`distill-tiny` -> pipeline/recipes/distill-tiny.yaml)."""
     path = Path(name)
     if path.is_file():
         return path
-    for p in shipped_recipes():
+    shipped = shipped_recipes(package)
+    for p in shipped:
         if p.stem == name or p.name == name:
             return p
-    known = ", ".join(p.stem for p in shipped_recipes())
+    known = ", ".join(p.stem for p in shipped)
     raise PocketBertError(f"recipe {name} does not exist; pass a YAML file or a shipped recipe ({known})")
 
 
-def load_recipe(cls, path: str, overrides: list[str] | None = None):
+def load_recipe(cls, path: str, overrides: list[str] | None = None, package: str = "pocketbert.pipeline"):
     """Read a YAML recipe, apply overrides, validate into `cls` (and run its `check`)."""
-    p = resolve_recipe_path(path)
+    p = resolve_recipe_path(path, package)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:

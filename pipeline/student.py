@@ -13,6 +13,7 @@ the largest size lever after quantization.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 STRATEGIES = ("all", "every-other", "first", "last", "uniform")
 
 
-def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | None = None) -> list[int]:
+def parse_layers(spec: str, num_teacher_layers: int) -> list[int]:
     """`0,2,5` or a named strategy -> teacher layer indices, checked against the teacher's depth.
 
     Strategies: `all` (every layer: a copy, e.g. to trim a distilled student's vocabulary), `every-other` (0, 2, 4, ...), `first` / `last` (the first or last N layers),
@@ -34,7 +35,7 @@ def parse_layers(spec: str, num_teacher_layers: int, num_student_layers: int | N
     spec = spec.strip()
     name, _, count = spec.partition(":")
     if name in STRATEGIES:
-        n = num_student_layers
+        n = None
         if count:
             if not count.isdigit() or int(count) < 1:
                 raise PocketBertError(f"--layers {spec!r}: the count after ':' must be a positive integer")
@@ -188,3 +189,56 @@ def read_corpus_lines(paths: list[Path]):
             for line in lines:
                 if line.strip():
                     yield line
+
+
+@dataclass
+class StudentConfig:
+    """What `pocketbert student` makes: `layers` of `teacher` (see parse_layers), optionally with the
+    vocabulary trimmed to the `trim_vocab` corpus files, written to the checkpoint folder `out`."""
+
+    teacher: str
+    layers: str
+    out: str
+    trim_vocab: list[str] = field(default_factory=list)
+    command: str | None = None  # the `pocketbert ...` line recorded in the provenance
+
+
+def main(cfg: StudentConfig) -> dict:
+    """Write the student checkpoint; returns a summary. Every input is checked before any work.
+
+    Raises:
+        PocketBertError: an output folder that is not ours, a missing corpus file, a bad teacher or layer spec.
+    """
+    from pocketbert.files import check_output_dir
+    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, parent_record, save_checkpoint
+    from pocketbert.pipeline.tokenizer import tokenizer_options
+
+    out = Path(cfg.out)
+    check_output_dir(out, MARKER)
+    corpus = [Path(p) for p in cfg.trim_vocab]
+    for p in corpus:
+        if not p.is_file():
+            raise PocketBertError(f"--trim-vocab: corpus file {p} does not exist")
+    teacher = load_checkpoint(cfg.teacher)
+    layers = parse_layers(cfg.layers, teacher.model.config.num_hidden_layers)
+    student = select_layers(teacher.model, layers)
+    record = {
+        "parent": parent_record(teacher),
+        "layer_map": layers,
+        "stage": "student",
+    }
+    tokens = None
+    vocab_before = student.config.vocab_size
+    if corpus:
+        tok = Tokenizer(teacher.path)
+        keep = trimmed_vocab(tok, read_corpus_lines(corpus))
+        student = apply_vocab(student, keep)
+        tokens = [tok.vocab[i] for i in keep]
+        record["vocab_trim"] = {"corpus": [str(p.resolve()) for p in corpus], "before": vocab_before,
+                                "after": len(keep)}
+    save_checkpoint(student, out, tokenizer_src=teacher.path, tokens=tokens,
+                    tokenizer_opts=tokenizer_options(teacher.path), record=record, command=cfg.command)
+    return {"out": str(out), "teacher": teacher.path.name, "layers": layers, "num_hidden_layers": len(layers),
+            "vocab_size": student.config.vocab_size,
+            "num_parameters": sum(p.numel() for p in student.parameters()),
+            "weights_bytes": (out / "model.safetensors").stat().st_size}

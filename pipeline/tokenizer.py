@@ -101,10 +101,6 @@ class Tokenizer:
         self.pad_id = ids["[PAD]"]
         self.mask_id = ids["[MASK]"]
 
-    @property
-    def hf(self) -> _HFTokenizer:
-        return self._tok
-
     def __len__(self) -> int:
         return len(self.vocab)
 

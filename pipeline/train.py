@@ -2,11 +2,12 @@
 bf16 autocast on GPU, budgets in steps or minutes, evaluation with the best weights kept, metrics
 and curves, resumable training states, Ctrl-C, and DDP under torchrun.
 
-A stage hands `fit` an *objective*: an `nn.Module` whose `forward(batch)` returns `(loss, terms)`
-and which holds the model being trained (`objective.student`), any frozen teacher (parameters with
+A stage hands `fit` an *objective*: an `nn.Module` whose `forward(batch) -> (loss, terms)` and
+which holds the model being trained (`objective.student`), any frozen teacher (parameters with
 `requires_grad=False`, which DDP ignores) and any training-only heads. Batches come from
-`make_batch(indices, generator)`; the generator is re-seeded from (seed, step, micro-batch, rank),
-so masking needs no saved RNG and a resumed run sees exactly the batches the uninterrupted run saw.
+`data.make_batch(indices, generator)`; the generator is re-seeded from (seed, step, micro-batch,
+rank), so masking needs no saved RNG and a resumed run sees exactly the batches the uninterrupted
+run saw.
 
 Resumable state (`<work_dir>/train_state.pt`, written every `save_every` steps, at the end and on
 Ctrl-C): trainable weights, AdamW moments, schedule position (step, elapsed seconds), data position
@@ -15,6 +16,8 @@ Ctrl-C): trainable weights, AdamW moments, schedule position (step, elapsed seco
 Distributed: `torchrun --nproc_per_node N pocketbert distill RECIPE` (gloo on CPU, nccl on GPU;
 multi-node with torchrun's `--nnodes`, `--node_rank`, `--rdzv_endpoint`). Each rank takes every N-th
 batch; gradients are averaged by DDP; rank 0 evaluates, logs and writes.
+
+A stage reads: `run = start_run(...)`, set up, `fit(...)`, `write_and_verify(...)`.
 """
 
 from __future__ import annotations
@@ -36,16 +39,19 @@ import torch.distributed as dist
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline.data import epoch_batches
+from pocketbert.files import check_output_dir
+from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
+from pocketbert.pipeline.data import collate, epoch_batches
 from pocketbert.pipeline.recipe import TrainConfig
 
 STATE_FILE = "train_state.pt"
 METRICS_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
+LOG_EVERY_S = 30.0  # without a terminal, a progress line every this many seconds of training
 
 
 # ---------------------------------------------------------------------------------------------
-# Processes and devices
+# Processes, devices and the run
 
 
 @dataclass
@@ -104,6 +110,44 @@ def check_resume(work_dir: Path) -> Path:
     return state
 
 
+@dataclass
+class Run:
+    """Where and how one training stage runs."""
+
+    name: str  # prefix of its progress and log lines: distill[triple], finetune, pretrain
+    out: Path  # the checkpoint folder it writes
+    work_dir: Path  # training state, metrics and curves
+    device: str  # cpu | cuda
+    resume: bool = False  # continue from <work_dir>/train_state.pt
+    command: str | None = None  # the `pocketbert ...` line recorded in the checkpoint's provenance
+    ddp: Dist = field(default_factory=Dist)  # set by the stage once its inputs are checked (init_distributed)
+    started: float = field(default_factory=time.perf_counter)  # for the stage's wall time
+
+    def write_resolved(self, resolved: dict) -> Path:
+        """The resolved recipe goes to the work folder (`recipe.json`), not the terminal; returns its path."""
+        from pocketbert.files import write_json
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.work_dir / "recipe.json", resolved)
+        return self.work_dir / "recipe.json"
+
+
+def start_run(name: str, cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None,
+              command: str | None = None) -> Run:
+    """What every training stage does first, before any work: refuse an output folder that is not ours,
+    find the work folder (and its saved state when resuming), pick the device, seed and size torch."""
+    out_path = Path(out)
+    check_output_dir(out_path, MARKER)
+    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg, out)
+    if resume:
+        check_resume(work_dir)
+    device = pick_device(cfg)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return Run(name, out_path, work_dir, device, resume, command)
+
+
 # ---------------------------------------------------------------------------------------------
 # Optimiser and schedule
 
@@ -139,7 +183,25 @@ def lr_factor(step: int, total_steps: int | None, elapsed: float, budget_s: floa
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics
+# Metrics and what a person sees
+
+
+def _append(metrics_path: Path, row: dict) -> None:
+    with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _start_metrics(metrics_path: Path, resumed_at: int | None, initial_eval: dict | None) -> None:
+    """A fresh metrics log (with the untrained model's evaluation as step 0), or on resume the log
+    cut back to the saved step: the steps after it run again and are logged again."""
+    if resumed_at is None:
+        metrics_path.unlink(missing_ok=True)
+        if initial_eval:
+            _append(metrics_path, {"kind": "eval", "step": 0, "time_s": 0.0, **initial_eval})
+    elif metrics_path.is_file():
+        keep = [line for line in metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= resumed_at]
+        metrics_path.write_text("".join(line + "\n" for line in keep))
 
 
 def write_curves(metrics_path: Path, png: Path) -> None:
@@ -182,6 +244,142 @@ def pick_metric(metrics: dict, preferred: str) -> str | None:
     return None
 
 
+def clock(seconds: float) -> str:
+    """70 -> 01:10, 3725 -> 1:02:05."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+    """Training progress against the run's budget: steps/total for a step budget, elapsed/limit for a
+    time budget (both when both are set).
+
+    On a terminal: a bar. Otherwise (a log file, a pipe): a line at the first step, every `every_s`
+    seconds of training, and at the last step, e.g.
+    `distill[embedding]: step 164 | 01:10/05:00 | 2.34 it/s | loss 0.4521 (emb_mse 0.0012, emb_cos 0.4509)`.
+    """
+
+    def __init__(self, name: str, total_steps: int | None, budget_s: float, step: int, elapsed: float,
+                 show: bool = True, stream=None, every_s: float = LOG_EVERY_S):
+        self.name, self.total_steps, self.budget_s, self.every_s = name, total_steps, budget_s, every_s
+        self.stream = stream if stream is not None else sys.stderr
+        self.show = show
+        self.first_step, self.first_elapsed = step, elapsed  # the rate counts this session only
+        self.printed_at: tuple[int, float] | None = None  # (step, elapsed) of the last log line
+        self.bar = None
+        if show and self.stream.isatty():
+            import shutil
+
+            from tqdm import tqdm
+
+            # Size from shutil: a pty that reports 0 x 0 falls back to 100 x 20 instead of an invisible bar.
+            # The text after the bar is ours (postfix[0]): tqdm's own clock would count evaluation and
+            # restart at 0 on --resume.
+            size = shutil.get_terminal_size((100, 20))
+            self.bar = tqdm(total=1.0, initial=self.fraction(step, elapsed), file=self.stream, desc=name,
+                            ncols=size.columns, nrows=size.lines, postfix=[self.budget(step, elapsed)],
+                            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {postfix[0]}")
+
+    def fraction(self, step: int, elapsed: float) -> float:
+        """How much of the budget is used, 0..1: the larger of the two when both are set (as `lr_factor`)."""
+        used = step / self.total_steps if self.total_steps else 0.0
+        if self.budget_s > 0:
+            used = max(used, elapsed / self.budget_s)
+        return min(used, 1.0)
+
+    def budget(self, step: int, elapsed: float) -> str:
+        steps = f"step {step}/{self.total_steps}" if self.total_steps else f"step {step}"
+        time_text = f"{clock(elapsed)}/{clock(self.budget_s)}" if self.budget_s > 0 else clock(elapsed)
+        return f"{steps} | {time_text}"
+
+    def line(self, step: int, elapsed: float, loss: float, terms: dict) -> str:
+        """What follows the bar, or follows the name in a log line."""
+        rate = (step - self.first_step) / max(elapsed - self.first_elapsed, 1e-9)
+        parts = ", ".join(f"{k} {v:.4f}" for k, v in terms.items())
+        return f"{self.budget(step, elapsed)} | {rate:.2f} it/s | loss {loss:.4f}" + (f" ({parts})" if parts else "")
+
+    def update(self, step: int, elapsed: float, loss: float, terms: dict, last: bool = False) -> None:
+        """After every step; with `last` after the final one (closes the bar, logs the last step)."""
+        if not self.show:
+            return
+        if self.bar is not None:
+            self.bar.postfix[0] = self.line(step, elapsed, loss, terms)
+            self.bar.update(self.fraction(step, elapsed) - self.bar.n)  # redraws at most every 0.1 s
+            if last:
+                self.bar.close()
+            return
+        if last:
+            due = step > self.first_step and (self.printed_at is None or self.printed_at[0] != step)
+        else:
+            due = self.printed_at is None or elapsed - self.printed_at[1] >= self.every_s
+        if due:
+            print(f"{self.name}: {self.line(step, elapsed, loss, terms)}", file=self.stream, flush=True)
+            self.printed_at = (step, elapsed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training state: one dataclass, saved and loaded as a plain dict
+
+
+@dataclass
+class TrainData:
+    """The examples `fit` trains on."""
+
+    make_batch: Callable[[list[int], torch.Generator], dict]  # example indices + seeded generator -> batch
+    lengths: list[int]  # token length of every example (length grouping, epoch size)
+    batch_size: int  # examples per micro-batch and process
+    group_by_length: bool = True
+
+
+@dataclass
+class TrainState:
+    """Where a run is. The first block is saved in train_state.pt; the rest lives for one session."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    micro_pos: int = 0  # next micro-batch of the epoch
+    elapsed: float = 0.0  # training seconds (evaluation not counted): the time budget's clock
+    examples: int = 0  # examples seen by all processes
+    best: dict = field(default_factory=lambda: {"metric": None, "value": None, "step": None})
+    best_state: dict | None = None  # student state_dict of the best evaluation (keep_best)
+
+    loss: float = float("nan")  # of the last step, averaged over its micro-batches
+    terms: dict = field(default_factory=dict)  # the last step's loss terms
+    last_eval: dict = field(default_factory=dict)
+    evaluated_at: int = -1  # step of the last evaluation in this session
+
+
+def save_state(path: Path, state: TrainState, objective: nn.Module, optimizer: torch.optim.Optimizer,
+               trainable: set[str], recipe: dict | None) -> None:
+    """Write the resumable state atomically: a kill during the write leaves the previous state intact."""
+    saved = {
+        "trainable": {k: v.detach().cpu().clone() for k, v in objective.state_dict().items()
+                      if k in trainable or k.startswith("student.")},
+        "optimizer": optimizer.state_dict(),
+        "step": state.step, "epoch": state.epoch, "micro_pos": state.micro_pos, "elapsed": state.elapsed,
+        "examples": state.examples, "best": state.best, "best_state": state.best_state,
+        "torch_rng": torch.get_rng_state(),
+        "recipe": json.loads(json.dumps(recipe or {})),
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(saved, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, objective: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
+    """Put the saved weights, AdamW moments and torch RNG back in place; return the saved position."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    _, unexpected = objective.load_state_dict(saved["trainable"], strict=False)
+    if unexpected:
+        raise PocketBertError(f"--resume: the saved state does not fit this recipe's model ({unexpected[:3]})")
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    return TrainState(step=saved["step"], epoch=saved["epoch"], micro_pos=saved["micro_pos"],
+                      elapsed=saved["elapsed"], examples=saved["examples"], best=saved["best"],
+                      best_state=saved.get("best_state"))
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -198,7 +396,6 @@ class FitResult:
     wall_s: float
     examples_seen: int
     best_state: dict | None = None  # student state_dict with the best evaluation (keep_best)
-    history: list = field(default_factory=list)
 
 
 class _Interrupt:
@@ -229,20 +426,56 @@ def _seed_for(seed: int, step: int, micro: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 4_099 + micro * 131 + rank * 7) % (2**63 - 1)
 
 
-def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator], dict], lengths: list[int],
-        cfg: TrainConfig, batch_size: int, group_by_length: bool, work_dir: Path, ddp: Dist, device: str,
-        evaluate: Callable[[nn.Module], dict] | None = None, metric: str = "auto", resume: bool = False,
-        recipe: dict | None = None, desc: str = "train", initial_eval: dict | None = None) -> FitResult:
+def _agreed(flag: bool, ddp: Dist, device: str, rank0_decides: bool) -> bool:
+    """One answer for every rank: rank 0's (broadcast), or true if any rank says so (all-reduce)."""
+    if not ddp.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    if rank0_decides:
+        dist.broadcast(t, 0)
+    else:
+        dist.all_reduce(t)
+    return t.item() > 0
+
+
+def _evaluate(state: TrainState, objective: nn.Module, evaluate: Callable[[nn.Module], dict], metric: str,
+              keep_best: bool, metrics_path: Path, ddp: Dist) -> None:
+    """Rank 0 evaluates the student, logs, and keeps its weights when it beats the best so far."""
+    state.evaluated_at = state.step
+    if ddp.main:
+        objective.student.eval()
+        with torch.no_grad():
+            m = evaluate(objective.student)
+        objective.student.train()
+        state.last_eval = m
+        _append(metrics_path, {"kind": "eval", "step": state.step, "time_s": round(state.elapsed, 2), **m})
+        key = pick_metric(m, metric)
+        if key is not None and (state.best["value"] is None or m[key] > state.best["value"]):
+            state.best = {"metric": key, "value": m[key], "step": state.step}
+            if keep_best:
+                state.best_state = {k: v.detach().cpu().clone() for k, v in objective.student.state_dict().items()}
+    if ddp.active:
+        dist.barrier()
+
+
+def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
+        evaluate: Callable[[nn.Module], dict] | None = None, metric: str = "auto", recipe: dict | None = None,
+        initial_eval: dict | None = None) -> FitResult:
     """Train `objective.student` (and the objective's other trainable modules) and return what happened.
 
     Args:
         objective: module with `.student` and `forward(batch) -> (loss, {term: float})`.
-        make_batch: indices of examples + a seeded generator -> the batch dict for `objective`.
-        lengths: token length of every training example (for length grouping and epoch size).
+        data: the examples and how to batch them.
+        run: work folder, device, processes; `run.resume` continues from `<work_dir>/train_state.pt`.
         evaluate: student -> {metric: value}, called on rank 0 every `eval_every` steps and at the end.
-        resume: continue from `<work_dir>/train_state.pt`.
+        metric: the evaluation key that picks the best weights (`auto`: sts > accuracy > mlm_accuracy).
+        recipe: the resolved recipe, saved with the training state.
         initial_eval: the untrained model's metrics, logged as the step-0 evaluation.
+    Raises:
+        PocketBertError: nothing to train, a state that does not fit, a loss that is not finite.
+        KeyboardInterrupt: after Ctrl-C, once the state is saved.
     """
+    ddp, device, work_dir = run.ddp, run.device, run.work_dir
     bf16 = use_bf16(cfg, device)
     objective.to(device)
     named = [(n, p) for n, p in objective.named_parameters() if p.requires_grad]
@@ -253,174 +486,88 @@ def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator],
         model = nn.parallel.DistributedDataParallel(
             objective, device_ids=[ddp.local_rank] if device == "cuda" else None, find_unused_parameters=False)
     optimizer = adamw(named, cfg)
-    per_epoch = len(epoch_batches(lengths, batch_size, cfg.seed, 0, group_by_length, 0, ddp.world_size))
+    trainable = {n for n, _ in named}
+    per_epoch = len(epoch_batches(data.lengths, data.batch_size, cfg.seed, 0, data.group_by_length, 0,
+                                  ddp.world_size))
     total_steps = cfg.max_steps or (math.ceil(cfg.epochs * per_epoch / cfg.grad_accum) if cfg.epochs > 0 else None)
     budget_s = cfg.max_minutes * 60.0
+    state_path, metrics_path = work_dir / STATE_FILE, work_dir / METRICS_FILE
 
-    step, epoch, micro_pos, elapsed, examples = 0, 0, 0, 0.0, 0
-    best = {"metric": None, "value": None, "step": None}
-    best_state = None
     if ddp.main:
         work_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = work_dir / METRICS_FILE
-    if resume:
-        state = torch.load(work_dir / STATE_FILE, map_location="cpu", weights_only=True)
-        missing, unexpected = objective.load_state_dict(state["trainable"], strict=False)
-        if unexpected:
-            raise PocketBertError(f"--resume: the saved state does not fit this recipe's model ({unexpected[:3]})")
-        optimizer.load_state_dict(state["optimizer"])
-        step, epoch, micro_pos = state["step"], state["epoch"], state["micro_pos"]
-        elapsed, examples = state["elapsed"], state["examples"]
-        best = state["best"]
-        best_state = state.get("best_state")
-        torch.set_rng_state(state["torch_rng"])
-        if ddp.main and metrics_path.is_file():
-            keep = [line for line in metrics_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= step]
-            metrics_path.write_text("".join(line + "\n" for line in keep))
-    elif ddp.main and metrics_path.is_file():
-        metrics_path.unlink()
-    if ddp.main and initial_eval and not resume:
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps({"kind": "eval", "step": 0, "time_s": 0.0, **initial_eval}) + "\n")
-
-    def trainable_state() -> dict:
-        return {k: v.detach().cpu().clone() for k, v in objective.state_dict().items()
-                if k in {n for n, _ in named} or k.startswith("student.")}
-
-    def save_state() -> None:
-        if not ddp.main:
-            return
-        state = {
-            "trainable": trainable_state(), "optimizer": optimizer.state_dict(),
-            "step": step, "epoch": epoch, "micro_pos": micro_pos, "elapsed": elapsed, "examples": examples,
-            "best": best, "best_state": best_state, "torch_rng": torch.get_rng_state(),
-            "recipe": json.loads(json.dumps(recipe or {})),
-        }
-        tmp = work_dir / f".{STATE_FILE}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, work_dir / STATE_FILE)  # a kill during the write leaves the previous state intact
-
-    def log(row: dict) -> None:
-        if ddp.main:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-    last_eval: dict = {}
-    evaluated_at = -1
-
-    def run_eval() -> None:
-        nonlocal best_state, last_eval, evaluated_at
-        if evaluate is None:
-            return
-        evaluated_at = step
-        if ddp.main:
-            objective.student.eval()
-            with torch.no_grad():
-                m = evaluate(objective.student)
-            objective.student.train()
-            last_eval = m
-            log({"kind": "eval", "step": step, "time_s": round(elapsed, 2), **m})
-            key = pick_metric(m, metric)
-            if key is not None and (best["value"] is None or m[key] > best["value"]):
-                best.update(metric=key, value=m[key], step=step)
-                if cfg.keep_best:
-                    best_state = {k: v.detach().cpu().clone() for k, v in objective.student.state_dict().items()}
-        if ddp.active:
-            dist.barrier()
-
-    def out_of_budget() -> bool:
-        done = (total_steps is not None and step >= total_steps) or (budget_s > 0 and elapsed >= budget_s)
-        if ddp.active:  # rank 0's clock decides for everyone
-            flag = torch.tensor([1.0 if done else 0.0], device=device)
-            dist.broadcast(flag, 0)
-            done = bool(flag.item())
-        return done
-
-    show_bar = ddp.main and sys.stderr.isatty()
-    bar = None
-    if show_bar:
-        import shutil
-
-        from tqdm import tqdm
-
-        # ncols from shutil: a pty that reports 0 columns falls back to 100 instead of an invisible bar
-        bar = tqdm(total=total_steps, initial=step, desc=desc, ncols=shutil.get_terminal_size((100, 20)).columns,
-                   bar_format=None if total_steps else "{desc}: {n} steps [{elapsed}, {rate_fmt}] {postfix}")
+    state = load_state(state_path, objective, optimizer) if run.resume else TrainState()
+    if ddp.main:
+        _start_metrics(metrics_path, state.step if run.resume else None, initial_eval)
+    progress = Progress(run.name, total_steps, budget_s, state.step, state.elapsed, show=ddp.main)
     objective.student.train()
-    batches = epoch_batches(lengths, batch_size, cfg.seed, epoch, group_by_length, ddp.rank, ddp.world_size)
-    loss_value, terms = float("nan"), {}
+    batches = epoch_batches(data.lengths, data.batch_size, cfg.seed, state.epoch, data.group_by_length, ddp.rank,
+                            ddp.world_size)
     interrupted = False
-    t_start = time.perf_counter() - elapsed
+    t_start = time.perf_counter() - state.elapsed
     with _Interrupt() as stop:
-        while not out_of_budget():
-            factor = lr_factor(step, total_steps, elapsed, budget_s, cfg.warmup)
+        while True:
+            done = (total_steps is not None and state.step >= total_steps) or (budget_s > 0 and state.elapsed >= budget_s)
+            if _agreed(done, ddp, device, rank0_decides=True):  # rank 0's clock decides for everyone
+                break
+            factor = lr_factor(state.step, total_steps, state.elapsed, budget_s, cfg.warmup)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * factor
             optimizer.zero_grad(set_to_none=True)
-            acc_loss, acc_terms = 0.0, {}
+            loss_sum, terms_sum = 0.0, {}
             for micro in range(cfg.grad_accum):
-                if micro_pos >= len(batches):
-                    epoch, micro_pos = epoch + 1, 0
-                    batches = epoch_batches(lengths, batch_size, cfg.seed, epoch, group_by_length, ddp.rank,
-                                            ddp.world_size)
-                idx = batches[micro_pos]
-                micro_pos += 1
-                gen = torch.Generator().manual_seed(_seed_for(cfg.seed, step, micro, ddp.rank))
-                batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in make_batch(idx, gen).items()}
-                sync = contextlib.nullcontext()
-                if ddp.active and micro < cfg.grad_accum - 1:
-                    sync = model.no_sync()
+                if state.micro_pos >= len(batches):
+                    state.epoch, state.micro_pos = state.epoch + 1, 0
+                    batches = epoch_batches(data.lengths, data.batch_size, cfg.seed, state.epoch, data.group_by_length,
+                                            ddp.rank, ddp.world_size)
+                idx = batches[state.micro_pos]
+                state.micro_pos += 1
+                gen = torch.Generator().manual_seed(_seed_for(cfg.seed, state.step, micro, ddp.rank))
+                batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in data.make_batch(idx, gen).items()}
+                # DDP all-reduces gradients on the last micro-batch only
+                sync = model.no_sync() if ddp.active and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
                 with sync:
                     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                        loss, t = model(batch)
+                        loss, terms = model(batch)
                     (loss / cfg.grad_accum).backward()
-                acc_loss += float(loss.detach()) / cfg.grad_accum
-                for k, v in t.items():
-                    acc_terms[k] = acc_terms.get(k, 0.0) + v / cfg.grad_accum
-                examples += len(idx) * ddp.world_size
-            if not math.isfinite(acc_loss):
-                raise PocketBertError(f"the loss became {acc_loss} at step {step + 1}; lower train.lr or check the data")
+                loss_sum += float(loss.detach()) / cfg.grad_accum
+                for k, v in terms.items():
+                    terms_sum[k] = terms_sum.get(k, 0.0) + v / cfg.grad_accum
+                state.examples += len(idx) * ddp.world_size
+            if not math.isfinite(loss_sum):
+                raise PocketBertError(f"the loss became {loss_sum} at step {state.step + 1}; lower train.lr or check the data")
             if cfg.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.clip_norm)
             optimizer.step()
-            step += 1
-            elapsed = time.perf_counter() - t_start
-            loss_value, terms = acc_loss, acc_terms
-            if step % cfg.log_every == 0 or step == 1:
-                log({"kind": "train", "step": step, "epoch": epoch, "time_s": round(elapsed, 2),
-                     "lr": cfg.lr * factor, "loss": loss_value, **{f"loss_{k}": v for k, v in terms.items()}})
-                if ddp.main and not show_bar:
-                    parts = " ".join(f"{k}={v:.4f}" for k, v in terms.items())
-                    print(f"{desc} step {step}{'/' + str(total_steps) if total_steps else ''} "
-                          f"{elapsed:.0f}s loss={loss_value:.4f} {parts}", file=sys.stderr, flush=True)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({"loss": f"{loss_value:.3f}", **{k: f"{v:.3f}" for k, v in terms.items()}})
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                run_eval()
-                t_start = time.perf_counter() - elapsed  # evaluation time is not training time
-            if cfg.save_every and step % cfg.save_every == 0:
-                save_state()
-            hit = stop.hit
-            if ddp.active:
-                flag = torch.tensor([1.0 if hit else 0.0], device=device)
-                dist.all_reduce(flag)
-                hit = flag.item() > 0
-            if hit:
-                interrupted = True
+            state.step += 1
+            state.elapsed = time.perf_counter() - t_start
+            state.loss, state.terms = loss_sum, terms_sum
+
+            if ddp.main and (state.step % cfg.log_every == 0 or state.step == 1):
+                _append(metrics_path, {"kind": "train", "step": state.step, "epoch": state.epoch,
+                                       "time_s": round(state.elapsed, 2), "lr": cfg.lr * factor, "loss": state.loss,
+                                       **{f"loss_{k}": v for k, v in state.terms.items()}})
+            progress.update(state.step, state.elapsed, state.loss, state.terms)
+            if cfg.eval_every and state.step % cfg.eval_every == 0:
+                if evaluate is not None:
+                    _evaluate(state, objective, evaluate, metric, cfg.keep_best, metrics_path, ddp)
+                t_start = time.perf_counter() - state.elapsed  # evaluation time is not training time
+            if ddp.main and cfg.save_every and state.step % cfg.save_every == 0:
+                save_state(state_path, state, objective, optimizer, trainable, recipe)
+            interrupted = _agreed(stop.hit, ddp, device, rank0_decides=False)
+            if interrupted:
                 break
-    if bar is not None:
-        bar.close()
+    progress.update(state.step, state.elapsed, state.loss, state.terms, last=True)
+
     if interrupted:
-        save_state()
         if ddp.main:
-            print(f"{desc}: interrupted at step {step}; state saved in {work_dir}, continue with --resume",
+            save_state(state_path, state, objective, optimizer, trainable, recipe)
+            print(f"{run.name}: interrupted at step {state.step}; state saved in {work_dir}, continue with --resume",
                   file=sys.stderr, flush=True)
         raise KeyboardInterrupt
-    if evaluated_at != step:
-        run_eval()
-    save_state()
+    if evaluate is not None and state.evaluated_at != state.step:
+        _evaluate(state, objective, evaluate, metric, cfg.keep_best, metrics_path, ddp)
+    if ddp.main:
+        save_state(state_path, state, objective, optimizer, trainable, recipe)
     if ddp.active:
         dist.barrier()
         dist.destroy_process_group()  # rank 0 writes the checkpoint alone from here
@@ -428,20 +575,51 @@ def fit(objective: nn.Module, make_batch: Callable[[list[int], torch.Generator],
         try:
             write_curves(metrics_path, work_dir / CURVES_FILE)
         except Exception as e:  # noqa: BLE001 - a plot must never fail a finished run
-            print(f"{desc}: could not draw curves ({e})", file=sys.stderr)
-    return FitResult(steps=step, final_loss=loss_value, last_terms=terms, best_metric=best["metric"],
-                     best_value=best["value"], best_step=best["step"], last_eval=last_eval, wall_s=elapsed,
-                     examples_seen=examples, best_state=copy.copy(best_state) if cfg.keep_best else None)
+            print(f"{run.name}: could not draw curves ({e})", file=sys.stderr)
+    return FitResult(steps=state.step, final_loss=state.loss, last_terms=state.terms, best_metric=state.best["metric"],
+                     best_value=state.best["value"], best_step=state.best["step"], last_eval=state.last_eval,
+                     wall_s=state.elapsed, examples_seen=state.examples,
+                     best_state=copy.copy(state.best_state) if cfg.keep_best else None)
 
 
-def finish_outputs(work_dir: Path, out: Path) -> None:
-    """Copy metrics.jsonl and curves.png beside the written checkpoint."""
+# ---------------------------------------------------------------------------------------------
+# The end every training stage shares: write, verify, summarise
+
+
+def write_and_verify(run: Run, objective: nn.Module, result: FitResult, record: dict, tokenizer_src: Path,
+                     sample_ids: list[list[int]], pad_id: int, **metrics) -> dict:
+    """Write the trained student (its best evaluated weights if kept) as a checkpoint with `record`,
+    put metrics.jsonl and curves.png beside it, check that the checkpoint loaded back reproduces the
+    model on a few of `sample_ids`, and return the stage's summary.
+
+    Args:
+        record: the stage's pocketbert.json entries (stage, parent, recipe, data, ...); its `metrics`
+            are filled here from `result` and the extra `metrics` given.
+        tokenizer_src: folder whose tokenizer files the checkpoint copies.
+    Raises:
+        PocketBertError: the reloaded checkpoint does not reproduce the trained model.
+    """
+    model = objective.student.cpu().eval()
+    if result.best_state is not None:
+        model.load_state_dict(result.best_state)
+    record["metrics"] = {**summary(result), **metrics, "weights": "best" if result.best_state is not None else "last"}
+    save_checkpoint(model, run.out, tokenizer_src=tokenizer_src, record=record, command=run.command)
     for name in (METRICS_FILE, CURVES_FILE):
-        src = work_dir / name
+        src = run.work_dir / name
         if src.is_file():
-            tmp = out / f".{name}.tmp"
+            tmp = run.out / f".{name}.tmp"
             tmp.write_bytes(src.read_bytes())
-            os.replace(tmp, out / name)
+            os.replace(tmp, run.out / name)
+
+    reloaded = load_checkpoint(run.out).model
+    sample, sample_mask = collate(sample_ids[:4], pad_id)
+    with torch.no_grad():
+        same = torch.allclose(model.task_forward(sample, sample_mask), reloaded.task_forward(sample, sample_mask),
+                              atol=1e-4, rtol=1e-4)
+    if not same:
+        raise PocketBertError(f"{run.out}: the reloaded checkpoint does not reproduce the trained model")
+    return {"out": str(run.out), "work_dir": str(run.work_dir), **record["metrics"],
+            "wall_s": round(time.perf_counter() - run.started, 1)}
 
 
 def summary(result: FitResult) -> dict:
@@ -449,125 +627,3 @@ def summary(result: FitResult) -> dict:
             "best_metric": result.best_metric, "best_value": result.best_value, "best_step": result.best_step,
             "last_eval": result.last_eval, "train_wall_s": round(result.wall_s, 1),
             "examples_seen": result.examples_seen}
-
-
-def start_run(cfg: TrainConfig, out: str, resume: bool, resume_dir: str | None) -> tuple[Path, Path, str]:
-    """What every training stage does first, before any work: refuse an output folder that is not ours,
-    find the work folder (and its saved state when resuming), pick the device, seed and size torch.
-
-    Returns:
-        (output folder, work folder, device).
-    """
-    from pocketbert.files import check_output_dir
-    from pocketbert.pipeline.checkpoint import MARKER
-
-    out_path = Path(out)
-    check_output_dir(out_path, MARKER)
-    work_dir = Path(resume_dir) if resume_dir else work_dir_for(cfg, out)
-    if resume:
-        check_resume(work_dir)
-    device = pick_device(cfg)
-    setup_torch(cfg)
-    return out_path, work_dir, device
-
-
-def setup_torch(cfg: TrainConfig) -> None:
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation helpers shared by the stages (STS lives in pipeline/evaluate.py)
-
-
-@torch.no_grad()
-def mlm_accuracy(model: nn.Module, ids: list[list[int]], pad_id: int, special_ids: list[int], mask_id: int,
-                 vocab_size: int, seed: int = 1234, batch_size: int = 64, probability: float = 0.15) -> float:
-    """Share of masked tokens predicted exactly, on fixed masks (same seed every call), x100."""
-    from pocketbert.pipeline.data import collate
-    from pocketbert.pipeline.losses import IGNORE_INDEX, mask_tokens
-
-    device = next(model.parameters()).device
-    correct = total = 0
-    for start in range(0, len(ids), batch_size):
-        input_ids, mask = collate(ids[start:start + batch_size], pad_id)
-        gen = torch.Generator().manual_seed(seed + start)
-        masked, labels = mask_tokens(input_ids, mask, special_ids, mask_id, vocab_size, gen, probability)
-        hidden = model(masked.to(device), mask.to(device)).last_hidden_state
-        picked = labels.to(device) != IGNORE_INDEX
-        pred = model.mlm_logits(hidden[picked]).argmax(-1)
-        correct += int((pred == labels.to(device)[picked]).sum())
-        total += int(picked.sum())
-    return 100.0 * correct / max(total, 1)
-
-
-@torch.no_grad()
-def classification_accuracy(model: nn.Module, ids: list[list[int]], labels: list[int], pad_id: int,
-                            batch_size: int = 64) -> float:
-    """Accuracy x100 of argmax class logits."""
-    from pocketbert.pipeline.data import collate
-
-    device = next(model.parameters()).device
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    correct = 0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        input_ids, mask = collate([ids[i] for i in idx], pad_id)
-        pred = model.classify(input_ids.to(device), mask.to(device)).argmax(-1).cpu()
-        correct += int((pred == torch.tensor([labels[i] for i in idx])).sum())
-    return 100.0 * correct / max(len(ids), 1)
-
-
-def make_evaluator(eval_cfg, data_cfg, tokenizer, holdout_ids: list[list[int]]) -> Callable[[nn.Module], dict] | None:
-    """The evaluation a recipe asks for, as one function student -> {metric: value}.
-
-    Inputs are read here, before training, so a bad evaluation file fails the run at once.
-    """
-    from pocketbert.pipeline.data import read_texts, tokenize
-    from pocketbert.pipeline.evaluate import evaluate_sts, read_sts
-
-    sts = read_sts(eval_cfg.sts) if eval_cfg.sts else None
-    cls_ids = cls_labels = None
-    if eval_cfg.classification:
-        if data_cfg.label_field is None:
-            raise PocketBertError("eval.classification needs data.label_field (the label column)")
-        recs = read_texts([eval_cfg.classification], data_cfg.text_field, data_cfg.label_field,
-                          limit=eval_cfg.max_examples)
-        cls_ids = tokenize(tokenizer, recs.texts, data_cfg.max_length)
-        cls_labels = recs.labels
-    held = holdout_ids[: eval_cfg.max_examples] if eval_cfg.mlm else []
-    if eval_cfg.mlm and not held:
-        raise PocketBertError("eval.mlm needs held-out text: set data.holdout (e.g. 0.05)")
-    if sts is None and cls_ids is None and not held:
-        return None
-    specials = sorted(tokenizer.special_ids.values())
-
-    def evaluate(model: nn.Module) -> dict:
-        if next(model.parameters()).device.type != "cpu":
-            model = copy.deepcopy(model).cpu()
-        m = {}
-        if sts is not None:
-            m["sts"] = round(evaluate_sts(model, tokenizer, sts), 4)
-        if cls_ids is not None and model.classifier is not None:
-            m["accuracy"] = round(classification_accuracy(model, cls_ids, cls_labels, tokenizer.pad_id), 4)
-        if held and model.cls is not None:
-            m["mlm_accuracy"] = round(mlm_accuracy(model, held, tokenizer.pad_id, specials, tokenizer.mask_id,
-                                                   model.config.vocab_size), 4)
-        return m
-
-    return evaluate
-
-
-def verify_reload(model: nn.Module, out: Path, ids: list[list[int]], pad_id: int) -> None:
-    """Every training stage ends here: the written checkpoint, loaded back, reproduces the trained model."""
-    from pocketbert.pipeline.checkpoint import load_checkpoint
-    from pocketbert.pipeline.data import collate
-
-    reloaded = load_checkpoint(out).model
-    sample_ids, sample_mask = collate(ids[:4], pad_id)
-    with torch.no_grad():
-        same = torch.allclose(model.task_forward(sample_ids, sample_mask),
-                              reloaded.task_forward(sample_ids, sample_mask), atol=1e-4, rtol=1e-4)
-    if not same:
-        raise PocketBertError(f"{out}: the reloaded checkpoint does not reproduce the trained model")

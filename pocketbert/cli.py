@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shlex
 import sys
 
 # name -> module under pocketbert.commands; the order is the order of `pocketbert --help`.
@@ -47,15 +48,9 @@ def run_command(argv: list[str]) -> dict:
 
     Used by `pocketbert build` to chain stages without re-importing torch per stage.
     """
-    from pocketbert import files
-
     args = build_parser().parse_args(argv)
-    previous = files.CURRENT_COMMAND
-    files.CURRENT_COMMAND = ["pocketbert", *argv]
-    try:
-        result, text = args._module.run(args)
-    finally:
-        files.CURRENT_COMMAND = previous
+    args.command_line = shlex.join(["pocketbert", *argv])  # provenance: handed to the library call
+    result, text = args._module.run(args)
     if text:
         print(text, flush=True)
     return result
@@ -63,10 +58,9 @@ def run_command(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pocketbert import files
     from pocketbert.errors import PocketBertError
 
-    files.CURRENT_COMMAND = ["pocketbert", *(sys.argv[1:] if argv is None else argv)]
+    args.command_line = shlex.join(["pocketbert", *(sys.argv[1:] if argv is None else argv)])
     try:
         result, text = args._module.run(args)
     except KeyboardInterrupt:

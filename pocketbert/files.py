@@ -75,11 +75,20 @@ def write_json(path: str | os.PathLike, obj) -> None:
     os.replace(tmp, path)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def path_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file; for a folder (.mlpackage), of its files' relative paths and bytes in sorted path order.
+
+    The project's one content hash: checkpoint parents, bundle artifacts and build stage keys all use it.
+    """
+    path = Path(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if f != path:
+            h.update(f.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -108,16 +117,14 @@ def git_commit() -> str | None:
     return sha + ("+dirty" if dirty else "")
 
 
-# Set by the CLI to the argv it parsed, so records name the `pocketbert ...` command even when the
-# CLI is called in-process (tests, `pocketbert build` running its stages).
-CURRENT_COMMAND: list[str] | None = None
+def provenance(*dists: str, command: str | None = None) -> dict:
+    """How an output was made: command line, versions, source commit, time.
 
-
-def provenance(*dists: str) -> dict:
-    """How an output was made: command line, versions, source commit, time."""
-    argv = CURRENT_COMMAND if CURRENT_COMMAND is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
+    `command` is the `pocketbert ...` line that made it, passed down by the CLI or the build (which runs
+    its stages in-process); None means this process's own command line.
+    """
     return {
-        "command": shlex.join(argv),
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "versions": tool_versions(*dists),
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -1,10 +1,10 @@
-"""A build as a chain of `pocketbert` commands that talk through files, skipped when nothing changed.
+"""A build as a chain of typed stages that talk through files, skipped when nothing changed.
 
-Each stage is one `pocketbert ...` command line writing one output (a folder or a file) inside the
-build folder. Its key is the sha256 of its command line, the content of every outside file it reads
-and the key of the stage before it, so a stage re-runs exactly when its inputs changed. `build.json`
-records each finished stage (key, seconds, result); an interrupted build re-runs from the first
-stage that has not finished, and a stage that can continue its own work (training) is told to resume.
+Each stage calls one library function with its typed config and writes one output (a folder or a file)
+inside the build folder. Its key is the sha256 of that config (as JSON), the content of every outside
+file it reads and the key of the stage before it, so a stage re-runs exactly when its inputs changed.
+`build.json` records each finished stage (key, seconds, result); an interrupted build re-runs from the
+first stage that has not finished, and a stage that can continue its own work (training) resumes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.export.manifest import path_sha256
-from pocketbert.files import write_json
+from pocketbert.files import path_sha256, write_json
 
 STATE_FILE = "build.json"
 
@@ -26,16 +25,17 @@ STATE_FILE = "build.json"
 @dataclass
 class Stage:
     name: str
-    argv: list[str]  # the pocketbert command line, without the leading `pocketbert`
+    config: dict  # the stage's typed config as plain data: what its key is made of
+    run: Callable[[bool], dict]  # run(resume) -> result summary
     output: str  # relative to the build folder
     inputs: list[str] = field(default_factory=list)  # outside files or folders whose content matters
-    resume_argv: list[str] = field(default_factory=list)  # appended when re-running after an interruption
     resumable: Callable[[Path], bool] | None = None  # does the build folder hold work this stage can resume?
+    describe: str = ""  # one line for the terminal
 
 
 def stage_key(stage: Stage, previous_key: str, cache: dict[str, str]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(stage.argv).encode())
+    h.update(json.dumps(stage.config, sort_keys=True, default=str).encode())
     h.update(previous_key.encode())
     for name in stage.inputs:
         p = Path(name)
@@ -57,16 +57,15 @@ def load_state(out: Path) -> dict:
         return {"stages": {}}
 
 
-def run_stages(stages: list[Stage], out: Path, run_command: Callable[[list[str]], dict],
-               force_from: str | None = None, log: Callable[[str], None] = print) -> dict:
+def run_stages(stages: list[Stage], out: Path, force_from: str | None = None,
+               log: Callable[[str], None] = print) -> dict:
     """Run the stages in order, skipping each whose key matches a finished record and whose output exists.
 
     Args:
         stages: the chain.
         out: the build folder (holds every output and build.json).
-        run_command: runs one pocketbert command line in-process and returns its result dict.
         force_from: re-run this stage and every later one, whatever the records say.
-        log: progress lines.
+        log: progress lines, one per stage start and end.
     Returns:
         The build state (`stages`: name -> {key, status, seconds, result}).
     """
@@ -89,16 +88,13 @@ def run_stages(stages: list[Stage], out: Path, run_command: Callable[[list[str]]
             log(f"{tag}: up to date, skipped ({record.get('seconds', 0):.0f} s when it ran)")
             previous = key
             continue
-        argv = list(stage.argv)
-        if (not forced and record.get("key") == key and record.get("status") == "started"
-                and stage.resumable is not None and stage.resumable(out)):
-            argv += stage.resume_argv
-            log(f"{tag}: resuming interrupted work")
-        log(f"{tag}: pocketbert {' '.join(argv)}")
+        resume = (not forced and record.get("key") == key and record.get("status") == "started"
+                  and stage.resumable is not None and stage.resumable(out))
+        log(f"{tag}: {'resuming ' if resume else ''}{stage.describe or stage.name} -> {stage.output}")
         state["stages"][stage.name] = {"key": key, "status": "started", "started_unix": time.time()}
         write_json(out / STATE_FILE, state)
         t0 = time.perf_counter()
-        result = run_command(argv)
+        result = stage.run(resume)
         seconds = time.perf_counter() - t0
         state["stages"][stage.name] = {"key": key, "status": "done", "seconds": round(seconds, 1),
                                        "output": stage.output, "result": result}

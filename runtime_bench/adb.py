@@ -212,7 +212,7 @@ def run_binary(adb: Adb, bundle, remote_bundle: str, binary: Path, threads: list
 
 def run_adb_bench(bundle, out: Path, serial: str | None, threads: list[int], seq_lens: list[int], runs: int,
                   warmup: int, binary: str | None = None, package: str = "io.pocketbert.demo",
-                  timeout: float = 600) -> dict:
+                  timeout: float = 600, command: str | None = None) -> dict:
     """Measure on the attached phone; write `out` (our schema, environment `adb`) and return it."""
     from pocketbert.files import provenance
 
@@ -229,7 +229,7 @@ def run_adb_bench(bundle, out: Path, serial: str | None, threads: list[int], seq
                    "task": bundle.task, "num_parameters": int(bundle.manifest["model"]["num_parameters"])},
         "device": device,
         "config": {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1},
-        "rows": [], "estimates": [], "provenance": provenance(), "notes": [],
+        "rows": [], "estimates": [], "provenance": provenance(command=command), "notes": [],
     }
     if binary_path is not None:
         doc["rows"] = [r for r in run_binary(adb, bundle, remote, binary_path, threads, runs, warmup)

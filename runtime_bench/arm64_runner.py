@@ -4,7 +4,7 @@ This file is copied into the emulation cache and executed there by Debian's arm6
 qemu-aarch64 (see runtime_bench/emulation.py). It imports only the standard library, numpy and the
 runtime of each artifact (ai_edge_litert, onnxruntime, executorch), never pocketbert: the emulated
 site-packages hold only the aarch64 wheels. The host compares the outputs with golden.json using
-pocketbert.export.parity, the same check `pocketbert verify` runs.
+pocketbert.bundle.parity, the same check `pocketbert verify` runs.
 
     qemu-aarch64 -cpu cortex-a55 -L SYSROOT SYSROOT/usr/bin/python3.11 arm64_runner.py SPEC_JSON
 

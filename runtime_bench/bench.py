@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pocketbert.bundle.manifest import load_bundle
 from pocketbert.errors import PocketBertError
 from pocketbert.runtime_bench import flops, mobile, stats, sysinfo
+from pocketbert.runtime_bench.baselines import Teacher, default_cache, prepare_teacher_baselines, read_quality
 from pocketbert.runtime_bench.schema import KIND, SCHEMA_VERSION, write_results
 from pocketbert.runtime_bench.worker import PREFIX
 
@@ -318,7 +320,7 @@ def profile_rows(rows: list[dict], targets: list[Target], threads: int, n: int, 
         log(f"  profiled {row['name']} seq{row['seq_len']}")
 
 
-def new_document(bundle, config: dict, device: dict) -> dict:
+def new_document(bundle, config: dict, device: dict, command: str | None = None) -> dict:
     from pocketbert.files import provenance
 
     m = bundle.manifest
@@ -328,7 +330,7 @@ def new_document(bundle, config: dict, device: dict) -> dict:
         "bundle": {"path": str(Path(bundle.root).resolve()), "model_name": m["model"]["name"], "task": m["model"]["task"],
                    "num_parameters": int(m["model"]["num_parameters"])},
         "device": device, "config": config, "rows": [], "peak": {}, "estimates": [],
-        "provenance": provenance("onnxruntime", "ai-edge-litert", "executorch"), "notes": [],
+        "provenance": provenance("onnxruntime", "ai-edge-litert", "executorch", command=command), "notes": [],
     }
 
 
@@ -343,7 +345,7 @@ def add_estimates(doc: dict, targets: list[Target]) -> None:
 
 def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: int, warmup: int,
               baselines: list[dict] | None = None, rounds: int | None = None, profile: bool = True,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, command: str | None = None) -> dict:
     """Measure the bundle's artifacts (and baselines) on this host; write `out` as the run goes.
 
     Returns the final results document (also written to `out`, `complete: true`).
@@ -355,7 +357,7 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
     device = sysinfo.host_info()
     config = {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1,
               "rounds": rounds, "baseline": ",".join(b["name"] for b in baselines) if baselines else None}
-    doc = new_document(bundle, config, device)
+    doc = new_document(bundle, config, device, command)
     if max(threads) > device["cores_available"]:
         doc["notes"].append(f"{max(threads)} threads on {device['cores_available']} available cores: threads share cores")
     doc["notes"].append("host CPU, not a phone: see `device` and the mobile `estimates` (lower bounds, not measurements)")
@@ -378,6 +380,117 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
     doc["complete"] = True
     write_results(out, doc)
     return doc
+
+
+@dataclass
+class BenchOptions:
+    """What `pocketbert bench` measures. Validated at construction (bad values raise PocketBertError)."""
+
+    bundle: str
+    out: str
+    device: str = "host"  # host | adb | adb:SERIAL | qemu[:CORE]
+    threads: list[int] = field(default_factory=lambda: [1, 2])
+    seq_lens: list[int] | None = None  # None: every bucket of the bundle
+    runs: int = 50
+    warmup: int = 10
+    rounds: int | None = None  # None: one timed run per row per round
+    formats: list[str] | None = None  # None: every format of the bundle
+    baseline: str | None = None  # teacher: the teacher as users run it, interleaved
+    teacher: Teacher | None = None  # None: the teacher recorded in the bundle's manifest
+    quality: list[str] = field(default_factory=list)  # `pocketbert eval --json` files
+    profile: bool = True
+    cache: str | None = None  # teacher ONNX files and the arm64 environment live under it
+    binary: str | None = None  # adb: a benchmark binary to push instead of the demo app
+    package: str = "io.pocketbert.demo"
+    timeout: float = 600
+    command: str | None = None  # the `pocketbert ...` line recorded in the results' provenance
+
+    def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise PocketBertError(f"--runs {self.runs}: give at least 1")
+        if self.warmup < 0:
+            raise PocketBertError(f"--warmup {self.warmup}: give 0 or more")
+        d = self.device
+        if not (d in ("host", "adb") or d.startswith(("adb:", "qemu"))):
+            raise PocketBertError(f"--device {d!r}: use host, adb, adb:SERIAL or qemu[:CORE]")
+
+
+def _teacher_from_manifest(bundle) -> Teacher:
+    rec = bundle.manifest["model"].get("teacher")
+    if not rec or not Path(rec["path"]).is_dir():
+        raise PocketBertError(f"--baseline teacher: {bundle.root} records no teacher that exists here; "
+                              "pass --teacher minilm or a folder")
+    return Teacher(Path(rec["path"]), dict(rec["config"]))
+
+
+def _summary(doc: dict) -> str:
+    lines = [f"{'name':44} {'seq':>4} {'thr':>3} {'size MB':>8} {'p50 ms':>8} {'%peak':>6}  speedup"]
+    for r in doc["rows"]:
+        if r["status"] != "ok":
+            lines.append(f"{r['name'][:44]:44} {r['seq_len']:>4} {r['threads']:>3}  {r['status'].upper()}: {r.get('error', '')[:80]}")
+            continue
+        size = f"{r['size_bytes'] / 1e6:8.2f}" if "size_bytes" in r else f"{'-':>8}"
+        pf = f"{100 * r['peak_fraction']:5.1f}%" if "peak_fraction" in r else f"{'-':>6}"
+        sp = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.get("speedup_vs", {}).items() if k.startswith("teacher"))
+        lines.append(f"{r['name'][:44]:44} {r['seq_len']:>4} {r['threads']:>3} {size} {r['latency_ms_p50']:8.2f} {pf}  {sp}")
+    return "\n".join(lines)
+
+
+def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, str]:
+    """Measure a bundle where `opts.device` says; returns (results document, human summary).
+
+    Raises:
+        PocketBertError: a bad bundle, a bucket or format the bundle lacks, no teacher for the baseline,
+            or a device that cannot be reached.
+    """
+    from .schema import check_output_file
+
+    if opts.device.startswith("qemu"):  # emulated Arm cores: golden parity, emulated times only
+        from . import emulation
+
+        cache = Path(opts.cache) / "arm64" if opts.cache else None
+        doc = emulation.run_bundle(opts.bundle, opts.out, opts.device, formats=opts.formats, threads=1,
+                                   timed_runs=min(opts.runs, 3), cache=cache, log=log)
+        return doc, emulation.parity_table(doc) + f"\nresults: {opts.out}"
+    out = check_output_file(opts.out)
+    bundle = load_bundle(opts.bundle)
+    seq_lens = opts.seq_lens or bundle.seq_lens
+    missing = [n for n in seq_lens if n not in bundle.seq_lens]
+    if missing:
+        raise PocketBertError(f"--seq-len {missing} not in the bundle (it has buckets {bundle.seq_lens})")
+    if opts.formats:
+        have = {a["format"] for a in bundle.artifacts}
+        if not set(opts.formats) <= have:
+            raise PocketBertError(f"--formats {sorted(set(opts.formats) - have)} not in the bundle (it has {sorted(have)})")
+        bundle.manifest["artifacts"] = [a for a in bundle.artifacts if a["format"] in opts.formats]
+
+    quality_by_artifact, quality_by_checkpoint = read_quality(opts.quality)
+    for a in bundle.artifacts:
+        q = quality_by_artifact.get((a["format"], a["quant"]))
+        if q:
+            a["quality"] = q
+
+    if opts.device.startswith("adb"):
+        from . import adb
+
+        serial = opts.device.split(":", 1)[1] if ":" in opts.device else None
+        doc = adb.run_adb_bench(bundle, out, serial=serial, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs,
+                                warmup=opts.warmup, binary=opts.binary, package=opts.package, timeout=opts.timeout,
+                                command=opts.command)
+        return doc, f"wrote {out} ({len(doc['rows'])} rows from {doc['device'].get('name', 'the phone')})\n" + _summary(doc)
+
+    baselines = None
+    if opts.baseline == "teacher":
+        teacher = opts.teacher or _teacher_from_manifest(bundle)
+        teacher.quality = teacher.quality or quality_by_checkpoint.get(str(Path(teacher.path).resolve()), {})
+        cache = Path(opts.cache) if opts.cache else default_cache()
+        log(f"preparing teacher baselines from {teacher.path} (cache {cache})")
+        baselines = prepare_teacher_baselines(teacher, cache)
+    doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
+                    baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command)
+    failed = [r for r in doc["rows"] if r["status"] == "failed"]
+    text = f"wrote {out}: {len(doc['rows'])} rows" + (f", {len(failed)} failed" if failed else "") + "\n" + _summary(doc)
+    return doc, text
 
 
 def _loadavg() -> str:

@@ -366,32 +366,16 @@ def parse_device(device: str) -> str:
     return core
 
 
-def check_row(bundle, artifact: dict, golden: dict, row: dict, compare) -> dict:
-    """Parity of the emulated outputs against golden.json with the bundle's tolerance.
-
-    `compare` is pocketbert.export.parity.compare, the check `pocketbert verify` runs, handed in by
-    the CLI (runtime_bench may import only export's manifest and naming modules).
-    """
+def check_row(bundle, artifact: dict, golden: dict, row: dict) -> dict:
+    """Parity of the emulated outputs against golden.json with the bundle's tolerance (the check
+    `pocketbert verify` runs: pocketbert.bundle.parity.golden_parity)."""
     import numpy as np
 
-    cases = [c for c in golden["cases"] if len(c["ids"]) <= artifact["seq_len"]]
-    if "argmax" in row:
-        agree = total = 0
-        for c, pred in zip(cases, row["argmax"]):
-            n = len(c["ids"])
-            agree += int((np.asarray(pred[:n]) == np.asarray(c["expected_argmax"][:n])).sum())
-            total += n
-        share = agree / max(total, 1)
-        need = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8}.get(artifact["quant"], 0.8)  # as export/verify.py
-        return {"status": "passed" if share >= need else "failed", "max_abs_diff": None, "min_cosine": None,
-                "cases": len(cases), "argmax_agreement": share,
-                **({} if share >= need else {"reason": f"argmax agreement {share:.3f} < {need}"})}
-    outs = [np.asarray(o, dtype=np.float32) for o in row["outputs"]]
-    refs = [np.asarray(c["expected"], dtype=np.float32) for c in cases]
-    if len(outs) != len(refs):
-        return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(refs),
-                "reason": f"{len(outs)} outputs for {len(refs)} golden cases"}
-    return compare(outs, refs, bundle.tolerance(artifact))
+    from pocketbert.bundle.parity import golden_parity
+
+    outs = ([np.asarray(p, dtype=np.int64) for p in row["argmax"]] if "argmax" in row
+            else [np.asarray(o, dtype=np.float32) for o in row["outputs"]])
+    return golden_parity(golden, artifact, outs, bundle.tolerance(artifact))
 
 
 def _compare_with_host(bundle, artifact: dict, golden: dict, emulated: dict) -> dict:
@@ -418,7 +402,7 @@ def _compare_with_host(bundle, artifact: dict, golden: dict, emulated: dict) -> 
             "identical_cases": sum(d == 0.0 for d in diffs), "cases": len(diffs)}
 
 
-def run_bundle(bundle_path, out, device: str, compare, formats: list[str] | None = None, threads: int = 1,
+def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, threads: int = 1,
                timed_runs: int = 3, cache: str | os.PathLike | None = None, timeout: float = 1800,
                log=print) -> dict:
     """Run every artifact of the bundle on one emulated core; write and return the results document.
@@ -430,7 +414,7 @@ def run_bundle(bundle_path, out, device: str, compare, formats: list[str] | None
     import platform
     import socket
 
-    from pocketbert.export.manifest import load_bundle
+    from pocketbert.bundle.manifest import load_bundle
 
     from . import schema
 
@@ -500,7 +484,7 @@ def run_bundle(bundle_path, out, device: str, compare, formats: list[str] | None
             doc["rows"].append({**base, "status": r["status"], "error": r.get("error", "")[:300], "extra": extra})
             log(f"[bench qemu:{core}] {a['file']}: {r['status']} ({r.get('error')})")
             continue
-        parity = check_row(bundle, a, golden, r, compare)
+        parity = check_row(bundle, a, golden, r)
         extra["vs_host"] = _compare_with_host(bundle, a, golden, r)
         extra.update({"parity": parity, "host_parity": a.get("parity", {}),
                       "emulated_load_ms": round(r["load_ms"], 1),
@@ -542,22 +526,3 @@ def parity_table(doc: dict) -> str:
         if r.get("error"):
             lines.append(f"    {r['error']}")
     return "\n".join(lines)
-
-
-def bench_command(args, compare) -> tuple[dict, str]:
-    """`pocketbert bench BUNDLE --device qemu[:CORE]`: the CLI's (result, human text).
-
-    One thread (qemu user mode emulates the threads on the host, so thread scaling means nothing);
-    min(--runs, 3) timed inferences after the golden cases, reported only as emulated times. The
-    environment comes from --cache/arm64 when bench's --cache is given, else $POCKETBERT_ARM64_CACHE,
-    else ~/.cache/pocketbert/arm64.
-    """
-    import sys
-
-    if args.runs < 1:
-        raise PocketBertError(f"--runs {args.runs}: give at least 1")
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
-    cache = Path(args.cache) / "arm64" if args.cache else None
-    doc = run_bundle(args.bundle, args.out, args.device, compare, formats=formats, threads=1, timed_runs=min(args.runs, 3),
-                     cache=cache, log=lambda m: print(m, file=sys.stderr))
-    return doc, parity_table(doc) + f"\nresults: {args.out}"

@@ -11,6 +11,8 @@ import html
 import io
 from collections import defaultdict
 
+from pocketbert.errors import PocketBertError
+
 OK = "ok"
 
 
@@ -259,3 +261,36 @@ def render_md(docs: list[tuple[str, dict]], plot_links: dict[str, list[tuple[str
         if doc.get("notes"):
             out += ["Notes:", ""] + [f"- {n}" for n in doc["notes"]] + [""]
     return "\n".join(out)
+
+
+def write_report(results: list, out, fmt: str = "html") -> dict:
+    """Render results files into `out` (HTML with embedded plots, or Markdown with PNGs beside it).
+
+    Every results file is read and checked before anything is written; `out` appears in one rename.
+    """
+    from pathlib import Path
+
+    from .schema import read_results
+
+    out = Path(out)
+    if out.is_dir():
+        raise PocketBertError(f"--out {out} is a folder; give a file name such as report.{fmt}")
+    docs = [(str(p), read_results(p)) for p in results]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    written = [str(out)]
+    if fmt == "html":
+        tmp.write_text(render_html(docs), encoding="utf-8")
+    else:
+        plot_dir = out.with_name(f"{out.stem}_plots")
+        links = {}
+        for i, (src, doc) in enumerate(docs):
+            for j, (title, png) in enumerate(plots(doc)):
+                plot_dir.mkdir(exist_ok=True)
+                f = plot_dir / f"{i}_{j}_{title.lower().replace(' ', '_')}.png"
+                f.write_bytes(png)
+                links.setdefault(src, []).append((title, f"{plot_dir.name}/{f.name}"))
+                written.append(str(f))
+        tmp.write_text(render_md(docs, links), encoding="utf-8")
+    tmp.replace(out)
+    return {"out": str(out), "files": written, "rows": sum(len(d["rows"]) for _, d in docs), "results": len(docs)}

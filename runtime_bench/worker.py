@@ -160,11 +160,16 @@ def load_pytorch_eager(spec: dict, ids, mask):
 
     @torch.inference_mode()
     def infer():
-        hidden = model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state  # (1, T, H)
-        m = t_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return mean_pool(model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state, t_mask)
 
     return infer, model
+
+
+def mean_pool(hidden, mask):
+    """Mean of `hidden` (B, T, H) over the real tokens of `mask` (B, T): the sentence-transformers pooling
+    that users run around a transformers model (the teacher baselines; our encoder pools in its graph)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, H)
 
 
 def load_coreml(spec: dict, ids, mask):

@@ -108,3 +108,10 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tiers: a test not marked `integration` or `slow` is a `unit` test (`pytest -m unit`, `make test-fast`)."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "slow")):
+            item.add_marker(pytest.mark.unit)

@@ -368,8 +368,9 @@ class Encoder(nn.Module):
 
     # -- heads ---------------------------------------------------------------------------------
 
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T, H) -> (B, H) sentence embedding by the config's pooling, L2-normalised if asked.
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """(B, T, H) -> (B, H) sentence embedding by the config's pooling, L2-normalised if `normalize`
+        (None: as the config says; distillation compares embeddings before normalisation).
 
         Mean pooling averages over real tokens only, exactly as sentence-transformers does
         (sum / clamp(count, 1e-9)).
@@ -379,7 +380,7 @@ class Encoder(nn.Module):
         else:
             m = attention_mask.to(hidden.dtype)[:, :, None]  # (B, T, 1)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        if self.config.normalize:
+        if self.config.normalize if normalize is None else normalize:
             pooled = F.normalize(pooled, p=2.0, dim=-1)
         return pooled
 

@@ -19,7 +19,8 @@ def run(args, recipe_cls, main):
         overrides.append(resume)  # `--resume key=value`: the flag took an override as its folder
         resume = True
     cfg = load_recipe(recipe_cls, args.recipe, overrides)
-    result = main(cfg, resume=bool(resume), resume_dir=resume if isinstance(resume, str) else None)
+    result = main(cfg, resume=bool(resume), resume_dir=resume if isinstance(resume, str) else None,
+                  command=args.command_line)
     if not result:  # a non-zero torchrun rank: rank 0 reports
         return {}, ""
     best = f", best {result['best_metric']} {result['best_value']:.2f} at step {result['best_step']}" \

@@ -16,13 +16,15 @@ onnx fp32,int8,int8-static,int4-mixed,int4. auto: per format, the smallest rung 
 
 
 def add_arguments(p) -> None:
+    from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+
+    formats, quants, seq_lens = ",".join(DEFAULT_FORMATS), ",".join(DEFAULT_QUANTS), ",".join(map(str, DEFAULT_SEQ_LENS))
     p.add_argument("checkpoint", help="checkpoint folder or `minilm`")
     p.add_argument("--out", required=True, help="bundle folder to write (must not exist, or be a previous bundle)")
-    p.add_argument("--formats", default="executorch,tflite,coreml,onnx",
-                   help="comma-separated: executorch,tflite,coreml,onnx (default: all)")
-    p.add_argument("--quant", default="fp32,int8",
-                   help="comma-separated: fp32,fp16,int8,int8-static,int4-mixed,int4, or auto (default fp32,int8)")
-    p.add_argument("--seq-len", default="128", help="static sequence-length buckets, e.g. 32,128 (default 128)")
+    p.add_argument("--formats", default=formats, help=f"comma-separated: executorch,tflite,coreml,onnx (default {formats})")
+    p.add_argument("--quant", default=quants,
+                   help=f"comma-separated: fp32,fp16,int8,int8-static,int4-mixed,int4, or auto (default {quants})")
+    p.add_argument("--seq-len", default=seq_lens, help=f"static sequence-length buckets, e.g. 32,128 (default {seq_lens})")
     p.add_argument("--task", choices=["embedding", "mlm", "classification"], default=None,
                    help="output to export (default: the checkpoint's task)")
     p.add_argument("--name", default=None, help="model name in artifact file names (default: the checkpoint folder name)")
@@ -50,8 +52,8 @@ def run(args):
     log.propagate = False
     cfg = ExportConfig(checkpoint=args.checkpoint, out=args.out, formats=parse_csv(args.formats, "--formats"),
                        quants=parse_csv(args.quant, "--quant"), seq_lens=parse_seq_lens(args.seq_len),
-                       task=args.task, name=args.name, corpus=args.corpus, sts=args.sts, gate=not args.no_gate,
-                       gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop)
+                       task=args.task, name=args.name, command=args.command_line, corpus=args.corpus, sts=args.sts,
+                       gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop)
     manifest = main(cfg)
     rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}
             | {"parity": a["parity"]["status"], "max_abs_diff": a["parity"].get("max_abs_diff"),

@@ -15,32 +15,7 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    from pathlib import Path
+    from pocketbert.runtime_bench.report import write_report
 
-    from pocketbert.errors import PocketBertError
-    from pocketbert.runtime_bench.report import plots, render_html, render_md
-    from pocketbert.runtime_bench.schema import read_results
-
-    out = Path(args.out)
-    if out.is_dir():
-        raise PocketBertError(f"--out {out} is a folder; give a file name such as report.{args.format}")
-    docs = [(p, read_results(p)) for p in args.results]  # all checked before anything is written
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    written = [str(out)]
-    if args.format == "html":
-        tmp.write_text(render_html(docs), encoding="utf-8")
-    else:
-        plot_dir = out.with_name(f"{out.stem}_plots")
-        links = {}
-        for i, (src, doc) in enumerate(docs):
-            for j, (title, png) in enumerate(plots(doc)):
-                plot_dir.mkdir(exist_ok=True)
-                f = plot_dir / f"{i}_{j}_{title.lower().replace(' ', '_')}.png"
-                f.write_bytes(png)
-                links.setdefault(src, []).append((title, f"{plot_dir.name}/{f.name}"))
-                written.append(str(f))
-        tmp.write_text(render_md(docs, links), encoding="utf-8")
-    tmp.replace(out)
-    rows = sum(len(d["rows"]) for _, d in docs)
-    return {"out": str(out), "files": written, "rows": rows}, f"wrote {out} ({rows} rows from {len(docs)} results file(s))"
+    r = write_report(args.results, args.out, args.format)
+    return {k: r[k] for k in ("out", "files", "rows")}, f"wrote {r['out']} ({r['rows']} rows from {r['results']} results file(s))"

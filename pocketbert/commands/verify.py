@@ -14,9 +14,9 @@ def add_arguments(p) -> None:
 
 
 def run(args):
+    from pocketbert.bundle.naming import FORMATS
     from pocketbert.errors import PocketBertError
     from pocketbert.export.bundle import parse_csv
-    from pocketbert.export.naming import FORMATS
     from pocketbert.export.verify import verify_bundle
 
     fmts = parse_csv(args.formats, "--formats") if args.formats else None

@@ -17,9 +17,11 @@ from pocketbert.pipeline.distill import EmbeddingObjective
 from pocketbert.pipeline.recipe import LossConfig, TrainConfig
 from pocketbert.pipeline.student import select_layers
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import Dist, fit
+from pocketbert.pipeline.train import Run, TrainData, fit
 
 from conftest import write_tiny_tokenizer
+
+pytestmark = pytest.mark.integration
 
 
 def _record(out: Path) -> dict:
@@ -71,8 +73,8 @@ def test_teacher_outputs_are_cached_after_the_first_epoch(tmp_path, tiny_bert):
             return {"input_ids": input_ids, "attention_mask": mask, "index": index}
 
         cfg = TrainConfig(max_steps=12, threads=1, lr=1e-3)
-        return fit(objective, make_batch, [len(x) for x in ids], cfg, 16, True, tmp_path / f"w{cache}", Dist(),
-                   "cpu").final_loss
+        return fit(objective, TrainData(make_batch, [len(x) for x in ids], 16), cfg,
+                   Run("test", tmp_path / "out", tmp_path / f"w{cache}", "cpu")).final_loss
 
     cached = run(True)
     assert len(calls) == 4  # 64 texts / 16 per batch: one teacher pass per batch of epoch 1 only, 3 epochs run

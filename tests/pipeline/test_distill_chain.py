@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.pipeline.checkpoint import load_checkpoint
 from pocketbert.pipeline.data import read_texts, tokenize
+from pocketbert.pipeline.evaluate import mlm_accuracy
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import mlm_accuracy
 
 from conftest import write_tiny_tokenizer
+
+pytestmark = pytest.mark.integration
 
 STEPS = 150
 

@@ -1,4 +1,5 @@
-"""Read and check a bundle's `manifest.json` without torch (runtime_bench and apps-side tools use it).
+"""Read and check a bundle's `manifest.json` without torch (verify, eval, bench, emulation, the build and
+the app fixture generator all read bundles through this module).
 
 A bundle is trusted only through this module: the schema major version must be one we know, every
 path the manifest names must stay inside the bundle, and artifact hashes are checked on request.
@@ -7,13 +8,13 @@ See BUNDLE.md for the format.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
+from pocketbert.files import path_sha256
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = 1
@@ -23,23 +24,6 @@ SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
 
 def load_schema() -> dict:
     return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-
-
-def path_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file; for a folder (.mlpackage), of its files' relative paths and bytes in sorted path order."""
-    path = Path(path)
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f.relative_to(path).as_posix().encode("utf-8") + b"\0")
-            with open(f, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-        return h.hexdigest()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def path_size(path: str | os.PathLike) -> int:
@@ -94,13 +78,6 @@ class Bundle:
             want = f"{fmt}/{quant}" + (f"/seq{seq_len}" if seq_len is not None else "")
             raise PocketBertError(f"{self.root}: no artifact {want} in the bundle (it has: {have})")
         return max(rows, key=lambda a: a["seq_len"])
-
-    def for_tokens(self, fmt: str, quant: str, n_tokens: int) -> dict:
-        """The artifact of (format, quant) whose bucket is the smallest that fits `n_tokens` tokens."""
-        buckets = sorted({a["seq_len"] for a in self.artifacts if a["format"] == fmt and a["quant"] == quant})
-        if not buckets:
-            return self.find(fmt, quant)  # raises with the list of what is there
-        return self.find(fmt, quant, bucket_for(buckets, n_tokens))
 
     def tolerance(self, artifact: dict) -> dict:
         return self.manifest["tolerances"][f"{artifact['format']}/{artifact['quant']}"]

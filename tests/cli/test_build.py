@@ -19,6 +19,8 @@ from pocketbert.cli import main
 
 from conftest import default_sigint
 
+pytestmark = pytest.mark.integration
+
 
 def _sts(path: Path) -> Path:
     rows = [
@@ -157,16 +159,14 @@ def test_ctrl_c_then_rerun_keeps_finished_stages(tmp_path, tiny_recipe):
 def test_every_shipped_build_recipe_loads_and_names_its_command():
     from importlib import resources
 
-    from pocketbert.commands.build import _recipe_classes
-    from pocketbert.pipeline.recipe import load_recipe
+    from pocketbert.build import load_build_recipe
 
     folder = Path(str(resources.files("pocketbert") / "recipes"))
     recipes = sorted(folder.glob("*.yaml"))
     assert {p.stem for p in recipes} >= {"build-default", "build-sts", "build-sst2", "build-albert-tiny"}
-    cls = _recipe_classes()
     for path in recipes:
         assert path.read_text().startswith(f"# pocketbert build {path.stem}"), path
-        recipe = load_recipe(cls, str(path))
+        recipe = load_build_recipe(str(path))
         assert (recipe.distill is None) != (recipe.pretrain is None)
 
 
@@ -174,3 +174,43 @@ def test_unknown_build_recipe_key_names_the_nearest(tmp_path, tiny_recipe, capsy
     assert main(["build", str(tiny_recipe), "export.formatz=[onnx]", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "export.formatz" in err and "export.formats" in err
+
+
+def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch):
+    """build-sst2 fine-tunes a classifier and distils it: the bench stage compares with that classifier
+    (the model the recipe names), not with the base model the classifier was fine-tuned from."""
+    from pocketbert.build import load_build_recipe, plan
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
+    recipe = load_build_recipe("build-sst2", ["bench.baseline=teacher"])
+    stages = {s.name: s for s in plan(recipe, tmp_path)}
+    assert list(stages) == ["finetune", "distill", "export", "bench", "report"]
+    assert stages["bench"].config["teacher"] == str(tmp_path / "teacher")
+    assert stages["distill"].config["teacher"] == str(tmp_path / "teacher")
+
+
+def test_find_teacher_stops_at_the_distillation_teacher(tmp_path, tiny_bert):
+    """trim -> distilled -> fine-tuned classifier -> base: the teacher is the fine-tuned classifier."""
+    from pocketbert.pipeline.checkpoint import MARKER, find_teacher
+
+    def ckpt(name: str, stage: str, parent: Path) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+        (d / MARKER).write_text(json.dumps({"stage": stage, "parent": {"path": str(parent)}}))
+        return d
+
+    tuned = ckpt("teacher", "finetune", tiny_bert)
+    trimmed = ckpt("student", "student", ckpt("distilled", "distill", tuned))
+    assert find_teacher(trimmed) == tuned
+    assert find_teacher(tuned) == tiny_bert  # a fine-tuned model's own lineage ends at its base
+    assert find_teacher(tiny_bert) == tiny_bert  # a plain HF folder is its own teacher
+
+
+def test_outputs_record_the_build_command(built):
+    """Provenance is passed in: each stage's output names the build command and the stage, not a global."""
+    student = json.loads((built / "student" / "pocketbert.json").read_text())["provenance"]["command"]
+    distilled = json.loads((built / "distilled" / "pocketbert.json").read_text())["provenance"]["command"]
+    bundle = json.loads((built / "bundle" / "manifest.json").read_text())["provenance"]["command"]
+    assert student.startswith("pocketbert build ") and student.endswith("[stage trim]")
+    assert distilled.endswith("[stage distill]") and bundle.endswith("[stage export]")

@@ -20,7 +20,9 @@ import pytest
 
 from pocketbert.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # the Kotlin toolchain: compiles the core and the app sources
+
+REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "android_demo" / "core"
 CACHE = Path(os.environ.get("POCKETBERT_KOTLIN_CACHE", Path.home() / ".cache" / "pocketbert" / "kotlin"))
 TOOLCHAIN = Path(os.environ.get("POCKETBERT_KOTLIN_HOME", Path.home() / ".cache" / "pocketbert" / "kotlin-toolchain"))
@@ -266,8 +268,8 @@ def _rewrite_golden(bundle: Path, edit) -> None:
 def record_outputs(bundle: Path) -> dict:
     """{artifact file: [{input_ids, attention_mask, output}]}: each artifact run in its own Python runtime
     (onnxruntime, ExecuTorch, LiteRT) on every golden case that fits its bucket, padded to it (as verify checks)."""
+    from pocketbert.bundle.parity import case_inputs
     from pocketbert.export import formats
-    from pocketbert.export.golden import case_inputs
 
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
     golden = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))

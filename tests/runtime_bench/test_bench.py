@@ -13,8 +13,9 @@ import pytest
 from pocketbert.cli import main
 from pocketbert.runtime_bench.schema import read_results, validate_results
 
-sys.path.insert(0, str(Path(__file__).parent))
 from conftest import default_sigint, make_hf_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.integration
 
 SEQ_LENS = [16, 32]
 
@@ -30,7 +31,7 @@ def make_tiny_bundle(root: Path, teacher: Path, broken: bool = True) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel
 
-    from pocketbert.commands.bench import _teacher_config
+    from pocketbert.pipeline.checkpoint import read_config
 
     root.mkdir(parents=True)
     model = AutoModel.from_pretrained(teacher).eval()
@@ -65,7 +66,7 @@ def make_tiny_bundle(root: Path, teacher: Path, broken: bool = True) -> Path:
     shutil.copy(teacher / "vocab.txt", root / "vocab.txt")
     (root / "tokenizer.json").write_text("{}")
     (root / "golden.json").write_text(json.dumps({"schema_version": "1.0", "cases": []}))
-    cfg = _teacher_config(teacher)
+    cfg = {**read_config(teacher).to_dict(), "task": "embedding"}
     shape = {str(n): [1, n] for n in SEQ_LENS}
     manifest = {
         "schema_version": "1.0",

@@ -15,8 +15,19 @@ import torch
 
 from pocketbert.cli import main
 
+pytestmark = pytest.mark.integration
+
 FORMATS = ("executorch", "tflite", "coreml", "onnx")
 SEQ = 32
+
+
+def for_tokens(bundle, fmt: str, quant: str, n_tokens: int) -> dict:
+    """The artifact of (format, quant) whose bucket is the smallest that fits `n_tokens` tokens (as the apps pick)."""
+    from pocketbert.bundle.manifest import bucket_for
+
+    buckets = sorted({a["seq_len"] for a in bundle.artifacts if a["format"] == fmt and a["quant"] == quant})
+    return bundle.find(fmt, quant, bucket_for(buckets, n_tokens))
+
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +55,8 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 def test_bundle_matches_schema_and_contract(tiny_bundle, tiny_student):
     import jsonschema
 
-    from pocketbert.export.manifest import load_bundle, load_schema
-    from pocketbert.export.naming import artifact_name
+    from pocketbert.bundle.manifest import load_bundle, load_schema
+    from pocketbert.bundle.naming import artifact_name
 
     m = _manifest(tiny_bundle)
     jsonschema.validate(m, load_schema())
@@ -113,9 +124,9 @@ def test_golden_cases_are_varied_and_exact(tiny_bundle, tiny_student):
 
 def test_every_artifact_matches_eager_in_its_runtime(tiny_bundle, tiny_student):
     """Independent of the export's own check: run each artifact on a fresh input and compare with eager."""
+    from pocketbert.bundle.manifest import load_bundle
+    from pocketbert.bundle.parity import cosine
     from pocketbert.export import formats
-    from pocketbert.export.manifest import load_bundle
-    from pocketbert.export.parity import cosine
     from pocketbert.export.wrapper import TaskModule
     from pocketbert.pipeline.checkpoint import load_checkpoint
     from pocketbert.pipeline.tokenizer import Tokenizer
@@ -131,7 +142,7 @@ def test_every_artifact_matches_eager_in_its_runtime(tiny_bundle, tiny_student):
         mod = formats.module(a["format"])
         if hasattr(mod, "unavailable_reason") and mod.unavailable_reason():
             continue
-        out = mod.load_and_run(bundle.artifact_path(a), ids, mask)
+        out = mod.load(bundle.artifact_path(a))(ids, mask)
         assert out.shape == ref.shape
         assert cosine(out, ref) >= (0.9999 if a["quant"] == "fp32" else 0.99), a["file"]
         ran += 1
@@ -142,7 +153,7 @@ def test_artifacts_carry_the_manifest_io_names(tiny_bundle):
     import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
-    from pocketbert.export.manifest import load_bundle
+    from pocketbert.bundle.manifest import load_bundle
 
     bundle = load_bundle(tiny_bundle)
     for q in ("fp32", "int8"):
@@ -157,15 +168,14 @@ def test_artifacts_carry_the_manifest_io_names(tiny_bundle):
 
 @pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML predicts only on macOS; Linux checks the spec")
 def test_coreml_predicts_on_macos(tiny_bundle):
+    from pocketbert.bundle.manifest import load_bundle
+    from pocketbert.bundle.parity import case_inputs, cosine
     from pocketbert.export import coreml
-    from pocketbert.export.golden import case_inputs
-    from pocketbert.export.manifest import load_bundle
-    from pocketbert.export.parity import cosine
 
     bundle = load_bundle(tiny_bundle)
     case = bundle.golden()["cases"][0]
     for q in ("fp32", "int8"):
-        out = coreml.load_and_run(bundle.artifact_path(bundle.find("coreml", q)), *case_inputs(case, SEQ))
+        out = coreml.load(bundle.artifact_path(bundle.find("coreml", q)))(*case_inputs(case, SEQ))
         assert cosine(out, np.asarray(case["expected"])) >= 0.99
 
 
@@ -188,7 +198,7 @@ def test_verify_catches_a_flipped_byte(tiny_bundle, tmp_path, capsys):
 
 
 def test_manifest_reader_does_not_import_torch():
-    code = ("import sys; import pocketbert.export.manifest as m; "
+    code = ("import sys; import pocketbert.bundle.manifest as m; "
             "assert 'torch' not in sys.modules, 'torch imported'; print(m.bucket_for([32, 128], 40))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -196,13 +206,13 @@ def test_manifest_reader_does_not_import_torch():
 
 
 def test_bucket_lookup(tiny_bundle):
+    from pocketbert.bundle.manifest import bucket_for, load_bundle
     from pocketbert.errors import PocketBertError
-    from pocketbert.export.manifest import bucket_for, load_bundle
 
     assert bucket_for([32, 128], 1) == 32 and bucket_for([32, 128], 32) == 32
     assert bucket_for([32, 128], 33) == 128 and bucket_for([128, 32], 500) == 128
     bundle = load_bundle(tiny_bundle)
-    assert bundle.for_tokens("onnx", "int8", 5)["seq_len"] == SEQ
+    assert for_tokens(bundle, "onnx", "int8", 5)["seq_len"] == SEQ
     with pytest.raises(PocketBertError, match="no artifact tflite/fp16"):
         bundle.find("tflite", "fp16")
 
@@ -212,7 +222,7 @@ def test_bucket_lookup(tiny_bundle):
 
 
 def test_bucketed_export(tiny_student, tmp_path):
-    from pocketbert.export.manifest import load_bundle
+    from pocketbert.bundle.manifest import load_bundle
 
     out = tmp_path / "b"
     assert main(["export", str(tiny_student), "--out", str(out), "--formats", "onnx", "--quant", "fp32,int8",
@@ -228,8 +238,8 @@ def test_bucketed_export(tiny_student, tmp_path):
         assert c["seq_len"] == (16 if len(c["ids"]) <= 16 else 32)
         assert len(c["input_ids"]) == c["seq_len"]
     assert {c["seq_len"] for c in golden["cases"]} == {16, 32}
-    assert bundle.for_tokens("onnx", "fp32", 10)["file"] == "tiny_onnxruntime_fp32_seq16.onnx"
-    assert bundle.for_tokens("onnx", "fp32", 17)["file"] == "tiny_onnxruntime_fp32_seq32.onnx"
+    assert for_tokens(bundle, "onnx", "fp32", 10)["file"] == "tiny_onnxruntime_fp32_seq16.onnx"
+    assert for_tokens(bundle, "onnx", "fp32", 17)["file"] == "tiny_onnxruntime_fp32_seq32.onnx"
     assert all(a["parity"]["status"] == "passed" for a in m["artifacts"])
 
 

@@ -18,7 +18,9 @@ from pocketbert.pipeline.train import lr_factor
 
 from conftest import default_sigint
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 SUBJECTS = {"man": ("plays", "guitar"), "woman": ("plays", "cello"), "child": ("plays", "flute"),
             "dog": ("runs on", "road"), "cat": ("walks on", "table"), "bird": ("sings", "song"),

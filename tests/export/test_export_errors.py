@@ -10,6 +10,8 @@ import pytest
 
 from pocketbert.cli import main
 
+pytestmark = pytest.mark.integration
+
 
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()

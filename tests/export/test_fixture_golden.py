@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = FIXTURES / "tiny_bundle"
 FILES = {"manifest.json", "golden.json", "vocab.txt", "tokenizer.json", "tokenizer_cases.json"}
 OUTPUT_ATOL = 1e-5  # eager fp32 on the same CPU kernels; across torch builds the last bits may move
@@ -124,12 +126,12 @@ def test_fixture_is_small_and_holds_no_model_file():
 
 
 def test_fixture_manifest_is_a_valid_bundle_manifest():
-    from pocketbert.export.manifest import validate_manifest
-    from pocketbert.files import sha256_file
+    from pocketbert.bundle.manifest import validate_manifest
+    from pocketbert.files import path_sha256
 
     manifest = _json(FIXTURE / "manifest.json")
     validate_manifest(manifest, "tests/fixtures/tiny_bundle/manifest.json")
-    assert manifest["golden"]["sha256"] == sha256_file(FIXTURE / "golden.json")
+    assert manifest["golden"]["sha256"] == path_sha256(FIXTURE / "golden.json")
     assert manifest["model"]["task"] == "embedding"
     assert manifest["seq_lens"] == [16, 32]
 
@@ -166,7 +168,7 @@ def test_swift_tests_name_only_cases_the_fixture_has():
     import re
 
     names = {c["name"] for f in ("golden.json", "tokenizer_cases.json") for c in _json(FIXTURE / f)["cases"]}
-    swift = Path(__file__).resolve().parents[1] / "ios_demo" / "PocketBertKit" / "Tests"
+    swift = Path(__file__).resolve().parents[2] / "ios_demo" / "PocketBertKit" / "Tests"
     if not swift.is_dir():
         pytest.skip("ios_demo/PocketBertKit is not in this checkout")
     pattern = re.compile(r'(?:findCase\(named: |assertMatchesGolden\(|goldenCase\()"([A-Za-z0-9_]+)"'

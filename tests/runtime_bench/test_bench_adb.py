@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from test_bench import make_tiny_bundle  # noqa: E402
 
 from pocketbert.cli import main
 from pocketbert.runtime_bench.adb import parse_binary_output
 from pocketbert.runtime_bench.schema import read_results
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_bench import make_tiny_bundle  # noqa: E402
+pytestmark = pytest.mark.integration
 
-FAKE_ADB = Path(__file__).parent / "fake_adb"
+FAKE_ADB = Path(__file__).resolve().parents[1] / "fake_adb"
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
-# stage folder -> project modules it may import (prefix match)
+# folder -> project modules it may import (prefix match). No exceptions: the bundle contract is its own
+# torch-free package that export writes through and every reader reads through.
 ALLOWED = {
     "pipeline": ("pocketbert.pipeline", "pocketbert.errors", "pocketbert.files"),
-    "export": ("pocketbert.export", "pocketbert.errors", "pocketbert.files", "pocketbert.pipeline.models",
-               "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer", "pocketbert.pipeline.evaluate"),
-    "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.errors", "pocketbert.files", "pocketbert.export.manifest",
-                      "pocketbert.export.naming"),
+    "pocketbert/bundle": ("pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
+    "export": ("pocketbert.export", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files",
+               "pocketbert.pipeline.models", "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer",
+               "pocketbert.pipeline.evaluate"),
+    "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
 }
 
 
@@ -52,3 +54,12 @@ def test_one_import_root_and_console_script(tmp_path):
                                check=True).stdout
     for command in ("student", "embed", "eval"):
         assert command in help_text
+
+
+def test_bundle_contract_is_torch_free():
+    """Phone-side and bench-side tools read bundles without importing torch or any training code."""
+    code = ("import sys, pocketbert.bundle.manifest, pocketbert.bundle.naming, pocketbert.bundle.parity; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers') "
+            "or m.startswith(('pocketbert.pipeline', 'pocketbert.export'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

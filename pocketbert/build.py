@@ -1,0 +1,256 @@
+"""`pocketbert build`: the typed recipe and the chain of stages from teacher to report.
+
+Recipes orchestrate; the stages are library calls with typed configs (pipeline: finetune | distill |
+pretrain, then a vocabulary trim; export with verify; eval; bench beside the teacher the recipe names;
+report). Nothing is passed as command-line text. The resolved recipe of every stage is written under
+`<out>/recipes/` (the terminal gets one line per stage), and `pocketbert.stages` skips unchanged stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pocketbert.errors import PocketBertError
+from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+from pocketbert.pipeline.recipe import DistillRecipe, FinetuneRecipe, PretrainRecipe, load_recipe
+from pocketbert.stages import Stage, run_stages
+
+STAGES = ("finetune", "distill", "pretrain", "trim", "export", "eval", "bench", "report")
+
+
+@dataclass
+class ExportSection:
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
+    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
+    seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))  # static buckets, e.g. [32, 128]
+
+
+@dataclass
+class EvalSection:
+    sts: str | None = None  # STS-B TSV scored through every artifact (None: no quality row)
+
+
+@dataclass
+class BenchSection:
+    threads: list[int] = field(default_factory=lambda: [1])
+    seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
+    runs: int = 50
+    warmup: int = 10
+    baseline: str | None = "teacher"  # teacher (PyTorch eager fp32, ONNX Runtime fp32/int8) | null
+    enabled: bool = True
+
+
+@dataclass
+class BuildRecipe:
+    """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch; `finetune` first
+    makes a classification teacher that `distill` then uses), and the stages after it. `trim_vocab`
+    lists corpus files for vocabulary trimming after training ([] = keep the vocabulary)."""
+
+    finetune: FinetuneRecipe | None = None
+    distill: DistillRecipe | None = None
+    pretrain: PretrainRecipe | None = None
+    trim_vocab: list[str] = field(default_factory=list)
+    export: ExportSection = field(default_factory=ExportSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    bench: BenchSection = field(default_factory=BenchSection)
+
+    def check(self) -> None:
+        if (self.distill is None) == (self.pretrain is None):
+            raise PocketBertError("a build recipe needs exactly one of `distill` or `pretrain`")
+        if self.finetune is not None and self.distill is None:
+            raise PocketBertError("`finetune` makes a teacher for `distill`; add a `distill` section")
+        for section in (self.finetune, self.distill, self.pretrain):
+            if section is not None:
+                section.check()
+        if not self.export.formats or not self.export.quant or not self.export.seq_len:
+            raise PocketBertError("export.formats, export.quant and export.seq_len must not be empty")
+        for s in self.bench.seq_len:
+            if s not in self.export.seq_len:
+                raise PocketBertError(
+                    f"bench.seq_len {s} is not an exported bucket; export.seq_len is {self.export.seq_len}")
+
+
+def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRecipe:
+    """A build recipe YAML file, or a shipped one (pocketbert/recipes/*.yaml), with dotted overrides."""
+    return load_recipe(BuildRecipe, name, overrides, package="pocketbert")
+
+
+def preflight(recipe: BuildRecipe) -> None:
+    """Everything a stage will read must exist before any training starts."""
+    from pocketbert.pipeline.checkpoint import resolve_teacher
+
+    if recipe.finetune is not None:
+        resolve_teacher(recipe.finetune.model)
+    elif recipe.distill is not None:
+        resolve_teacher(recipe.distill.teacher)  # missing teacher: one-line error now, not after minutes
+    for name in ("finetune", "distill", "pretrain"):
+        section = getattr(recipe, name)
+        if section is None:
+            continue
+        for item in section.data.train:
+            if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
+                raise PocketBertError(f"{name}.data.train: corpus {item} does not exist; fix the recipe")
+        for key in ("sts", "classification"):
+            value = getattr(section.eval, key)
+            if value and not Path(value).is_file():
+                raise PocketBertError(f"{name}.eval.{key}: {value} does not exist; fix the recipe")
+    for item in recipe.trim_vocab:
+        if not Path(item).is_file():
+            raise PocketBertError(f"trim_vocab: corpus {item} does not exist; fix the recipe")
+    if recipe.eval.sts and not Path(recipe.eval.sts).is_file():
+        raise PocketBertError(f"eval.sts: {recipe.eval.sts} does not exist; fix the recipe or set eval.sts=null")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _key(cfg) -> dict:
+    """A typed stage config as plain data for its key; `command` (provenance) is not part of it."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
+
+
+def _training_stage(name: str, section, out: Path, output: str, main, command: str,
+                    teacher: str | None = None) -> Stage:
+    """A finetune / distill / pretrain stage: the section's recipe with the build's folders filled in."""
+    work = out / f"{output}.work"
+    cfg = dataclasses.replace(section, out=str(out / output),
+                              train=dataclasses.replace(section.train, work_dir=str(work)))
+    if teacher is not None:
+        cfg = dataclasses.replace(cfg, teacher=teacher)
+    data = dataclasses.asdict(cfg)
+    path = out / "recipes" / f"{name}.yaml"  # the resolved recipe: `pocketbert {name} {path}` re-runs it by hand
+    _write_if_changed(path, f"# written by pocketbert build; the stage runs: pocketbert {name} {path}\n"
+                      + yaml.safe_dump(data, sort_keys=False))
+    corpus = [str(Path(p).resolve()) for p in data["data"]["train"] if p != "default" and Path(p).exists()]
+    source = data.get("teacher") or data.get("model")  # distill teacher / finetune base; pretrain has none
+    outside = [str(Path(source).resolve())] if isinstance(source, str) and Path(source).is_dir() else []
+    return Stage(name, data, lambda resume: main(cfg, resume=resume, command=f"{command} [stage {name}]"), output,
+                 inputs=[*outside, *corpus],
+                 resumable=lambda o: work.is_dir(), describe=f"pocketbert {name} {path}")
+
+
+def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
+    """The model the recipe names as the student's teacher: a fine-tuned teacher built here, else the
+    distillation's teacher. A pretrained-from-scratch model has none."""
+    if recipe.finetune is not None:
+        return str(out / "teacher")
+    return recipe.distill.teacher if recipe.distill is not None else None
+
+
+def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> list[Stage]:
+    """The build's stages, each with its typed config, in order. `command` is recorded in every output's
+    provenance, with the stage's name."""
+    from pocketbert.export.bundle import ExportConfig
+    from pocketbert.export.bundle import main as export_main
+    from pocketbert.pipeline import distill, finetune, pretrain
+    from pocketbert.pipeline.student import StudentConfig
+    from pocketbert.pipeline.student import main as student_main
+
+    (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
+    stages = []
+    if recipe.finetune is not None:
+        stages.append(_training_stage("finetune", recipe.finetune, out, "teacher", finetune.main, command))
+    if recipe.distill is not None:
+        teacher = str(out / "teacher") if recipe.finetune is not None else None
+        stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, command,
+                                      teacher=teacher))
+        checkpoint = "distilled"
+    else:
+        stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
+        checkpoint = "pretrained"
+    if recipe.trim_vocab:
+        trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
+                             trim_vocab=[str(Path(p).resolve()) for p in recipe.trim_vocab],
+                             command=f"{command} [stage trim]")
+        stages.append(Stage("trim", _key(trim), lambda resume: student_main(trim), "student",
+                            inputs=trim.trim_vocab, describe=f"pocketbert student --layers all --trim-vocab "
+                            f"{' '.join(trim.trim_vocab)}"))
+        checkpoint = "student"
+    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=recipe.export.formats,
+                          quants=recipe.export.quant, seq_lens=recipe.export.seq_len,
+                          command=f"{command} [stage export]")
+    stages.append(Stage("export", _key(export), lambda resume: _export_summary(export_main(export)),
+                        "bundle", describe=f"pocketbert export {export.checkpoint} "
+                        f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
+    if recipe.eval.sts:
+        sts = str(Path(recipe.eval.sts).resolve())
+        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts},
+                            lambda resume: _eval(out / "bundle", sts, out / "eval.json"), "eval.json", inputs=[sts],
+                            describe=f"pocketbert eval bundle --sts {sts}"))
+    if recipe.bench.enabled:
+        stages.append(_bench_stage(recipe, out, command))
+        stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
+                            "report.html", describe="pocketbert report results.json"))
+    return stages
+
+
+def _export_summary(manifest: dict) -> dict:
+    return {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
+                          for a in manifest["artifacts"]]}
+
+
+def _eval(bundle: Path, sts: str, dst: Path) -> dict:
+    from pocketbert.export.evaluate import evaluate_bundle
+
+    result = evaluate_bundle(bundle, sts)
+    dst.write_text(json.dumps(result, indent=2) + "\n")  # the stage's output file; bench reads it
+    return result
+
+
+def _bench_stage(recipe: BuildRecipe, out: Path, command: str) -> Stage:
+    from pocketbert.runtime_bench.bench import BenchOptions
+
+    b = recipe.bench
+    teacher = _bench_teacher(recipe, out) if b.baseline == "teacher" else None
+    opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
+                        seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline=b.baseline,
+                        quality=[str(out / "eval.json")] if recipe.eval.sts else [],
+                        command=f"{command} [stage bench]")
+    config = {**_key(opts), "teacher": teacher}
+
+    def run(resume: bool) -> dict:
+        import sys
+
+        from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
+        from pocketbert.runtime_bench.baselines import Teacher
+        from pocketbert.runtime_bench.bench import main
+
+        if teacher is not None:
+            opts.teacher = Teacher(resolve_teacher(teacher), read_config(teacher).to_dict())
+        doc, text = main(opts, log=lambda s: print(s, file=sys.stderr))
+        return {"rows": len(doc["rows"]), "teacher": str(opts.teacher.path) if opts.teacher else None}
+
+    return Stage("bench", config, run, "results.json",
+                 describe=f"pocketbert bench bundle (threads {b.threads}, seq {b.seq_len}, baseline {teacher or '-'})")
+
+
+def _report(out: Path) -> dict:
+    from pocketbert.runtime_bench.report import write_report
+
+    write_report([out / "results.json"], out / "report.md", "md")
+    return {k: v for k, v in write_report([out / "results.json"], out / "report.html", "html").items()
+            if k in ("out", "rows")}
+
+
+def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | None = None, log=print,
+         command: str = "pocketbert build") -> dict:
+    """Run a build into `out`; returns `{out, stages: {name: {seconds, status}}}`.
+
+    Raises:
+        PocketBertError: a bad recipe, a missing teacher or corpus (before any stage runs), or a stage's error.
+    """
+    recipe = load_build_recipe(recipe_name, overrides)
+    preflight(recipe)
+    root = Path(out).resolve()
+    stages = plan(recipe, root, command)
+    _write_if_changed(root / "recipes" / "build.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    state = run_stages(stages, root, force_from=from_stage, log=log)
+    return {"out": str(root), "stages": {k: {"seconds": v.get("seconds"), "status": v.get("status")}
+                                         for k, v in state["stages"].items()}}

@@ -1,0 +1,116 @@
+"""Parity of an artifact's outputs: the tolerances, the golden case inputs, and the comparisons that
+export, `pocketbert verify`, emulation and the app fixture generator all apply (BUNDLE.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision. The geometry gate
+# (export/gate.py) is the quality bar of the quantized rungs; these only catch a broken artifact.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
+    "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
+    "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
+    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.9},  # per-tensor activation ranges: lossy on odd inputs
+    "int4-mixed": {"max_abs_diff": 0.5, "min_cosine": 0.95},
+    "int4": {"max_abs_diff": 0.5, "min_cosine": 0.95},
+}
+
+# MLM golden files store the argmax per position, not the logits: parity is the share of real
+# positions whose argmax matches, required to be at least this high.
+MLM_MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8, "int8-static": 0.7, "int4-mixed": 0.7, "int4": 0.7}
+
+
+def tolerance(quant: str) -> dict[str, float]:
+    return dict(TOLERANCES[quant])
+
+
+def cases_for(golden: dict, seq_len: int) -> list[dict]:
+    """The golden cases that fit a bucket of `seq_len` tokens (each artifact is checked on these)."""
+    return [c for c in golden["cases"] if len(c["ids"]) <= seq_len]
+
+
+def case_inputs(case: dict, seq_len: int, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A golden case as int32 (1, seq_len) arrays (padding further when the bucket is larger)."""
+    ids = case["ids"]
+    if len(ids) > seq_len:
+        raise ValueError(f"case {case['name']} has {len(ids)} tokens > {seq_len}")
+    input_ids = np.full((1, seq_len), pad_id, dtype=np.int32)
+    mask = np.zeros((1, seq_len), dtype=np.int32)
+    input_ids[0, : len(ids)] = ids
+    mask[0, : len(ids)] = 1
+    return input_ids, mask
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    return float(a @ b / max(na * nb, 1e-30))
+
+
+def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: dict) -> dict:
+    """`{status, max_abs_diff, min_cosine, cases}`: passed when every case is within `tol`.
+
+    Non-finite outputs fail. Cosine is over each case's flattened output (an embedding, the class
+    logits, or all MLM logits of the sequence).
+    """
+    max_abs, min_cos = 0.0, 1.0
+    for out, ref in zip(outputs, refs):
+        out = np.asarray(out, dtype=np.float64).reshape(-1)
+        ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+        if out.shape != ref.shape:
+            return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(refs),
+                    "reason": f"output has {out.size} values, expected {ref.size}"}
+        if not np.isfinite(out).all():
+            return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(refs),
+                    "reason": "output has NaN or Inf"}
+        max_abs = max(max_abs, float(np.abs(out - ref).max(initial=0.0)))
+        min_cos = min(min_cos, cosine(out, ref))
+    ok = max_abs <= tol["max_abs_diff"] and min_cos >= tol["min_cosine"]
+    result = {"status": "passed" if ok else "failed", "max_abs_diff": max_abs, "min_cosine": min_cos,
+              "cases": len(refs)}
+    if not ok:
+        result["reason"] = (f"max_abs_diff {max_abs:.3g} (limit {tol['max_abs_diff']:g}), "
+                            f"min_cosine {min_cos:.6f} (limit {tol['min_cosine']:g})")
+    return result
+
+
+def argmax_agreement(cases: list[dict], outputs: list[np.ndarray], seq_len: int, quant: str) -> dict:
+    """MLM parity: the share of real positions whose argmax equals golden's `expected_argmax`.
+
+    Each output is either the logits ((1, seq_len, V) floats) or already the predicted ids per position
+    (a 1-D integer array, as the emulated runner returns them).
+    """
+    agree = total = 0
+    for case, out in zip(cases, outputs):
+        n = len(case["ids"])
+        out = np.asarray(out)
+        integer_ids = out.ndim == 1 and np.issubdtype(out.dtype, np.integer)
+        pred = out[:n] if integer_ids else out.reshape(seq_len, -1)[:n].argmax(-1)
+        agree += int((pred == np.asarray(case["expected_argmax"][:n])).sum())
+        total += n
+    share = agree / max(total, 1)
+    need = MLM_MIN_AGREEMENT[quant]
+    return {"status": "passed" if share >= need else "failed", "max_abs_diff": None, "min_cosine": None,
+            "cases": len(cases), "argmax_agreement": share,
+            **({} if share >= need else {"reason": f"argmax agreement {share:.3f} < {need}"})}
+
+
+def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: dict) -> dict:
+    """Parity of `outputs` (one per `cases_for(golden, artifact["seq_len"])`, in order) against golden.json.
+
+    Golden outputs were computed at each case's own bucket; the masked model's output does not depend
+    on the amount of padding beyond float rounding, which the fp32 tolerance covers.
+    """
+    seq_len = artifact["seq_len"]
+    cases = cases_for(golden, seq_len)
+    if len(outputs) != len(cases):
+        return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(cases),
+                "reason": f"{len(outputs)} outputs for {len(cases)} golden cases"}
+    if golden.get("task") == "mlm" or (cases and "expected_argmax" in cases[0]):
+        return argmax_agreement(cases, outputs, seq_len, artifact["quant"])
+    refs = [np.asarray(c["expected"], dtype=np.float32) for c in cases]
+    return compare(outputs, refs, tol)
