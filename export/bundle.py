@@ -56,7 +56,7 @@ class ExportConfig:
     seq_lens: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     task: str | None = None  # None: the checkpoint's task
     name: str | None = None  # model name in file names; None: the checkpoint folder's name
-    corpus: list[str] | None = None  # calibration and gate sentences (files); None: the embedded default corpus
+    corpus: list[str] | None = None  # sentences that calibrate and feed the gate (the CLI reads --corpus files)
     sts: str | None = None  # STS-B TSV for the gate's STS delta (required by --quant auto)
     gate: bool = True  # run the geometry gate (embedding bundles)
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
@@ -76,10 +76,15 @@ class ExportConfig:
                                       "(e.g. ../shared/data/stsb/dev.tsv)")
             if not self.gate:
                 raise PocketBertError("--quant auto chooses by the gate; drop --no-gate")
+            if not self.corpus:
+                raise PocketBertError("--quant auto gates on corpus sentences: pass --corpus")
         else:
             for fmt in self.formats:
                 for q in self.quants:
                     check_pair(fmt, q)
+        needs_text = {"int8-static", "int4-mixed"} & set(self.quants + (["int8-static"] if self.auto else []))
+        if needs_text and not self.corpus:
+            raise PocketBertError(f"--quant {','.join(sorted(needs_text))} calibrates on corpus text: pass --corpus")
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -182,17 +187,14 @@ def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], 
 
 def _corpus_sample(cfg: ExportConfig, need: bool) -> list[str]:
     """Distinct corpus sentences in a fixed shuffled order: the first CALIBRATION_TEXTS calibrate, the
-    next `gate_sample` are the gate's retrieval sample. Empty when nothing needs them."""
-    from pocketbert.pipeline.data import DEFAULT_CORPUS, read_texts
-
-    if not need:
+    next `gate_sample` are the gate's retrieval sample. Empty when nothing needs them or none were given."""
+    if not need or not cfg.corpus:
         return []
-    sources = cfg.corpus or [DEFAULT_CORPUS]
-    texts = list(dict.fromkeys(read_texts(sources).texts))
+    texts = list(dict.fromkeys(cfg.corpus))
     random.Random(0).shuffle(texts)
     if len(texts) < CALIBRATION_TEXTS + 11:
-        raise PocketBertError(f"--corpus {', '.join(sources)} has {len(texts)} distinct sentences; calibration and "
-                              f"the gate need at least {CALIBRATION_TEXTS + 11}")
+        raise PocketBertError(f"the corpus has {len(texts)} distinct sentences; calibration and the gate need at "
+                              f"least {CALIBRATION_TEXTS + 11}: pass more text with --corpus")
     return texts
 
 
@@ -354,8 +356,10 @@ def main(cfg: ExportConfig) -> dict:
         gating = cfg.gate and task == "embedding"
         texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
         calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
+        if gating and not texts:
+            log.info("gate skipped: no corpus sentences given (--corpus)")
         reference = (build_reference(module, tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
-                                     cfg.seq_lens, cfg.sts) if gating else None)
+                                     cfg.seq_lens, cfg.sts) if gating and texts else None)
         gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
         mixed = _mixed_plan(module, calibration[cfg.seq_lens[-1]]) if "int4-mixed" in rungs else None
 

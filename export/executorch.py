@@ -88,7 +88,12 @@ def _pt2e_int8(module: nn.Module, example_inputs: tuple, calibration: list | Non
 
     graph = torch.export.export(module, example_inputs).module()
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=calibration is None)
-    prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_global(config))
+    # Static: Linear modules only. The global static config also quantizes the adds, muls and softmax
+    # around them; on the 2-layer MiniLM student that left a mean cosine to fp32 of 0.86 (Linear only:
+    # 0.97) over 40 STS-B train sentences and the golden cases.
+    quantizer = XNNPACKQuantizer()
+    quantizer = quantizer.set_global(config) if calibration is None else quantizer.set_module_type(nn.Linear, config)
+    prepared = prepare_pt2e(graph, quantizer)
     # dynamic quantization needs no calibration data; one pass sets up its observers
     for ids, mask in calibration or [example_inputs]:
         prepared(torch.as_tensor(ids), torch.as_tensor(mask))

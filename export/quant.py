@@ -29,8 +29,8 @@ RECIPES: dict[tuple[str, str], str] = {
         "word embedding as an int8 table with per-row fp32 scales (weight-only)"
     ),
     ("executorch", "int8-static"): (
-        "XNNPACK PT2E quantizer, static (is_dynamic=False): int8 activations calibrated on corpus text, "
-        "per-channel int8 linear weights; word embedding as an int8 table with per-row fp32 scales"
+        "XNNPACK PT2E quantizer, static (is_dynamic=False) on Linear modules: int8 activations calibrated on "
+        "corpus text, per-channel int8 weights; word embedding as an int8 table with per-row fp32 scales"
     ),
     ("executorch", "int4"): (
         f"torchao Int8DynamicActivationIntxWeightConfig (XNNPACK qd8-f32-qb4w): int4 linear weights in groups of "
@@ -96,8 +96,8 @@ def check_pair(fmt: str, quant: str) -> str:
         raise PocketBertError(f"unknown quantization {quant!r}; choose from {', '.join(QUANTS)} or auto")
     recipe = RECIPES.get((fmt, quant))
     if recipe is None:
-        why = REFUSALS.get((fmt, quant), f"{fmt} has no {quant} mode")
-        raise PocketBertError(f"{fmt} cannot do {quant}: {why}; {fmt} supports {', '.join(supported(fmt))}")
+        why = f"{fmt} cannot do {quant}: {REFUSALS[(fmt, quant)]}" if (fmt, quant) in REFUSALS else f"{fmt} has no {quant} mode"
+        raise PocketBertError(f"{why}; {fmt} supports {', '.join(supported(fmt))}")
     return recipe
 
 

@@ -28,9 +28,9 @@ def add_arguments(p) -> None:
     p.add_argument("--task", choices=["embedding", "mlm", "classification"], default=None,
                    help="output to export (default: the checkpoint's task)")
     p.add_argument("--name", default=None, help="model name in artifact file names (default: the checkpoint folder name)")
-    p.add_argument("--corpus", nargs="+", default=None,
-                   help="text/TSV/CSV/JSONL files whose sentences calibrate int8-static and feed the gate "
-                        "(default: the embedded default corpus)")
+    p.add_argument("--corpus", nargs="+", default=["default"],
+                   help="text/TSV/CSV/JSONL files whose sentences calibrate int8-static and int4-mixed and feed the "
+                        "gate, or `default` (the embedded default corpus, the default)")
     p.add_argument("--sts", default=None, help="STS-B TSV for the gate's STS delta (required by --quant auto)")
     p.add_argument("--max-sts-drop", type=float, default=1.0,
                    help="gate: STS Spearman points below PyTorch fp32 that still pass (default 1.0)")
@@ -50,9 +50,14 @@ def run(args):
         log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    corpus = None
+    if not args.no_gate or {"int8-static", "int4-mixed", "auto"} & set(parse_csv(args.quant, "--quant")):
+        from pocketbert.pipeline.data import read_texts
+
+        corpus = read_texts(args.corpus).texts
     cfg = ExportConfig(checkpoint=args.checkpoint, out=args.out, formats=parse_csv(args.formats, "--formats"),
                        quants=parse_csv(args.quant, "--quant"), seq_lens=parse_seq_lens(args.seq_len),
-                       task=args.task, name=args.name, command=args.command_line, corpus=args.corpus, sts=args.sts,
+                       task=args.task, name=args.name, command=args.command_line, corpus=corpus, sts=args.sts,
                        gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop)
     manifest = main(cfg)
     rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}

@@ -13,7 +13,7 @@ import pytest
 
 from pocketbert.cli import main
 
-pytestmark = pytest.mark.slow  # a dozen real exports: several minutes on 2 cores
+pytestmark = pytest.mark.integration
 
 SEQ = 16
 RUNGS = ("int8-static", "int4-mixed", "int4")
@@ -23,7 +23,7 @@ RUNNABLE = ("executorch", "tflite", "onnx")
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory) -> dict[str, Path]:
     """A corpus (150 distinct sentences of the tiny vocabulary) and a tiny STS file (80 scored pairs)."""
-    from conftest import _WORDS
+    from conftest import _WORDS  # the tiny vocabulary's words
 
     rng = random.Random(0)
     sentences = list(dict.fromkeys(" ".join(rng.choices(_WORDS, k=rng.randint(4, 10))) for _ in range(200)))[:150]
@@ -46,6 +46,7 @@ def ladder(tmp_path_factory, tiny_student, texts) -> dict:
     return {"path": out, "manifest": json.loads((out / "manifest.json").read_text())}
 
 
+@pytest.mark.slow  # a dozen real exports: about ten minutes on 2 shared cores
 def test_each_rung_runs_in_its_runtime(ladder, tiny_student):
     from pocketbert.export import formats
     from pocketbert.export.manifest import load_bundle
