@@ -2,8 +2,8 @@
 
 int8: `quantize_dynamic` (int8 MatMul and Gather weights). int8-static: `quantize_static` in QDQ form with
 a `CalibrationDataReader` over corpus text. int4: `MatMulNBitsQuantizer` (MatMulNBits, and the embedding
-Gather as GatherBlockQuantized). int4-mixed: int4 except the nodes of the sensitive parts, found by the
-module path the exporter writes into each node's `namespace` metadata, which then get `quantize_dynamic`.
+Gather as GatherBlockQuantized). int4-mixed: the nodes of the sensitive parts, found by the module path the
+exporter writes into each node's `namespace` metadata, get `quantize_dynamic` int8, then the rest int4.
 """
 
 from __future__ import annotations
@@ -133,10 +133,12 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
                 if not keep:
                     _int4(fp32, path, [])
                 else:
-                    int4 = Path(tmp) / "int4.onnx"
-                    _int4(fp32, int4, keep)
-                    quantize_dynamic(str(int4), str(path), weight_type=QuantType.QInt8, per_channel=True,
+                    # int8 first: quantize_dynamic's shape inference fails on the opset-21 graph that
+                    # MatMulNBitsQuantizer writes (2-layer student); MatMulNBits then takes the fp32 rest.
+                    int8 = Path(tmp) / "int8.onnx"
+                    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
                                      nodes_to_quantize=keep, op_types_to_quantize=["MatMul", "Gather"])
+                    _int4(int8, path, [])
         else:
             raise PocketBertError(f"onnx has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
     ops = sorted({n.op_type for n in onnx.load(str(path)).graph.node})
