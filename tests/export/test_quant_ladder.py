@@ -48,9 +48,9 @@ def ladder(tmp_path_factory, tiny_student, texts) -> dict:
 
 @pytest.mark.slow  # a dozen real exports: about ten minutes on 2 shared cores
 def test_each_rung_runs_in_its_runtime(ladder, tiny_student):
+    from pocketbert.bundle.manifest import load_bundle
+    from pocketbert.bundle.parity import cosine
     from pocketbert.export import formats
-    from pocketbert.export.manifest import load_bundle
-    from pocketbert.export.parity import cosine
     from pocketbert.export.verify import verify_bundle
     from pocketbert.export.wrapper import TaskModule
     from pocketbert.pipeline.checkpoint import load_checkpoint
