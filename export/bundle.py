@@ -26,7 +26,7 @@ import torch
 
 from pocketbert.bundle.manifest import MANIFEST, SCHEMA_VERSION, path_size, validate_manifest
 from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
-from pocketbert.bundle.parity import case_inputs, compare, tolerance
+from pocketbert.bundle.parity import bucket_invariance, case_inputs, compare, tolerance
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
@@ -179,9 +179,15 @@ def _reference(module: TaskModule, golden: dict, seq_len: int, pad_id: int) -> t
 
 
 def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: dict,
-                    seq_len: int, out_name: str, out_shape: list[int], quant: str) -> dict:
-    """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare)."""
+                    seq_len: int, out_name: str, out_shape: list[int], quant: str,
+                    outputs_out: list | None = None) -> dict:
+    """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare).
+
+    `outputs_out`, when given, receives the outputs (for the bucket-invariance check).
+    """
     outputs, skipped = formats.run_or_skip(fmt, path, inputs, seq_len, out_name, out_shape, quant)
+    if outputs and outputs_out is not None:
+        outputs_out.extend(outputs)
     return skipped or compare(outputs, refs, tol)
 
 
@@ -217,12 +223,13 @@ def _mixed_plan(module: TaskModule, inputs: list[tuple[np.ndarray, np.ndarray]])
 
 
 def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
-                ref: tuple[list, list], out_shape: list[int], calibration: list | None, mixed: dict | None,
-                strict: bool) -> dict:
-    """Export and verify one artifact into `tmp`; its manifest row. Raises PocketBertError on a toolchain
-    failure, and on a parity failure when `strict`."""
+                ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
+                strict: bool) -> tuple[dict, dict]:
+    """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
+    (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
+    parity failure when `strict`."""
     mod = formats.module(fmt)
-    inputs, refs = ref
+    inputs, refs, case_names = ref
     example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
     fname = artifact_name(name, fmt, quant, seq_len)
     path = tmp / fname
@@ -238,7 +245,8 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
         msg = " ".join(str(e).split())[:300] or type(e).__name__
         raise PocketBertError(f"exporting {fname} failed in {fmt}: {type(e).__name__}: {msg}") from e
     seconds = time.perf_counter() - t0
-    parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant)
+    outs: list = []
+    parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant, outs)
     log.info("%s: %.1fs, %s", fname, seconds, parity)
     if parity["status"] == "failed" and strict:
         raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
@@ -252,7 +260,7 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
         "seq_len": seq_len, "size_bytes": path_size(path), "sha256": path_sha256(path),
         "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
         "parity": parity, "notes": notes,
-    }
+    }, dict(zip(case_names, outs))
 
 
 def _remove(path: Path) -> None:
@@ -299,6 +307,23 @@ def _no_rung_line(fmt: str, budget: float, tried: list[dict]) -> str:
             f"({what}; {'; '.join(best.get('reasons', []))}); raise --max-sts-drop or choose --quant yourself")
 
 
+def _record_invariance(artifacts: list[dict], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
+                       task: str) -> None:
+    """Bucket invariance of one format's artifacts, recorded as `invariance` on each (BUNDLE.md).
+
+    Raises:
+        PocketBertError: one text's outputs at two buckets disagree beyond INVARIANCE_MIN_COSINE.
+    """
+    n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
+    for quant, by_len in ran.items():
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=task == "mlm").items():
+            a = next(a for a in artifacts if (a["format"], a["quant"], a["seq_len"]) == (fmt, quant, seq_len))
+            a["invariance"] = inv
+            log.info("%s: bucket invariance %s", a["file"], inv)
+            if inv["status"] == "failed":
+                raise PocketBertError(f"{a['file']}: {inv['reason']}; nothing was written")
+
+
 def main(cfg: ExportConfig) -> dict:
     """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest.
 
@@ -306,7 +331,7 @@ def main(cfg: ExportConfig) -> dict:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
             (then nothing is written either).
     """
-    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, read_config
+    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, parent_record, read_config
     from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
 
     out = Path(cfg.out)
@@ -350,7 +375,8 @@ def main(cfg: ExportConfig) -> dict:
         write_json(tmp / "golden.json", golden)
 
         outputs = _outputs_section(mcfg, task, cfg.seq_lens)
-        refs = {n: _reference(module, golden, n, tok.pad_id) for n in cfg.seq_lens}
+        refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
+                for n in cfg.seq_lens}
         out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
         rungs = {q for fmt in cfg.formats for q in cfg.rungs(fmt)}
         gating = cfg.gate and task == "embedding"
@@ -377,8 +403,11 @@ def main(cfg: ExportConfig) -> dict:
             tried = []
             for quant in cfg.rungs(fmt):
                 try:
-                    family = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
-                                          calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]
+                    done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
+                                        calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]
+                    family = [row for row, _ in done]
+                    ran = {row["seq_len"]: outs for row, outs in done if outs}  # seq_len -> {case: output}
+                    _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)
                 except PocketBertError as e:
                     if not cfg.auto:
                         raise
@@ -413,8 +442,7 @@ def main(cfg: ExportConfig) -> dict:
             "model": {
                 "name": name, "task": task, "config": mcfg.to_dict(),
                 "num_parameters": sum(p.numel() for p in model.parameters()),
-                "parent": {"path": str(ckpt.path.resolve()),
-                           "weights_sha256": path_sha256(ckpt.path / "model.safetensors")},
+                "parent": parent_record(ckpt),
             },
             "inputs": [{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}}
                        for n in INPUT_NAMES],

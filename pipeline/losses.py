@@ -93,6 +93,37 @@ def embedding_cosine(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> to
     return (1.0 - F.cosine_similarity(student_emb.float(), teacher_emb.float(), dim=-1)).mean()
 
 
+def cosine_matrix(emb: torch.Tensor) -> torch.Tensor:
+    """(B, D) embeddings -> (B, B) in-batch cosine similarities."""
+    x = F.normalize(emb.float(), dim=-1)
+    return x @ x.T
+
+
+def _shares(weights: list[float]) -> list[float]:
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def similarity_mse(student_emb: torch.Tensor, teacher_embs: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """sum_t w_t * mean((C_s - C_t)^2), C = in-batch cosine matrix (B, B), w normalised to sum 1.
+
+    Width-agnostic: only (B, B) matrices are compared, so student and teachers may differ in width and
+    tokenizer. Equal, up to a constant, to the MSE against the weighted mean matrix sum_t w_t C_t, i.e. the
+    similarity of the teacher ensemble ("the sum of their cosines").
+    """
+    c_s = cosine_matrix(student_emb)
+    return sum(w * F.mse_loss(c_s, cosine_matrix(t)) for w, t in zip(_shares(weights), teacher_embs, strict=True))
+
+
+def ensemble_target(teacher_embs: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """(B, sum D_t): each teacher's L2-normalised embedding times sqrt(w_t), concatenated (w normalised to sum 1).
+
+    The rows have unit norm, and the dot product of two rows is sum_t w_t cos_t: the ensemble's cosine.
+    """
+    return torch.cat([F.normalize(t.float(), dim=-1) * w**0.5 for w, t in zip(_shares(weights), teacher_embs,
+                                                                               strict=True)], dim=-1)
+
+
 def classification_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of (B, C) logits against (B,) integer labels."""
     return F.cross_entropy(logits.float(), labels)

@@ -21,7 +21,9 @@ import yaml
 
 from pocketbert.errors import PocketBertError
 
-OBJECTIVES = ("triple", "embedding", "task")
+OBJECTIVES = ("triple", "embedding", "task", "ensemble")
+# Objectives that feed one batch of token ids to teacher and student alike: one tokenizer for both.
+TOKEN_ALIGNED = ("triple", "embedding", "task")
 PRECISIONS = ("auto", "fp32", "bf16")
 METRICS = ("auto", "sts", "accuracy", "mlm_accuracy", "loss")
 
@@ -95,9 +97,19 @@ class EvalConfig:
 
 
 @dataclass
+class TeacherConfig:
+    path: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3`, or an .onnx encoder (with `tokenizer`)
+    weight: float = 1.0  # share of this teacher in the ensemble objective (weights are normalised to sum 1)
+    tokenizer: str | None = None  # tokenizer folder of an .onnx teacher
+
+
+@dataclass
 class StudentConfig:
-    init: str = "layers"  # layers (copy teacher layers) | random (teacher's config, random weights) | a checkpoint folder
-    layers: str = "every-other"  # teacher layers for init=layers: 0,2,5 | every-other | first:N | last:N | uniform:N
+    init: str = "layers"  # layers (copy layers of `source`) | random (`source`'s config, random weights) | a whole checkpoint
+    #   (folder, `minilm`, `paraphrase-minilm-l3`)
+    layers: str = "every-other"  # layers of `source` for init=layers: 0,2,5 | every-other | first:N | last:N | uniform:N
+    source: str | None = None  # checkpoint whose layers, config and tokenizer init=layers/random take (None: the first
+    #   teacher); a folder, `minilm` or `paraphrase-minilm-l3`
     num_hidden_layers: int = 0  # depth for init=random (0 = as many as `layers` selects)
 
 
@@ -119,6 +131,10 @@ class LossConfig:
     alpha_soft: float = 1.0  # task: soft-target KL on class logits (x T^2)
     alpha_hard: float = 1.0  # task: cross-entropy with the gold labels
     cache_teacher: bool = True  # embedding / task: keep teacher outputs across epochs (no teacher pass after epoch 1)
+    alpha_sim_mse: float = 1.0  # ensemble: MSE between the student's in-batch cosine matrix and each teacher's (weighted)
+    alpha_proj_cos: float = 0.0  # ensemble: 1 - cos between a training-only projection of the student's embedding and
+    #   the teachers' concatenated normalised embeddings (each scaled by sqrt(weight)); any width
+    alpha_proj_mse: float = 0.0  # ensemble: MSE between that projection and the concatenated target
 
     def check(self, prefix: str) -> None:
         if self.temperature <= 0:
@@ -131,10 +147,12 @@ class LossConfig:
 
 @dataclass
 class DistillRecipe:
-    """`pocketbert distill`: teacher -> student with the triple, embedding or task objective."""
+    """`pocketbert distill`: teacher(s) -> student with the triple, embedding, task or ensemble objective."""
 
-    teacher: str = "minilm"  # checkpoint folder or `minilm`
+    teacher: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3` (the one teacher when `teachers` is empty)
+    teachers: list[TeacherConfig] = field(default_factory=list)  # teachers with weights (objective ensemble); replaces `teacher`
     objective: str = "triple"  # triple (DistilBERT, MLM teacher) | embedding (sentence embeddings) | task (classifier)
+    #   | ensemble (sentence level, width-agnostic, any number of teachers, each with its own tokenizer)
     out: str = "out/distilled"  # output checkpoint folder
     student: StudentConfig = field(default_factory=StudentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -151,6 +169,20 @@ class DistillRecipe:
         _positive(self.student.num_hidden_layers, "student.num_hidden_layers", minimum=0)
         if self.objective == "task" and self.data.label_field is None:
             raise PocketBertError("objective task needs data.label_field (the column with gold labels)")
+        if self.teachers:
+            self.teacher = self.teachers[0].path  # `teachers` replaces `teacher` (a recipe's, when overridden)
+            for i, t in enumerate(self.teachers):
+                if t.weight <= 0:
+                    raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
+            if len(self.teachers) > 1 and self.objective != "ensemble":
+                raise PocketBertError(f"objective {self.objective} takes one teacher; list several teachers with "
+                                      "objective ensemble")
+        if self.objective == "ensemble" and self.loss.alpha_sim_mse + self.loss.alpha_proj_cos + self.loss.alpha_proj_mse == 0:
+            raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
+
+    def teacher_list(self) -> list[TeacherConfig]:
+        """The teachers: `teachers`, or the one `teacher`."""
+        return list(self.teachers) or [TeacherConfig(path=self.teacher)]
 
 
 @dataclass

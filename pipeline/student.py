@@ -200,6 +200,7 @@ class StudentConfig:
     layers: str
     out: str
     trim_vocab: list[str] = field(default_factory=list)
+    tokenizer: str | None = None  # tokenizer folder (or `minilm`) of an .onnx teacher
     command: str | None = None  # the `pocketbert ...` line recorded in the provenance
 
 
@@ -219,7 +220,7 @@ def main(cfg: StudentConfig) -> dict:
     for p in corpus:
         if not p.is_file():
             raise PocketBertError(f"--trim-vocab: corpus file {p} does not exist")
-    teacher = load_checkpoint(cfg.teacher)
+    teacher = load_checkpoint(cfg.teacher, tokenizer=cfg.tokenizer)
     layers = parse_layers(cfg.layers, teacher.model.config.num_hidden_layers)
     student = select_layers(teacher.model, layers)
     record = {

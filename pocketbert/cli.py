@@ -20,7 +20,7 @@ import sys
 # A name whose module is not there (yet) is left out of the parser.
 COMMANDS = [
     "build", "student", "distill", "pretrain", "finetune", "export", "verify", "eval", "embed",
-    "bench", "report", "setup-arm64",
+    "bench", "report", "setup-arm64", "setup-swift",
 ]
 
 

@@ -1,8 +1,9 @@
-"""Baselines measured in the same interleaved run as a bundle's artifacts: the teacher as users run it
-today (transformers eager fp32, ONNX Runtime fp32 and dynamic int8), and eval-JSON quality for the rows.
+"""Baselines measured in the same interleaved run as a bundle's artifacts: the teacher and the peers (public
+models a user could download instead) as users run them today (transformers eager fp32, ONNX Runtime fp32
+and dynamic int8), and eval-JSON quality for the rows.
 
-The caller names the teacher and gives its encoder config (HF keys, for FLOPs): runtime_bench imports
-no training code, so it never looks inside checkpoints' lineage itself.
+The caller names each model and gives its encoder config (HF keys, for FLOPs): runtime_bench imports no
+training code, so it never looks inside checkpoints' lineage or imports peers itself.
 """
 
 from __future__ import annotations
@@ -19,12 +20,22 @@ from pocketbert.files import path_sha256
 
 
 @dataclass
-class Teacher:
-    """The model a bundle is compared with: an HF folder, its encoder config and, if evaluated, its quality."""
+class Reference:
+    """A model a bundle is compared with: an HF folder, its encoder config and, if evaluated, its quality.
+
+    `name` prefixes its rows: `teacher` for the teacher, `peer_<slug>` for a peer.
+    """
 
     path: Path
     config: dict  # hidden_size, num_hidden_layers, intermediate_size, num_attention_heads, vocab_size, ...
     quality: dict = field(default_factory=dict)
+    name: str = "teacher"
+
+    @classmethod
+    def peer(cls, label: str, path: Path, config: dict) -> Reference:
+        from pocketbert.bundle.naming import model_slug
+
+        return cls(Path(path), config, name=f"peer_{model_slug(label)}")
 
 
 def default_cache() -> Path:
@@ -57,11 +68,12 @@ def _export_teacher_onnx(teacher: Path, dst: Path) -> None:
                       opset_version=17, dynamo=False)
 
 
-def prepare_teacher_baselines(teacher: Teacher, cache_root: Path | None = None) -> list[dict]:
-    """Runnable baseline descriptions; the ONNX files are made once per teacher weights hash, in the cache."""
+def prepare_baselines(ref: Reference, cache_root: Path | None = None) -> list[dict]:
+    """Runnable baseline descriptions of one reference model; its ONNX files are made once per weights hash,
+    in the cache (`<cache>/teacher-onnx/<sha>`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    path = Path(teacher.path)
+    path = Path(ref.path)
     weights = next((path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()), None)
     key = path_sha256(weights)[:16] if weights else path.name
     folder = Path(cache_root or default_cache()) / "teacher-onnx" / key
@@ -79,19 +91,19 @@ def prepare_teacher_baselines(teacher: Teacher, cache_root: Path | None = None) 
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    cfg = {**teacher.config, "task": "embedding"}
+    cfg = {**ref.config, "task": "embedding"}
     weight_size = sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin"))
     rows = [
-        {"name": "teacher_pytorch_fp32", "format": "pytorch", "backend": "eager", "quant": "fp32",
+        {"name": f"{ref.name}_pytorch_fp32", "format": "pytorch", "backend": "eager", "quant": "fp32",
          "runner": "pytorch_eager", "path": str(path), "size_bytes": weight_size, "config": cfg},
-        {"name": "teacher_onnx_fp32", "format": "onnx", "backend": "onnxruntime", "quant": "fp32",
+        {"name": f"{ref.name}_onnx_fp32", "format": "onnx", "backend": "onnxruntime", "quant": "fp32",
          "runner": "onnxruntime", "path": str(fp32), "size_bytes": fp32.stat().st_size, "config": cfg},
-        {"name": "teacher_onnx_int8", "format": "onnx", "backend": "onnxruntime", "quant": "int8",
+        {"name": f"{ref.name}_onnx_int8", "format": "onnx", "backend": "onnxruntime", "quant": "int8",
          "runner": "onnxruntime", "path": str(int8), "size_bytes": int8.stat().st_size, "config": cfg},
     ]
     for row in rows:
-        if teacher.quality and row["quant"] == "fp32":  # an eval of the teacher checkpoint is its fp32 quality
-            row["quality"] = teacher.quality
+        if ref.quality and row["quant"] == "fp32":  # an eval of the checkpoint is its fp32 quality
+            row["quality"] = ref.quality
     return rows
 
 

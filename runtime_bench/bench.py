@@ -22,7 +22,7 @@ from pathlib import Path
 from pocketbert.bundle.manifest import load_bundle
 from pocketbert.errors import PocketBertError
 from pocketbert.runtime_bench import flops, mobile, stats, sysinfo
-from pocketbert.runtime_bench.baselines import Teacher, default_cache, prepare_teacher_baselines, read_quality
+from pocketbert.runtime_bench.baselines import Reference, default_cache, prepare_baselines, read_quality
 from pocketbert.runtime_bench.schema import KIND, SCHEMA_VERSION, write_results
 from pocketbert.runtime_bench.worker import PREFIX
 
@@ -396,7 +396,8 @@ class BenchOptions:
     rounds: int | None = None  # None: one timed run per row per round
     formats: list[str] | None = None  # None: every format of the bundle
     baseline: str | None = None  # teacher: the teacher as users run it, interleaved
-    teacher: Teacher | None = None  # None: the teacher recorded in the bundle's manifest
+    teacher: Reference | None = None  # None: the teacher recorded in the bundle's manifest
+    peers: list[Reference] = field(default_factory=list)  # public models measured the same way, interleaved
     quality: list[str] = field(default_factory=list)  # `pocketbert eval --json` files
     profile: bool = True
     cache: str | None = None  # teacher ONNX files and the arm64 environment live under it
@@ -415,12 +416,12 @@ class BenchOptions:
             raise PocketBertError(f"--device {d!r}: use host, adb, adb:SERIAL or qemu[:CORE]")
 
 
-def _teacher_from_manifest(bundle) -> Teacher:
+def _teacher_from_manifest(bundle) -> Reference:
     rec = bundle.manifest["model"].get("teacher")
     if not rec or not Path(rec["path"]).is_dir():
         raise PocketBertError(f"--baseline teacher: {bundle.root} records no teacher that exists here; "
                               "pass --teacher minilm or a folder")
-    return Teacher(Path(rec["path"]), dict(rec["config"]))
+    return Reference(Path(rec["path"]), dict(rec["config"]))
 
 
 def _summary(doc: dict) -> str:
@@ -431,7 +432,7 @@ def _summary(doc: dict) -> str:
             continue
         size = f"{r['size_bytes'] / 1e6:8.2f}" if "size_bytes" in r else f"{'-':>8}"
         pf = f"{100 * r['peak_fraction']:5.1f}%" if "peak_fraction" in r else f"{'-':>6}"
-        sp = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.get("speedup_vs", {}).items() if k.startswith("teacher"))
+        sp = ", ".join(f"{v:.2f}x vs {k}" for k, v in r.get("speedup_vs", {}).items() if k.startswith(("teacher", "peer")))
         lines.append(f"{r['name'][:44]:44} {r['seq_len']:>4} {r['threads']:>3} {size} {r['latency_ms_p50']:8.2f} {pf}  {sp}")
     return "\n".join(lines)
 
@@ -479,13 +480,13 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
                                 command=opts.command)
         return doc, f"wrote {out} ({len(doc['rows'])} rows from {doc['device'].get('name', 'the phone')})\n" + _summary(doc)
 
-    baselines = None
-    if opts.baseline == "teacher":
-        teacher = opts.teacher or _teacher_from_manifest(bundle)
-        teacher.quality = teacher.quality or quality_by_checkpoint.get(str(Path(teacher.path).resolve()), {})
-        cache = Path(opts.cache) if opts.cache else default_cache()
-        log(f"preparing teacher baselines from {teacher.path} (cache {cache})")
-        baselines = prepare_teacher_baselines(teacher, cache)
+    refs = ([opts.teacher or _teacher_from_manifest(bundle)] if opts.baseline == "teacher" else []) + opts.peers
+    baselines = []
+    cache = Path(opts.cache) if opts.cache else default_cache()
+    for ref in refs:
+        ref.quality = ref.quality or quality_by_checkpoint.get(str(Path(ref.path).resolve()), {})
+        log(f"preparing {ref.name} baselines from {ref.path} (cache {cache})")
+        baselines += prepare_baselines(ref, cache)
     doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
                     baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command)
     failed = [r for r in doc["rows"] if r["status"] == "failed"]

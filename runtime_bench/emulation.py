@@ -108,8 +108,9 @@ def _run(cmd: list[str], what: str, fix: str, cwd: Path | None = None, env: dict
 class _Apt:
     """apt-get with a private state under CACHE/apt: its own sources, lists, status and archives."""
 
-    def __init__(self, root: Path, name: str, arch: str, suite: str):
+    def __init__(self, root: Path, name: str, arch: str, suite: str, command: str = "pocketbert setup-arm64"):
         self.root = root / name
+        self.command = command
         etc = self.root / "etc"
         for d in (etc / "preferences.d", self.root / "state" / "lists" / "partial",
                   self.root / "cache" / "archives" / "partial"):
@@ -133,7 +134,7 @@ class _Apt:
         return self.root / "cache" / "archives"
 
     def get(self, args: list[str], what: str) -> None:
-        fix = "check that Debian's package servers can be reached, then run `pocketbert setup-arm64` again"
+        fix = f"check that Debian's package servers can be reached, then run `{self.command}` again"
         if not shutil.which("apt-get"):
             raise PocketBertError(f"{what}: apt-get is not available (a Debian or Ubuntu host is needed); "
                                   "pass --qemu and build the sysroot on a Debian host")
@@ -146,14 +147,14 @@ class _Apt:
         _run(["apt-get", *self.opts, *args], what, fix, cwd=self.archives)
 
 
-def _unpack_debs(debs: list[Path], dest: Path, what: str) -> None:
+def _unpack_debs(debs: list[Path], dest: Path, what: str, command: str = "pocketbert setup-arm64") -> None:
     """dpkg -x every .deb into a temporary folder, then rename it to `dest` (all or nothing)."""
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for deb in debs:
         _run(["dpkg-deb", "-x", str(deb), str(tmp)], f"{what}: unpacking {deb.name}",
-             f"delete {deb} and run `pocketbert setup-arm64` again")
+             f"delete {deb} and run `{command}` again")
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 

@@ -69,6 +69,87 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     return head, lines
 
 
+def _quality(r: dict) -> tuple[str, float] | None:
+    return next(((k, v) for k, v in (r.get("quality") or {}).items() if isinstance(v, (int, float))), None)
+
+
+def quality_limits(values: list[float], span: float = 5.0) -> tuple[float, float]:
+    """Honest quality axis: at least `span` points and a point of margin, so that artifacts 0.1 apart do
+    not look a world apart (STS Spearman x100 differences below 0.5 are within run-to-run noise)."""
+    lo, hi = min(values), max(values)
+    pad = max(1.0, (span - (hi - lo)) / 2)
+    return lo - pad, hi + pad
+
+
+def _reference_of(name: str) -> str:
+    """`teacher_onnx_int8` -> `teacher`, `peer_paraphrase-minilm-l3_pytorch_fp32` -> `peer_paraphrase-minilm-l3`."""
+    for tail in ("_pytorch_fp32", "_onnx_fp32", "_onnx_int8"):
+        if name.endswith(tail):
+            return name[: -len(tail)]
+    return name
+
+
+def verdict(doc: dict) -> dict | None:
+    """The answer a reader wants first: the student against the teacher and the peers at the largest
+    bucket and the fewest threads: quality, size, p50 and speed-up, and one sentence on which to ship.
+
+    The student is its best artifact: the smallest whose quality is within 0.5 of the best artifact's
+    (the fastest when no quality was measured). A reference model's quality is its fp32 evaluation; its
+    size and latency are those of its ONNX Runtime int8 row, the smallest way users ship it.
+    """
+    ok = [r for r in doc["rows"] if r["status"] == OK and r.get("latency_ms_p50") is not None]
+    if not ok:
+        return None
+    t0, n = min(r["threads"] for r in ok), max(r["seq_len"] for r in ok)
+    at = [r for r in ok if r["threads"] == t0 and r["seq_len"] == n]
+    arts = [r for r in at if r["role"] == "artifact"]
+    if not arts:
+        return None
+    best_q = max((_quality(r)[1] for r in arts if _quality(r)), default=None)
+    pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - 0.5)]
+    student = min(pool, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]) if best_q is not None
+                  else (r["latency_ms_p50"], 0))
+    rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
+             "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
+    metric = (_quality(student) or ("sts_spearman_x100", None))[0]
+    refs: dict[str, list[dict]] = defaultdict(list)
+    for r in at:
+        if r["role"] == "baseline":
+            refs[_reference_of(r["name"])].append(r)
+    for name, group in sorted(refs.items(), key=lambda kv: (not kv[0].startswith("teacher"), kv[0])):
+        deploy = next((r for r in group if r["name"].endswith("_onnx_int8")), min(group, key=lambda r: r["latency_ms_p50"]))
+        q = next((_quality(r)[1] for r in group if _quality(r)), None)
+        rows.append({"model": name, "row": deploy["name"], "quality": q, "size_mb": (deploy.get("size_bytes") or 0) / 1e6,
+                     "p50_ms": deploy["latency_ms_p50"],
+                     "speedup": student.get("speedup_vs", {}).get(deploy["name"],
+                                                                  deploy["latency_ms_p50"] / student["latency_ms_p50"])})
+    peers = [r for r in rows if r["model"].startswith("peer_") and r["quality"] is not None]
+    rivals = peers or [r for r in rows[1:] if r["quality"] is not None]
+    s = rows[0]
+    if s["quality"] is None or not rivals:
+        sentence = (f"Measured speed only: the student ({s['row']}) runs in {s['p50_ms']:.2f} ms at seq {n}, {t0} thread(s); "
+                    "add `--quality` (pocketbert eval --json) to decide on quality.")
+    else:
+        best = max(rivals, key=lambda r: r["quality"])
+        size = f"{s['size_mb']:.1f} MB against {best['size_mb']:.1f} MB"
+        if s["quality"] >= best["quality"]:
+            sentence = (f"Ship the student ({s['row']}): {metric} {s['quality']:.2f} against {best['model']}'s "
+                        f"{best['quality']:.2f}, {size}, {best['speedup']:.1f}x faster than its ONNX Runtime int8 "
+                        f"at seq {n}, {t0} thread(s).")
+        else:
+            sentence = (f"Ship {best['model']} where quality matters most: {metric} {best['quality']:.2f} against the "
+                        f"student's {s['quality']:.2f}. The student ({s['row']}) is {best['speedup']:.1f}x faster and "
+                        f"{size}; ship it where that quality loss is acceptable.")
+    return {"seq_len": n, "threads": t0, "metric": metric, "rows": rows, "sentence": sentence}
+
+
+def verdict_table(card: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["model", "measured row", card["metric"], "size MB", "p50 ms", "student x faster"]
+    lines = [[r["model"], r["row"], _fmt(r["quality"]) if r["quality"] is not None else "-", _fmt(r["size_mb"], 1),
+              _fmt(r["p50_ms"]), "-" if r["model"] == "student" else _fmt(r["speedup"])] for r in card["rows"]]
+    return head, lines
+
+
 def estimate_table(doc: dict) -> tuple[list[str], list[list[str]]]:
     est = doc.get("estimates") or []
     cores = list(dict.fromkeys(e["core"] for e in est))
@@ -142,16 +223,16 @@ def plots(doc: dict) -> list[tuple[str, bytes]]:
             ax.grid(alpha=0.3)
         out.append(("Latency against size", _png(fig)))
     n_max = max(seqs)
-    qual = [r for r in ok if r["threads"] == t0 and r["seq_len"] == n_max
-            and any(isinstance(v, (int, float)) for v in (r.get("quality") or {}).values())]
+    qual = [r for r in ok if r["threads"] == t0 and r["seq_len"] == n_max and _quality(r)]
     if qual:
         fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
         markers = "osD^v<>ph*"
         for i, r in enumerate(qual):
-            key, val = next((k, v) for k, v in r["quality"].items() if isinstance(v, (int, float)))
+            key, val = _quality(r)
             ax.scatter(p50(r), val, marker=markers[i % len(markers)], s=50, label=_label(r),
                        edgecolors="tab:red" if r["role"] == "baseline" else "none")
             ax.set_ylabel(key)
+        ax.set_ylim(*quality_limits([_quality(r)[1] for r in qual]))
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
@@ -190,7 +271,8 @@ def _html_table(head, lines) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}.warn{background:#fff4d6;padding:.6em;border-left:4px solid #e0a000}
-img{max-width:100%;border:1px solid #eee}.small{font-size:12px;color:#555}"""
+img{max-width:100%;border:1px solid #eee}.small{font-size:12px;color:#555}
+.verdict{background:#eef6ee;border-left:4px solid #2a8a2a;padding:.2em 1em;margin:1em 0}"""
 
 
 def render_html(docs: list[tuple[str, dict]]) -> str:
@@ -200,6 +282,10 @@ def render_html(docs: list[tuple[str, dict]]) -> str:
     for src, doc in docs:
         b = doc.get("bundle", {})
         parts.append(f"<h2>{html.escape(b.get('model_name', src))} <span class='small'>({html.escape(src)})</span></h2>")
+        card = verdict(doc)
+        if card:
+            parts.append(f"<div class='verdict'><h3>Verdict</h3><p><b>{html.escape(card['sentence'])}</b></p>"
+                         + _html_table(*verdict_table(card)) + "</div>")
         parts.append(f"<p class='warn'><b>Measured on:</b> {html.escape(_where(doc))}</p>")
         c = doc["config"]
         parts.append(f"<p class='small'>threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} timed runs after "
@@ -248,7 +334,11 @@ def _md_table(head, lines) -> str:
 def render_md(docs: list[tuple[str, dict]], plot_links: dict[str, list[tuple[str, str]]] | None = None) -> str:
     out = ["# pocketbert benchmark report", ""]
     for src, doc in docs:
-        out += [f"## {doc.get('bundle', {}).get('model_name', src)} ({src})", "", f"> Measured on: {_where(doc)}", ""]
+        out += [f"## {doc.get('bundle', {}).get('model_name', src)} ({src})", ""]
+        card = verdict(doc)
+        if card:
+            out += ["### Verdict", "", f"**{card['sentence']}**", "", _md_table(*verdict_table(card)), ""]
+        out += [f"> Measured on: {_where(doc)}", ""]
         c = doc["config"]
         out += [f"threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} runs after {c['warmup']} warm-up.", ""]
         out += [_md_table(*table_rows(doc)), ""]

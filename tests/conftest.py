@@ -10,6 +10,9 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The app cores' fixtures and the end-of-run JUnit / XCTest / conformance summary (tests/apps/app_cores.py, on
+# the pythonpath), as a plugin: a tests/apps/conftest.py would shadow this module for `from conftest import`.
+pytest_plugins = ["app_cores"]
 DATA = Path(os.environ.get("POCKETBERT_DATA", REPO.parent / "shared" / "data"))
 
 _WORDS = (

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the JVM tests of android_demo/core need: kotlinc (npm package `kotlin-compiler`) and JUnit 4
 # (Debian `junit4`). Idempotent: a second run only checks and prints. Never fails the caller: where a piece
-# cannot be installed (no JDK, no npm, not root) it says so, and tests/test_android_core.py skips with a reason.
+# cannot be installed (no JDK, no npm, not root) it says so, and tests/apps/test_android_core.py skips with a reason.
 #
 #   bash android_demo/tools/setup_kotlin.sh
 #

@@ -16,7 +16,7 @@ from pathlib import Path
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: golden cases per bucket, artifacts[].invariance
 SCHEMA_MAJOR = 1
 MANIFEST = "manifest.json"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")

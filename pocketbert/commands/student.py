@@ -8,7 +8,9 @@ optionally, only the vocabulary a corpus uses (plus specials and every single-ch
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--teacher", required=True, help="local HF model folder (BERT, DistilBERT, ALBERT) or `minilm`")
+    p.add_argument("--teacher", required=True, help="local HF model folder (BERT, DistilBERT, ALBERT), `minilm`, "
+                   "`paraphrase-minilm-l3`, or an .onnx encoder with --tokenizer")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder (or `minilm`) of an .onnx teacher")
     p.add_argument("--layers", required=True,
                    help="teacher layers to keep: indices like 0,2,5, or every-other, first:N, last:N, uniform:N")
     p.add_argument("--trim-vocab", nargs="+", metavar="CORPUS", default=None,
@@ -20,7 +22,7 @@ def run(args):
     from pocketbert.pipeline.student import StudentConfig, main
 
     r = main(StudentConfig(teacher=args.teacher, layers=args.layers, out=args.out, trim_vocab=args.trim_vocab or [],
-                         command=args.command_line))
+                           tokenizer=args.tokenizer, command=args.command_line))
     text = (f"wrote {r['out']}: layers {r['layers']} of {r['teacher']}, vocab {r['vocab_size']}, "
             f"{r['num_parameters'] / 1e6:.1f} M parameters, {r['weights_bytes'] / 1e6:.1f} MB")
     return {k: v for k, v in r.items() if k != "teacher"}, text

@@ -78,6 +78,17 @@ def fixture_differences(committed: Path, fresh: Path) -> list[str]:
                     worst = max((abs(a - b) for a, b in zip(exp_c, exp_f)), default=0.0)
                     if worst > OUTPUT_ATOL:
                         problems.append(f"{name} case {cc['name']}: expected differs by {worst:.2e} > {OUTPUT_ATOL}")
+            # golden.json 1.1: the case at every bucket it fits, each with its eager output.
+            bc, bf = cc.get("buckets", []), fc.get("buckets", [])
+            if [b["seq_len"] for b in bc] != [b["seq_len"] for b in bf]:
+                problems.append(f"{name} case {cc['name']}: buckets {[b['seq_len'] for b in bc]} != export's "
+                                f"{[b['seq_len'] for b in bf]}")
+                continue
+            for b_c, b_f in zip(bc, bf):
+                e_c, e_f = b_c.get("expected") or [], b_f.get("expected") or []
+                worst = max((abs(a - b) for a, b in zip(e_c, e_f)), default=0.0)
+                if len(e_c) != len(e_f) or worst > OUTPUT_ATOL:
+                    problems.append(f"{name} case {cc['name']}: expected at seq{b_c['seq_len']} differs from export's")
     return problems
 
 
@@ -93,7 +104,7 @@ def test_fixture_matches_what_export_writes(fresh):
         "`python tests/fixtures/make_tiny_bundle.py` and commit:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("change", ["id", "output", "bucket", "tokenizer_case", "tolerance"])
+@pytest.mark.parametrize("change", ["id", "output", "bucket", "bucket_output", "tokenizer_case", "tolerance"])
 def test_drift_check_catches_a_changed_fixture(fresh, tmp_path, change):
     copy = tmp_path / "tiny_bundle"
     shutil.copytree(FIXTURE, copy)
@@ -109,6 +120,9 @@ def test_drift_check_catches_a_changed_fixture(fresh, tmp_path, change):
             case["ids"][1] += 1
         elif change == "output":
             case["expected"][0] += 1e-3
+        elif change == "bucket_output":  # the larger bucket's output of a case that fits both
+            case = next(c for c in doc["cases"] if len(c["buckets"]) > 1)
+            case["buckets"][-1]["expected"][0] += 1e-3
         else:
             case["seq_len"] = 16 if case["seq_len"] == 32 else 32
         (copy / name).write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
@@ -118,7 +132,7 @@ def test_drift_check_catches_a_changed_fixture(fresh, tmp_path, change):
 def test_fixture_is_small_and_holds_no_model_file():
     names = {p.name for p in FIXTURE.iterdir()}
     assert names == FILES
-    assert sum(p.stat().st_size for p in FIXTURE.iterdir()) < 100_000
+    assert sum(p.stat().st_size for p in FIXTURE.iterdir()) < 150_000  # golden.json 1.1 holds every bucket
     manifest = _json(FIXTURE / "manifest.json")
     assert manifest["artifacts"], "the manifest still lists the exported artifacts"
     for a in manifest["artifacts"]:

@@ -144,9 +144,10 @@ def test_mask_tokens_80_10_10_and_never_specials():
 
 
 def test_distill_layer_init_copies_teacher_layer_k_into_student_layer_i(tiny_bert_mlm):
-    teacher = load_checkpoint(tiny_bert_mlm, with_mlm_head=True).model
+    teacher_ckpt = load_checkpoint(tiny_bert_mlm, with_mlm_head=True)
+    teacher = teacher_ckpt.model
     cfg = build(DistillRecipe, {"student": {"init": "layers", "layers": "2,0"}})
-    student, layer_map, _, record = build_student(cfg, teacher, tiny_bert_mlm)
+    student, layer_map, _, record = build_student(cfg, teacher_ckpt)
     assert layer_map == [2, 0] and record["layer_map"] == [2, 0]
     ts, ss = teacher.state_dict(), student.state_dict()
     for i, k in enumerate(layer_map):
@@ -159,7 +160,7 @@ def test_distill_layer_init_copies_teacher_layer_k_into_student_layer_i(tiny_ber
             assert torch.equal(ss[key], ts[key])
     assert torch.equal(ss["cls.predictions.bias"], ts["cls.predictions.bias"])
     # the random-init ablation student has the same shape but not the teacher's weights
-    rnd, _, _, _ = build_student(build(DistillRecipe, {"student": {"init": "random", "layers": "2,0"}}), teacher, tiny_bert_mlm)
+    rnd, _, _, _ = build_student(build(DistillRecipe, {"student": {"init": "random", "layers": "2,0"}}), teacher_ckpt)
     assert rnd.config.num_hidden_layers == 2
     assert not torch.equal(rnd.state_dict()["encoder.layer.0.attention.self.query.weight"],
                            ts["encoder.layer.2.attention.self.query.weight"])

@@ -127,3 +127,91 @@ def test_emulated_and_ios_results_are_labelled(results_file, tmp_path, environme
     assert main(["report", str(path), "--format", "md", "--out", str(tmp_path / "r.md")]) == 0
     text = (tmp_path / "r.md").read_text()
     assert f"| {header} |" in text and where in text
+
+
+def _with_peer(results_file: Path, peer_quality: float) -> Path:
+    """The fixture's run with a peer measured beside the teacher (quality on its fp32 row, as eval gives it)."""
+    doc = json.loads(results_file.read_text())
+    for seq in (32, 128):
+        for t in (1, 2):
+            s = seq / 128 / t ** 0.8
+            doc["rows"] += [_row("peer_l3_pytorch_fp32", "pytorch", "fp32", seq, t, 12.0 * s, 69_000_000, "baseline",
+                                 peer_quality),
+                            _row("peer_l3_onnx_int8", "onnx", "int8", seq, t, 4.5 * s, 17_500_000, "baseline")]
+    validate_results(doc)
+    out = results_file.with_name(f"results_peer_{peer_quality}.json")
+    out.write_text(json.dumps(doc))
+    return out
+
+
+def test_verdict_card_leads_the_report_and_names_what_to_ship(results_file, tmp_path):
+    from pocketbert.runtime_bench.report import verdict
+
+    beaten = json.loads(_with_peer(results_file, 0.79).read_text())
+    card = verdict(beaten)
+    assert (card["seq_len"], card["threads"]) == (128, 1)
+    student = card["rows"][0]
+    # the smallest artifact within 0.5 of the best artifact's quality: the int8 .tflite (0.80 vs 0.81)
+    assert student["row"] == "s3_litert_int8_seq128.tflite" and student["quality"] == 0.80
+    models = [r["model"] for r in card["rows"]]
+    assert models == ["student", "teacher", "peer_l3"]
+    peer = card["rows"][2]
+    assert peer["row"] == "peer_l3_onnx_int8" and peer["quality"] == 0.79 and peer["p50_ms"] > student["p50_ms"]
+    assert card["sentence"].startswith("Ship the student (s3_litert_int8_seq128.tflite)")
+    stronger = verdict(json.loads(_with_peer(results_file, 0.85).read_text()))
+    assert stronger["sentence"].startswith("Ship peer_l3 where quality matters most")
+
+    out = tmp_path / "report.html"
+    assert main(["report", str(_with_peer(results_file, 0.79)), "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.index("Verdict") < page.index("Measured on") < page.index("<h3>Results</h3>")
+
+
+def test_quality_axis_spans_at_least_five_points():
+    """Artifacts 0.35 points apart must not fill the plot: the quality axis spans at least 5 points."""
+    from pocketbert.runtime_bench.report import quality_limits
+
+    lo, hi = quality_limits([78.62, 78.97])
+    assert hi - lo >= 5.0 and lo < 78.62 - 1 and hi > 78.97 + 1
+    lo, hi = quality_limits([72.9, 81.4, 82.5])  # a wide spread keeps a point of margin on each side
+    assert (lo, hi) == (71.9, 83.5)
+
+
+@pytest.mark.integration
+def test_report_renders_in_headless_chromium(results_file, tmp_path):
+    """A real browser loads the page and decodes every plot (naturalWidth > 0), read through an iframe
+    harness so the report itself stays free of scripts."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on this machine (`apt-get install chromium`; make test installs it)")
+    report = tmp_path / "report.html"
+    assert main(["report", str(_with_peer(results_file, 0.79)), "--out", str(report)]) == 0
+    harness = tmp_path / "harness.html"
+    harness.write_text(
+        "<!doctype html><html><body><iframe id='r' src='report.html' width='1400' height='900'></iframe><script>"
+        "function check() { const d = document.getElementById('r').contentDocument;"
+        " if (!d || !d.URL.endsWith('report.html') || d.readyState !== 'complete' || [...d.images].some(i => !i.complete)) { setTimeout(check, 50); return; }"
+        " document.body.dataset.title = d.title;"
+        " document.body.dataset.plots = [...d.images].map(i => i.naturalWidth + 'x' + i.naturalHeight).join(' ');"
+        " document.body.dataset.verdict = d.querySelector('.verdict h3') ? 'yes' : 'no'; }"
+        "check();"
+        "</script></body></html>", encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--allow-file-access-from-files", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--virtual-time-budget=10000", "--dump-dom", harness.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    plots = re.search(r'data-plots="([^"]*)"', dom)
+    assert plots, dom[-2000:]
+    sizes = [tuple(map(int, s.split("x"))) for s in plots.group(1).split()]
+    assert len(sizes) == 3 and all(w > 0 and h > 0 for w, h in sizes), sizes
+    assert 'data-title="pocketbert benchmark report"' in dom and 'data-verdict="yes"' in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *flags, "--window-size=1400,2000", f"--screenshot={shot}", report.as_uri()],
+                   capture_output=True, timeout=120)
+    img = Image.open(shot)
+    img.load()
+    assert img.width == 1400 and len(set(img.convert("L").getdata())) > 10  # not a blank page

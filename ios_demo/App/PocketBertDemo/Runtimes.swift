@@ -200,20 +200,10 @@ final class Engine: @unchecked Sendable {
         return Inference(text: text, encoded: encoded, output: output, latencyMs: latency)
     }
 
-    /// The golden self-test of the tokenizer and of every artifact of this runtime and quantization.
+    /// The golden self-test of the tokenizer and of every artifact of this runtime and quantization: the
+    /// package's `SelfTest.bundle` (tests/apps/test_conformance.py holds the Swift and Kotlin cores to it).
     func selfTest() -> [CheckResult] {
-        var results = bundle.tokenizerSelfTest()
-        for artifact in bundle.manifest.artifacts where artifact.format == runtime.format && artifact.quant == quant {
-            do {
-                let runner = try runner(seqLen: artifact.seqLen)
-                results += SelfTest.artifact(name: artifact.file, runner: runner, golden: bundle.golden,
-                                             tolerance: bundle.tolerance(for: artifact), padId: bundle.tokenizer.padId,
-                                             quant: artifact.quant)
-            } catch {
-                results.append(CheckResult(target: artifact.file, caseName: "load", passed: false,
-                                           detail: error.localizedDescription))
-            }
-        }
-        return results
+        let artifacts = bundle.manifest.artifacts.filter { $0.format == runtime.format && $0.quant == quant }
+        return SelfTest.bundle(bundle, artifacts: artifacts) { artifact in try runner(seqLen: artifact.seqLen) }
     }
 }

@@ -131,14 +131,11 @@ struct ResultsSection: View {
     }
 
     private func maskGuesses(_ inference: Engine.Inference) -> String {
-        guard let maskId = bundle.tokenizer.id(of: "[MASK]") else { return "-" }
-        let vocab = bundle.tokenizer.vocabularySize
-        let positions = inference.encoded.ids.enumerated().filter { $0.element == maskId }.map(\.offset)
-        guard !positions.isEmpty else { return "no [MASK] in the text" }
-        return positions.map { p in
-            MaskedLM.topTokens(logits: inference.output, vocabularySize: vocab, position: p, k: 3)
-                .map { "\(bundle.tokenizer.tokens[$0.id]) \(String(format: "%.2f", $0.probability))" }
-                .joined(separator: ", ")
+        let guesses = MaskedLM.maskPredictions(ids: inference.encoded.ids, logits: inference.output,
+                                               tokenizer: bundle.tokenizer, k: 3)
+        guard !guesses.isEmpty else { return "no [MASK] in the text" }
+        return guesses.map { top in
+            top.map { "\($0.token) \(String(format: "%.2f", $0.probability))" }.joined(separator: ", ")
         }.joined(separator: " | ")
     }
 }

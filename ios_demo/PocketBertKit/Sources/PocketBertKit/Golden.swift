@@ -51,6 +51,8 @@ public struct GoldenCase: Decodable, Sendable, Equatable {
     public var expected: [Float]?
     /// MLM bundles: the argmax token per position instead of the logits.
     public var expectedArgmax: [Int]?
+    /// Format 1.1: the eager output at every bucket the case fits, smallest first (nil in a 1.0 file).
+    public var buckets: [GoldenBucket]?
 
     enum CodingKeys: String, CodingKey {
         case name, text, ids
@@ -59,10 +61,11 @@ public struct GoldenCase: Decodable, Sendable, Equatable {
         case attentionMask = "attention_mask"
         case expected
         case expectedArgmax = "expected_argmax"
+        case buckets
     }
 
     public init(name: String, text: String, ids: [Int], seqLen: Int, inputIds: [Int], attentionMask: [Int],
-                expected: [Float]? = nil, expectedArgmax: [Int]? = nil) {
+                expected: [Float]? = nil, expectedArgmax: [Int]? = nil, buckets: [GoldenBucket]? = nil) {
         self.name = name
         self.text = text
         self.ids = ids
@@ -71,6 +74,30 @@ public struct GoldenCase: Decodable, Sendable, Equatable {
         self.attentionMask = attentionMask
         self.expected = expected
         self.expectedArgmax = expectedArgmax
+        self.buckets = buckets
+    }
+
+    /// The eager output at bucket `seqLen` (a 1.0 file's single `expected` stands for every bucket).
+    public func expected(at seqLen: Int) -> [Float]? {
+        buckets?.first { $0.seqLen == seqLen }?.expected ?? expected
+    }
+
+    /// MLM: the argmax per position at bucket `seqLen`.
+    public func expectedArgmax(at seqLen: Int) -> [Int]? {
+        buckets?.first { $0.seqLen == seqLen }?.expectedArgmax ?? expectedArgmax
+    }
+}
+
+/// One golden case padded to one bucket (`golden.json` 1.1 `buckets`).
+public struct GoldenBucket: Decodable, Sendable, Equatable {
+    public let seqLen: Int
+    public let expected: [Float]?
+    public let expectedArgmax: [Int]?
+
+    enum CodingKeys: String, CodingKey {
+        case seqLen = "seq_len"
+        case expected
+        case expectedArgmax = "expected_argmax"
     }
 }
 
@@ -148,8 +175,10 @@ public enum SelfTest {
     /// - Parameters:
     ///   - padId: the `[PAD]` id used to pad a shorter case to the bucket.
     ///   - quant: the artifact's quantization, which sets the MLM agreement threshold.
+    ///   - outputs: receives each case's output (case name, output), for the bucket-invariance check.
     public static func artifact(name: String, runner: EncoderRunner, golden: GoldenFile, tolerance: Tolerance,
-                                padId: Int = 0, quant: String = "fp32") -> [CheckResult] {
+                                padId: Int = 0, quant: String = "fp32",
+                                outputs sink: ((String, [Float]) -> Void)? = nil) -> [CheckResult] {
         let seqLen = runner.seqLen
         let cases = golden.cases.filter { $0.ids.count <= seqLen }
         var outputs: [Result<[Float], Error>] = []
@@ -157,12 +186,14 @@ public enum SelfTest {
             let padding = seqLen - c.ids.count
             let inputIds = c.ids.map { Int32($0) } + Array(repeating: Int32(padId), count: padding)
             let mask = Array(repeating: Int32(1), count: c.ids.count) + Array(repeating: Int32(0), count: padding)
-            outputs.append(Result { try runner.run(inputIds: inputIds, attentionMask: mask) })
+            let outcome = Result { try runner.run(inputIds: inputIds, attentionMask: mask) }
+            if case let .success(output) = outcome { sink?(c.name, output) }
+            outputs.append(outcome)
         }
         // MLM: count agreeing positions first, since the verdict is on the pooled share.
         var agreement: [(agree: Int, total: Int)?] = []
         for (c, outcome) in zip(cases, outputs) {
-            guard let argmax = c.expectedArgmax, case let .success(output) = outcome else {
+            guard let argmax = c.expectedArgmax(at: seqLen), case let .success(output) = outcome else {
                 agreement.append(nil)
                 continue
             }
@@ -190,7 +221,7 @@ public enum SelfTest {
                 return CheckResult(target: name, caseName: c.name, passed: false,
                                    detail: "inference failed: \(error.localizedDescription)")
             }
-            if let expected = c.expected {
+            if let expected = c.expected(at: seqLen) {
                 let (passed, detail) = compare(output: output, expected: expected, tolerance: tolerance)
                 return CheckResult(target: name, caseName: c.name, passed: passed, detail: detail)
             }
@@ -201,6 +232,79 @@ public enum SelfTest {
             }
             return CheckResult(target: name, caseName: c.name, passed: false, detail: "golden case has no expected output")
         }
+    }
+
+    /// Bucket invariance: one text's outputs at two buckets must agree at least this well (BUNDLE.md).
+    public static let invarianceMinCosine: [String: Double] = ["fp32": 0.9999, "fp16": 0.999, "int8": 0.99]
+
+    /// Bucket invariance over the outputs the artifact checks collected (artifact -> case name -> output): for
+    /// each artifact, the minimum cosine between its output on a case and the same format/quant's output on that
+    /// case at every other bucket (MLM: the logits of the real positions), as `pocketbert verify` computes it.
+    /// One result per artifact that shares a case with another bucket.
+    public static func invariance(golden: GoldenFile, runs: [(artifact: Artifact, outputs: [String: [Float]])])
+        -> [CheckResult] {
+        let tokens = Dictionary(golden.cases.map { ($0.name, $0.ids.count) }, uniquingKeysWith: { a, _ in a })
+        let mlm = golden.cases.contains { $0.expectedArgmax != nil }
+        func rows(_ out: [Float], _ seqLen: Int, _ name: String) -> [Float] {
+            mlm ? Array(out.prefix((out.count / seqLen) * (tokens[name] ?? 0))) : out
+        }
+        var results: [CheckResult] = []
+        for (a, outs) in runs {
+            var worst = 1.0
+            var worstCase = ""
+            var pairs = 0
+            for (b, other) in runs where b.format == a.format && b.quant == a.quant && b.seqLen != a.seqLen {
+                for (name, out) in outs.sorted(by: { $0.key < $1.key }) {
+                    guard let o = other[name] else { continue }
+                    let x = rows(out, a.seqLen, name), y = rows(o, b.seqLen, name)
+                    let cos = x.count == y.count ? Double(Similarity.cosine(x, y)) : 0
+                    if pairs == 0 || cos < worst {
+                        worst = cos
+                        worstCase = "\(name) vs seq\(b.seqLen)"
+                    }
+                    pairs += 1
+                }
+            }
+            guard pairs > 0 else { continue }
+            let need = invarianceMinCosine[a.quant] ?? 0.9999
+            results.append(CheckResult(
+                target: "\(a.format)/\(a.quant)/seq\(a.seqLen) bucket invariance", caseName: worstCase,
+                passed: worst >= need,
+                detail: String(format: "min cosine %.6f over %d case pairs (>= %.4f)", worst, pairs, need)))
+        }
+        return results
+    }
+
+    /// The whole golden self-test of a bundle, as the app's Self-test screen runs it: the tokenizer on every
+    /// case, then for each artifact its sha256, its runtime (`load`) and its outputs at its bucket within
+    /// tolerance, then bucket invariance. A bad artifact becomes a failed check, never a thrown error.
+    public static func bundle(_ bundle: ModelBundle, artifacts: [Artifact],
+                              load: (Artifact) throws -> EncoderRunner) -> [CheckResult] {
+        var results = bundle.tokenizerSelfTest()
+        var runs: [(artifact: Artifact, outputs: [String: [Float]])] = []
+        for a in artifacts {
+            let label = "\(a.format)/\(a.quant)/seq\(a.seqLen)"
+            do {
+                try bundle.verify(a)
+            } catch {
+                results.append(CheckResult(target: label, caseName: "(sha256)", passed: false,
+                                           detail: error.localizedDescription))
+                continue
+            }
+            let runner: EncoderRunner
+            do {
+                runner = try load(a)
+            } catch {
+                results.append(CheckResult(target: label, caseName: "(load)", passed: false,
+                                           detail: "could not load: \(error.localizedDescription)"))
+                continue
+            }
+            var outputs: [String: [Float]] = [:]
+            results += artifact(name: label, runner: runner, golden: bundle.golden, tolerance: bundle.tolerance(for: a),
+                                padId: bundle.tokenizer.padId, quant: a.quant) { outputs[$0] = $1 }
+            runs.append((a, outputs))
+        }
+        return results + invariance(golden: bundle.golden, runs: runs)
     }
 
     static func firstDifference(_ a: [Int], _ b: [Int]) -> Int {

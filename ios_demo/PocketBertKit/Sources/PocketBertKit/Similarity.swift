@@ -2,7 +2,8 @@ import Foundation
 
 /// Sentence-embedding post-processing: cosine similarity and top-k search.
 public enum Similarity {
-    /// Cosine similarity, computed in Double; 0 when either vector is all zeros.
+    /// Cosine similarity, computed in Double; 0 when one vector is all zeros, 1 when both are (as
+    /// `pocketbert.bundle.parity.cosine` and the Kotlin core).
     public static func cosine(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "cosine of vectors of different lengths \(a.count) and \(b.count)")
         var dot = 0.0, na = 0.0, nb = 0.0
@@ -12,7 +13,7 @@ public enum Similarity {
             na += x * x
             nb += y * y
         }
-        guard na > 0, nb > 0 else { return 0 }
+        guard na > 0, nb > 0 else { return na == nb ? 1 : 0 }
         return Float(dot / (na.squareRoot() * nb.squareRoot()))
     }
 
@@ -64,6 +65,18 @@ public enum MaskedLM {
         var best = values.startIndex
         for i in values.indices where values[i] > values[best] { best = i }
         return best - values.startIndex
+    }
+
+    /// For each `[MASK]` among `ids` (one encoded text), the `k` most likely tokens there, best first: what
+    /// the app shows for an MLM bundle. `logits` is the model output, (seqLen, V) flattened row-major.
+    public static func maskPredictions(ids: [Int], logits: [Float], tokenizer: WordPieceTokenizer, k: Int = 3)
+        -> [[(token: String, probability: Float)]] {
+        guard let maskId = tokenizer.id(of: "[MASK]") else { return [] }
+        let vocab = tokenizer.vocabularySize
+        return ids.enumerated().filter { $0.element == maskId && ($0.offset + 1) * vocab <= logits.count }.map { p in
+            topTokens(logits: logits, vocabularySize: vocab, position: p.offset, k: k)
+                .map { (token: tokenizer.tokens[$0.id], probability: $0.probability) }
+        }
     }
 
     /// The `k` most likely token ids at `position`, with their softmax probabilities.

@@ -15,6 +15,11 @@ import Foundation
 /// 4. strip accents (NFD, then drop nonspacing marks, Mn), when enabled;
 /// 5. lower-case scalar by scalar (full Unicode mapping, no context: "Σ" -> "σ");
 /// 6. split on whitespace, isolate each punctuation scalar (ASCII punctuation or Unicode P*);
+///
+/// The character classes of steps 2, 4, 5 and 6 come from `BertUnicodeTables` (generated from HF
+/// `tokenizers` by android_demo/tools/gen_unicode_tables.py, the same tables as the Kotlin core), not from
+/// `Unicode.Scalar.Properties`, whose Unicode version is the Swift runtime's and differs from HF's; only
+/// the NFD decomposition of step 4 uses Foundation.
 /// 7. greedy longest-match-first WordPiece with "##" continuations; a word longer than
 ///    `maxInputCharsPerWord` scalars, or one that cannot be covered, becomes `[UNK]`.
 public struct WordPieceTokenizer: Sendable {
@@ -207,8 +212,8 @@ public struct WordPieceTokenizer: Sendable {
     func normalize<S: Sequence>(_ text: S) -> Word where S.Element == Unicode.Scalar {
         var out: Word = []
         for scalar in text {
-            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
-            let s: Unicode.Scalar = Self.isWhitespace(scalar) ? " " : scalar
+            if Self.inRanges(BertUnicodeTables.removed, scalar.value) { continue }
+            let s: Unicode.Scalar = Self.inRanges(BertUnicodeTables.spaces, scalar.value) ? " " : scalar
             if options.tokenizeChineseChars && Self.isChineseChar(s) {
                 out.append(" ")
                 out.append(s)
@@ -221,15 +226,15 @@ public struct WordPieceTokenizer: Sendable {
             var view = String.UnicodeScalarView()
             view.append(contentsOf: out)
             out = Word(String(view).decomposedStringWithCanonicalMapping.unicodeScalars)
-                .filter { $0.properties.generalCategory != .nonspacingMark }
+                .filter { !Self.inRanges(BertUnicodeTables.marks, $0.value) }
         }
         if options.lowercase {
+            // Per scalar, as Rust's char::to_lowercase: no context-dependent rules (final sigma stays σ).
             out = out.flatMap { scalar -> Word in
-                if scalar.isASCII {
-                    let byte = UInt8(scalar.value)
-                    return [Unicode.Scalar((65...90).contains(byte) ? byte + 32 : byte)]
+                if let multi = BertUnicodeTables.lowerMulti[scalar.value] {
+                    return multi.compactMap(Unicode.Scalar.init)
                 }
-                return Word(scalar.properties.lowercaseMapping.unicodeScalars)
+                return [Self.lower(scalar)]
             }
         }
         return out
@@ -240,7 +245,7 @@ public struct WordPieceTokenizer: Sendable {
         var words: [Word] = []
         var current: Word = []
         for scalar in text {
-            if scalar.properties.isWhitespace {
+            if Self.isWhitespace(scalar) {
                 if !current.isEmpty { words.append(current); current = [] }
             } else if Self.isPunctuation(scalar) {
                 if !current.isEmpty { words.append(current); current = [] }
@@ -279,43 +284,67 @@ public struct WordPieceTokenizer: Sendable {
 
     // MARK: - Character classes (as the Rust `tokenizers` BERT normalizer and pre-tokenizer)
 
+    /// Unicode White_Space (Rust's char::is_whitespace), which BertPreTokenizer splits on.
     static func isWhitespace(_ s: Unicode.Scalar) -> Bool {
-        s == "\t" || s == "\n" || s == "\r" || s.properties.isWhitespace
-    }
-
-    /// "Other" characters the normalizer drops: Cc, Cf, Co, Cs, but not tab / newline / CR
-    /// (they count as whitespace) and not unassigned code points (Cn), which the reference keeps.
-    static func isControl(_ s: Unicode.Scalar) -> Bool {
-        if s == "\t" || s == "\n" || s == "\r" { return false }
-        switch s.properties.generalCategory {
-        case .control, .format, .privateUse, .surrogate: return true
-        default: return false
-        }
-    }
-
-    static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
-        let v = s.value
-        if (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v) {
-            return true  // all ASCII punctuation, "$+<=>^`|~" included, as BertTokenizer
-        }
-        switch s.properties.generalCategory {
-        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+        switch s.value {
+        case 0x09...0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
             return true
         default:
             return false
         }
     }
 
-    /// The CJK Unified Ideographs blocks BertTokenizer spaces out (not Hiragana, Katakana or Hangul).
+    /// ASCII punctuation (`$+<=>^`|~` included, as BertTokenizer) and Unicode P*, as HF measures them.
+    static func isPunctuation(_ s: Unicode.Scalar) -> Bool {
+        inRanges(BertUnicodeTables.punct, s.value)
+    }
+
+    /// The CJK Unified Ideographs blocks HF `tokenizers` spaces out (its ranges, not Python BERT's;
+    /// not Hiragana, Katakana or Hangul).
     static func isChineseChar(_ s: Unicode.Scalar) -> Bool {
         switch s.value {
         case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F,
-             0x2B740...0x2B81F, 0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+             0x2B740...0x2B81F, 0x2B920...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
             return true
         default:
             return false
         }
+    }
+
+    /// Whether `value` falls in one of the sorted inclusive [first, last] pairs of `table`.
+    static func inRanges(_ table: [UInt32], _ value: UInt32) -> Bool {
+        var lo = 0
+        var hi = table.count / 2 - 1
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            if value < table[2 * mid] {
+                hi = mid - 1
+            } else if value > table[2 * mid + 1] {
+                lo = mid + 1
+            } else {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The single-scalar lower-case mapping of `s` (itself when it has none).
+    static func lower(_ s: Unicode.Scalar) -> Unicode.Scalar {
+        let table = BertUnicodeTables.lower
+        var lo = 0
+        var hi = table.count / 2 - 1
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            let key = table[2 * mid]
+            if s.value < key {
+                hi = mid - 1
+            } else if s.value > key {
+                lo = mid + 1
+            } else {
+                return Unicode.Scalar(table[2 * mid + 1]) ?? s
+            }
+        }
+        return s
     }
 }
 

@@ -3,7 +3,7 @@ import XCTest
 @testable import PocketBertKit
 
 /// The shared golden fixture `tests/fixtures/tiny_bundle` of the repository, which the Python
-/// (`tests/test_fixture_golden.py`) and Kotlin tests read too. It is found from this file's path:
+/// (`tests/export/test_fixture_golden.py`) and Kotlin tests read too. It is found from this file's path:
 /// `<repo>/ios_demo/PocketBertKit/Tests/PocketBertKitTests/Fixture.swift` -> five levels up is `<repo>`.
 /// Set POCKETBERT_FIXTURE to test another bundle folder.
 enum Fixture {
@@ -70,7 +70,7 @@ final class ReplayRunner: EncoderRunner {
         self.seqLen = seqLen
         var outputs: [[Int32]: [Float]] = [:]
         for c in golden.cases where c.ids.count <= seqLen {
-            outputs[c.ids.map { Int32($0) }] = c.expected ?? []
+            outputs[c.ids.map { Int32($0) }] = c.expected(at: seqLen) ?? []
         }
         self.outputs = outputs
     }

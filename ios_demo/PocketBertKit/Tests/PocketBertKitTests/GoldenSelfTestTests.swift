@@ -52,12 +52,45 @@ final class GoldenSelfTestTests: XCTestCase {
         var golden = bundle.golden
         let i = try XCTUnwrap(golden.cases.firstIndex { $0.name == "plain" })
         golden.cases[i].expected![0] += 0.01  // 10x the onnx/fp32 max_abs_diff
+        for b in golden.cases[i].buckets!.indices {  // the case at every bucket (golden.json 1.1)
+            golden.cases[i].buckets![b] = GoldenBucket(seqLen: golden.cases[i].buckets![b].seqLen,
+                                                       expected: golden.cases[i].buckets![b].expected!.enumerated().map {
+                                                           $0.offset == 0 ? $0.element + 0.01 : $0.element
+                                                       }, expectedArgmax: nil)
+        }
         XCTAssertTrue(SelfTest.tokenizer(bundle.tokenizer, golden: golden, seqLens: bundle.seqLens).allSatisfy(\.passed))
         let failed = artifactChecks(bundle, golden: golden).filter { !$0.passed }
         // "plain" fits both buckets: it fails on each artifact, and nothing else does.
         XCTAssertEqual(failed.map(\.caseName), ["plain", "plain"])
         XCTAssertEqual(Set(failed.map(\.target)).count, 2)
         XCTAssertTrue(failed[0].detail.hasPrefix("max|d|"), failed[0].detail)
+    }
+
+    func testEveryCaseIsStoredAtEveryBucketItFits() throws {
+        let bundle = try Fixture.bundle()
+        for c in bundle.golden.cases {
+            XCTAssertEqual(c.buckets?.map(\.seqLen), bundle.seqLens.filter { $0 >= c.ids.count }, c.name)
+            XCTAssertEqual(c.expected(at: c.seqLen), c.expected, c.name)
+        }
+    }
+
+    func testBucketInvarianceFailsWhenOneBucketsOutputIsAltered() throws {
+        let bundle = try Fixture.bundle()
+        let small = try XCTUnwrap(bundle.manifest.artifacts.first { $0.seqLen == 16 })
+        let large = try XCTUnwrap(bundle.manifest.artifacts.first { $0.seqLen == 32 })
+        func outputs(_ a: Artifact) -> [String: [Float]] {
+            var out: [String: [Float]] = [:]
+            _ = SelfTest.artifact(name: a.file, runner: ReplayRunner(golden: bundle.golden, seqLen: a.seqLen),
+                                  golden: bundle.golden, tolerance: bundle.tolerance(for: a)) { out[$0] = $1 }
+            return out
+        }
+        let good = SelfTest.invariance(golden: bundle.golden, runs: [(small, outputs(small)), (large, outputs(large))])
+        XCTAssertEqual(good.count, 2)
+        XCTAssertTrue(good.allSatisfy(\.passed), good.map(\.detail).joined(separator: "; "))
+        var altered = outputs(large)
+        altered["plain"] = altered["plain"]!.enumerated().map { $0.offset % 2 == 0 ? $0.element * 1.1 : $0.element }
+        let bad = SelfTest.invariance(golden: bundle.golden, runs: [(small, outputs(small)), (large, altered)])
+        XCTAssertEqual(bad.filter { !$0.passed }.map(\.caseName), ["plain vs seq32", "plain vs seq16"])
     }
 
     func testToleranceBoundaries() {

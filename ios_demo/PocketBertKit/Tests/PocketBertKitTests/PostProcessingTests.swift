@@ -61,4 +61,15 @@ final class PostProcessingTests: XCTestCase {
         XCTAssertEqual(top.first?.index, 0, "a vector is most similar to itself")
         XCTAssertEqual(top.first?.score ?? 0, 1, accuracy: 1e-5)
     }
+
+    func testMaskPredictionsAtEachMask() throws {
+        let tok = try WordPieceTokenizer(tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"])
+        let ids = tok.encode("a [MASK] b [MASK]")  // [CLS] a [MASK] b [MASK] [SEP]
+        var logits = [Float](repeating: 0, count: ids.count * 7)
+        logits[2 * 7 + 6] = 5  // position 2: "b"
+        logits[4 * 7 + 5] = 5  // position 4: "a"
+        let guesses = MaskedLM.maskPredictions(ids: ids, logits: logits, tokenizer: tok, k: 1)
+        XCTAssertEqual(guesses.map { $0.map(\.token) }, [["b"], ["a"]])
+        XCTAssertTrue(MaskedLM.maskPredictions(ids: tok.encode("a b"), logits: logits, tokenizer: tok).isEmpty)
+    }
 }

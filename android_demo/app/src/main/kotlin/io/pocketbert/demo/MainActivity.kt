@@ -14,7 +14,6 @@ import android.widget.Spinner
 import android.widget.TextView
 import io.pocketbert.core.Artifact
 import io.pocketbert.core.BundleError
-import io.pocketbert.core.CheckResult
 import io.pocketbert.core.ModelRunner
 import io.pocketbert.core.SelfTest
 import io.pocketbert.core.Similarity
@@ -147,22 +146,11 @@ class MainActivity : Activity() {
 
     private fun onSelfTest() {
         val b = bundle ?: return
-        val tok = tokenizer ?: return
         showOutput("Running the golden self-test ...")
         worker.execute {
-            val lines = ArrayList<CheckResult>()
-            try {
-                val golden = b.golden()
-                lines += SelfTest.tokenizer(tok, golden, b.seqLens)
-                for (a in b.artifactsFor(Runtimes.FORMATS)) {
-                    lines += try {
-                        SelfTest.artifact(a, runnerFor(b, a), golden, b.tolerance(a), b.padId)
-                    } catch (e: BundleError) {
-                        listOf(CheckResult(a.label, "(artifact)", false, e.message ?: "bad artifact"))
-                    } catch (e: Exception) {
-                        listOf(CheckResult(a.label, "(load)", false, "could not load: ${e.message}"))
-                    }
-                }
+            val lines = try {
+                // The core's whole self-test (tests/apps/test_conformance.py holds both cores to it).
+                SelfTest.bundle(b, b.artifactsFor(Runtimes.FORMATS), Runtimes.factory, threads)
             } catch (e: BundleError) {
                 return@execute showError(e.message ?: "bad bundle")
             }

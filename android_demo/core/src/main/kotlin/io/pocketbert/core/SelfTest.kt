@@ -2,7 +2,10 @@ package io.pocketbert.core
 
 import java.io.File
 
-/** One golden case (BUNDLE.md `golden.json`). `expected` is null for MLM bundles, which store `expectedArgmax`. */
+/**
+ * One golden case (BUNDLE.md `golden.json`). `expected` is null for MLM bundles, which store `expectedArgmax`.
+ * `expectedByBucket` / `argmaxByBucket` (format 1.1 `buckets`) hold the eager output at every bucket the case fits.
+ */
 class GoldenCase(
     val name: String,
     val text: String,
@@ -12,7 +15,14 @@ class GoldenCase(
     val attentionMask: IntArray,
     val expected: FloatArray?,
     val expectedArgmax: IntArray?,
-)
+    val expectedByBucket: Map<Int, FloatArray> = emptyMap(),
+    val argmaxByBucket: Map<Int, IntArray> = emptyMap(),
+) {
+    /** The eager output at bucket `n` (a 1.0 file's single `expected` stands for every bucket). */
+    fun expectedAt(n: Int): FloatArray? = expectedByBucket[n] ?: expected
+
+    fun expectedArgmaxAt(n: Int): IntArray? = argmaxByBucket[n] ?: expectedArgmax
+}
 
 class Golden(val outputName: String, val seqLens: List<Int>, val cases: List<GoldenCase>) {
     companion object {
@@ -27,12 +37,17 @@ class Golden(val outputName: String, val seqLens: List<Int>, val cases: List<Gol
             val cases = root.list("cases", w).mapIndexed { i, c ->
                 val m = c.asObj("$w cases[$i]")
                 val cw = "$w case ${m["name"] ?: i}"
+                val buckets = (m["buckets"] as? List<Any?>)?.map { it.asObj("$cw buckets") } ?: emptyList()
                 GoldenCase(
                     name = m.str("name", cw), text = m.str("text", cw), ids = m.list("ids", cw).ints(cw),
                     seqLen = m.int("seq_len", cw), inputIds = m.list("input_ids", cw).ints(cw),
                     attentionMask = m.list("attention_mask", cw).ints(cw),
                     expected = (m["expected"] as? List<Any?>)?.floats(cw),
                     expectedArgmax = (m["expected_argmax"] as? List<Any?>)?.ints(cw),
+                    expectedByBucket = buckets.filter { it["expected"] is List<*> }
+                        .associate { it.int("seq_len", cw) to it.list("expected", cw).floats(cw) },
+                    argmaxByBucket = buckets.filter { it["expected_argmax"] is List<*> }
+                        .associate { it.int("seq_len", cw) to it.list("expected_argmax", cw).ints(cw) },
                 )
             }
             return Golden(root.str("output_name", w), root.list("seq_lens", w).ints(w).toList(), cases)
@@ -74,12 +89,16 @@ object SelfTest {
      * with the golden outputs, as `pocketbert verify` does: each case within `tolerance` (max |diff| and cosine);
      * MLM bundles by the share of real positions whose argmax matches, over all cases, per quantization.
      */
-    fun artifact(artifact: Artifact, runner: ModelRunner, golden: Golden, tolerance: Tolerance, padId: Int = 0): List<CheckResult> {
+    fun artifact(
+        artifact: Artifact, runner: ModelRunner, golden: Golden, tolerance: Tolerance, padId: Int = 0,
+        sink: MutableMap<String, FloatArray>? = null,
+    ): List<CheckResult> {
         val n = artifact.seqLen
         val cases = golden.cases.filter { it.ids.size <= n }
         val outputs = cases.map { c ->
             try {
                 runner.run(IntArray(n) { if (it < c.ids.size) c.ids[it] else padId }, IntArray(n) { if (it < c.ids.size) 1 else 0 })
+                    .also { sink?.put(c.name, it) }
             } catch (e: Exception) {
                 e
             }
@@ -87,7 +106,7 @@ object SelfTest {
         if (cases.any { it.expectedArgmax != null }) return mlm(artifact, cases, outputs)
         return cases.zip(outputs).map { (c, out) ->
             when (out) {
-                is FloatArray -> compare(artifact.label, c, out, tolerance)
+                is FloatArray -> compare(artifact.label, c, out, tolerance, n)
                 else -> CheckResult(artifact.label, c.name, false, "runtime error: ${(out as Exception).message?.lineSequence()?.first()}")
             }
         }
@@ -102,7 +121,7 @@ object SelfTest {
         var total = 0
         // (ran, detail) per case; the verdict is on the agreement pooled over all cases, as export/verify.py.
         val perCase = cases.zip(outputs).map { (c, out) ->
-            val argmax = c.expectedArgmax ?: return@map false to "golden case has no expected_argmax"
+            val argmax = c.expectedArgmaxAt(artifact.seqLen) ?: return@map false to "golden case has no expected_argmax"
             if (out !is FloatArray) return@map false to "runtime error: ${(out as Exception).message?.lineSequence()?.first()}"
             if (out.size % artifact.seqLen != 0) return@map false to "output size ${out.size} is not ${artifact.seqLen} x V"
             val v = out.size / artifact.seqLen
@@ -119,8 +138,8 @@ object SelfTest {
         }
     }
 
-    fun compare(target: String, c: GoldenCase, out: FloatArray, tol: Tolerance): CheckResult {
-        val exp = c.expected ?: return CheckResult(target, c.name, false, "golden case has no expected output")
+    fun compare(target: String, c: GoldenCase, out: FloatArray, tol: Tolerance, seqLen: Int = c.seqLen): CheckResult {
+        val exp = c.expectedAt(seqLen) ?: return CheckResult(target, c.name, false, "golden case has no expected output")
         if (exp.size != out.size) return CheckResult(target, c.name, false, "output has ${out.size} values, golden ${exp.size}")
         if (out.any { !it.isFinite() }) return CheckResult(target, c.name, false, "output has NaN or Inf")
         val maxAbs = exp.indices.maxOfOrNull { Math.abs(exp[it].toDouble() - out[it].toDouble()) } ?: 0.0
@@ -130,6 +149,75 @@ object SelfTest {
             target, c.name, ok,
             "max_abs_diff %.3g (<= %.3g), cosine %.6f (>= %.6f)".format(maxAbs, tol.maxAbsDiff, cos, tol.minCosine),
         )
+    }
+
+    /** Bucket invariance: one text's outputs at two buckets must agree at least this well (BUNDLE.md), per quant. */
+    val INVARIANCE_MIN_COSINE = mapOf("fp32" to 0.9999, "fp16" to 0.999, "int8" to 0.99)
+
+    /**
+     * Bucket invariance over the outputs the artifact checks collected (`runs`: artifact -> case -> output): for each
+     * artifact, the minimum cosine between its output on a case and the same format/quant's output on that case
+     * at every other bucket (MLM: the logits of the real positions). One result per artifact that shares a case
+     * with another bucket, as `pocketbert verify` computes it.
+     */
+    fun invariance(golden: Golden, runs: Map<Artifact, Map<String, FloatArray>>): List<CheckResult> {
+        val tokens = golden.cases.associate { it.name to it.ids.size }
+        val mlm = golden.cases.any { it.expectedArgmax != null }
+        fun rows(out: FloatArray, seqLen: Int, case: String): FloatArray =
+            if (mlm) out.copyOf((out.size / seqLen) * tokens.getValue(case)) else out
+        val results = ArrayList<CheckResult>()
+        for ((a, outs) in runs) {
+            var worst = 1.0
+            var worstCase = ""
+            var pairs = 0
+            for ((b, other) in runs) {
+                if (b == a || b.format != a.format || b.quant != a.quant || b.seqLen == a.seqLen) continue
+                for ((case, out) in outs) {
+                    val o = other[case] ?: continue
+                    val x = rows(out, a.seqLen, case)
+                    val y = rows(o, b.seqLen, case)
+                    val cos = if (x.size == y.size) Similarity.cosine(x, y) else 0.0
+                    if (pairs == 0 || cos < worst) { worst = cos; worstCase = "$case vs seq${b.seqLen}" }
+                    pairs++
+                }
+            }
+            if (pairs == 0) continue
+            val need = INVARIANCE_MIN_COSINE[a.quant] ?: 0.9999
+            results += CheckResult(
+                "${a.label} bucket invariance", worstCase, worst >= need,
+                "min cosine %.6f over %d case pairs (>= %.4f)".format(worst, pairs, need),
+            )
+        }
+        return results
+    }
+
+    /**
+     * The whole golden self-test of a bundle, as the app's Self-test button runs it: the tokenizer on every case,
+     * then for each artifact its sha256, its runtime (`factory`) and its outputs within tolerance, then bucket
+     * invariance. A bad artifact becomes a failed check, never an exception.
+     */
+    fun bundle(bundle: Bundle, artifacts: List<Artifact>, factory: RunnerFactory, threads: Int = 1): List<CheckResult> {
+        val golden = bundle.golden()
+        val results = ArrayList(tokenizer(bundle.tokenizer(), golden, bundle.seqLens))
+        val runs = LinkedHashMap<Artifact, Map<String, FloatArray>>()
+        for (a in artifacts) {
+            try {
+                bundle.verifyArtifact(a)
+            } catch (e: BundleError) {
+                results += CheckResult(a.label, "(sha256)", false, e.message ?: "bad artifact")
+                continue
+            }
+            val runner = try {
+                factory.load(bundle.artifactFile(a), a, threads)
+            } catch (e: Exception) {
+                results += CheckResult(a.label, "(load)", false, "could not load: ${e.message?.lineSequence()?.first()}")
+                continue
+            }
+            val outs = LinkedHashMap<String, FloatArray>()
+            runner.use { results += artifact(a, it, golden, bundle.tolerance(a), bundle.padId, outs) }
+            runs[a] = outs
+        }
+        return results + invariance(golden, runs)
     }
 
     private fun argmaxOf(a: FloatArray, off: Int, n: Int): Int {

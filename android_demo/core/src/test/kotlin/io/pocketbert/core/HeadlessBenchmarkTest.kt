@@ -65,7 +65,7 @@ class HeadlessBenchmarkTest {
     fun newerSchemaVersion() {
         val dir = copyBundle("newer")
         val mf = File(dir, "manifest.json")
-        mf.writeText(mf.readText().replaceFirst("\"schema_version\": \"1.0\"", "\"schema_version\": \"2.0\""))
+        mf.writeText(mf.readText().replaceFirst(Regex("\"schema_version\": \"1\\.[0-9]+\""), "\"schema_version\": \"2.0\""))
         expectBundleError(dir, "schema_version 2.0 is not supported", "update the app")
         assertEquals(false, bench(dir, "newer_schema")["complete"])
     }

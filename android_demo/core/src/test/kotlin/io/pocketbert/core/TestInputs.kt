@@ -3,11 +3,11 @@ package io.pocketbert.core
 import org.junit.Assert.fail
 import java.io.File
 
-/** Inputs prepared by tests/test_android_core.py, passed as -Dpocketbert.<name>=<path>. */
+/** Inputs prepared by tests/apps/test_android_core.py, passed as -Dpocketbert.<name>=<path>. */
 object TestInputs {
     fun file(name: String): File {
         val v = System.getProperty("pocketbert.$name")
-            ?: fail("system property pocketbert.$name is not set; run through tests/test_android_core.py") as Nothing
+            ?: fail("system property pocketbert.$name is not set; run through tests/apps/test_android_core.py") as Nothing
         return File(v)
     }
 

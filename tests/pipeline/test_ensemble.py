@@ -1,0 +1,139 @@
+"""Multi-teacher (ensemble) distillation: the losses against their plain formulas, the on-disk teacher
+embedding cache (no teacher forward on a second run), initialisation from another checkpoint's layers,
+and the one-line error for token-aligned objectives whose teacher and student tokenizers differ."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import synthetic_corpus
+
+from pocketbert.cli import main
+from pocketbert.pipeline import losses, teacher_cache
+from pocketbert.pipeline.checkpoint import load_checkpoint
+
+from conftest import make_hf_checkpoint
+
+
+def test_similarity_mse_against_its_formula():
+    torch.manual_seed(0)
+    s, t1, t2 = torch.randn(5, 8), torch.randn(5, 16), torch.randn(5, 4)
+    weights = [1.0, 3.0]
+
+    def cos_matrix(x):
+        return torch.tensor([[float(torch.dot(x[i], x[j]) / (x[i].norm() * x[j].norm())) for j in range(len(x))]
+                             for i in range(len(x))])
+
+    plain = sum(w / 4.0 * ((cos_matrix(s) - cos_matrix(t)) ** 2).mean() for w, t in zip(weights, (t1, t2)))
+    assert torch.allclose(losses.similarity_mse(s, [t1, t2], weights), plain, atol=1e-6)
+    # = MSE against the weighted mean teacher matrix, plus a constant that does not depend on the student
+    mean = 0.25 * cos_matrix(t1) + 0.75 * cos_matrix(t2)
+    const = sum(w / 4.0 * ((cos_matrix(t) - mean) ** 2).mean() for w, t in zip(weights, (t1, t2)))
+    assert torch.allclose(((cos_matrix(s) - mean) ** 2).mean() + const, plain, atol=1e-6)
+
+
+def test_ensemble_target_rows_give_the_ensemble_cosine():
+    torch.manual_seed(1)
+    t1, t2 = torch.randn(4, 6), torch.randn(4, 3)
+    target = losses.ensemble_target([t1, t2], [1.0, 1.0])
+    assert target.shape == (4, 9)
+    assert torch.allclose(target.norm(dim=1), torch.ones(4), atol=1e-6)
+    cos = torch.nn.functional.cosine_similarity
+    expected = 0.5 * cos(t1[0], t1[1], dim=0) + 0.5 * cos(t2[0], t2[1], dim=0)
+    assert torch.allclose(target[0] @ target[1], expected, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def second_teacher(tmp_path_factory) -> Path:
+    """Another tiny BERT (different weights): the second teacher and a layer source."""
+    return make_hf_checkpoint(tmp_path_factory.mktemp("teacher_b"), "bert", seed=7)
+
+
+def _ensemble(tmp_path: Path, teachers: list[Path], corpus: Path, out: str, *extra: str) -> list[str]:
+    listed = ", ".join(f"{{path: {t}, weight: {w}}}" for t, w in zip(teachers, (1.0, 2.0)))
+    return ["distill", "distill-embedding-tiny", "objective=ensemble", f"teachers=[{listed}]",
+            f"data.train=[{corpus}]", f"out={tmp_path / out}", "train.max_steps=6", "train.threads=1",
+            "loss.alpha_proj_cos=1.0", "loss.alpha_proj_mse=1.0", *extra]
+
+
+@pytest.mark.integration
+def test_teacher_embeddings_are_cached_on_disk(tmp_path, tiny_bert, second_teacher, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 120)
+    calls = []
+    real = teacher_cache.embed_texts
+
+    def counting(model, tokenizer, texts, **kw):  # every teacher forward of the objective goes through here
+        calls.append(len(texts))
+        return real(model, tokenizer, texts, **kw)
+
+    monkeypatch.setattr(teacher_cache, "embed_texts", counting)
+    assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "a")) == 0
+    first = json.loads((tmp_path / "a" / "pocketbert.json").read_text())
+    n_texts = first["data"]["texts"]
+    assert calls == [n_texts, n_texts]
+    assert [t["hit"] for t in first["teachers"]] == [False, False]
+    assert set(first["metrics"]["final_terms"]) == {"sim_mse", "proj_cos", "proj_mse"}
+    assert len(list((tmp_path / "cache" / "teacher_emb").glob("*.npy"))) == 2
+
+    calls.clear()
+    assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "b")) == 0
+    second = json.loads((tmp_path / "b" / "pocketbert.json").read_text())
+    assert calls == []  # no teacher forward on the second run
+    assert [t["hit"] for t in second["teachers"]] == [True, True]
+    assert [t["key"] for t in second["teachers"]] == [t["key"] for t in first["teachers"]]
+    # one more text is a new corpus: a new key, and a teacher pass again
+    with open(corpus, "a") as f:
+        f.write("a completely new sentence about cheese\n")
+    assert main(_ensemble(tmp_path, [tiny_bert], corpus, "c")) == 0
+    assert calls == [n_texts + 1]
+    # the projection is training-only: the checkpoint holds an encoder of the student's width and nothing else
+    assert load_checkpoint(tmp_path / "a").model.config.hidden_size == 32
+
+
+@pytest.mark.integration
+def test_student_from_another_checkpoints_layers(tmp_path, tiny_bert, second_teacher, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 80)
+    argv = _ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "s", "loss.alpha_proj_cos=0",
+                     "loss.alpha_proj_mse=0", f"student.source={second_teacher}", "student.layers=1",
+                     "train.max_steps=1", "train.lr=0")
+    assert main(argv) == 0
+    rec = json.loads((tmp_path / "s" / "pocketbert.json").read_text())
+    assert rec["student_init"] == {"init": "layers", "layer_map": [1], "source": str(second_teacher.resolve())}
+    student = load_checkpoint(tmp_path / "s").model.state_dict()
+    source = load_checkpoint(second_teacher).model.state_dict()
+    for key, value in student.items():  # lr 0: the student is still layer 1 of the source
+        assert torch.equal(value, source[key.replace("encoder.layer.0.", "encoder.layer.1.", 1)]), key
+
+
+@pytest.mark.integration
+def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
+    trimmed = tmp_path / "trimmed"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
+                 "--out", str(trimmed)]) == 0
+    capsys.readouterr()
+    code = main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"student.source={trimmed}",
+                 "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "tokenizers differ" in err and "objective ensemble" in err
+    assert not (tmp_path / "o").exists()
+    # the sentence-level objective takes the same pair: each teacher embeds with its own tokenizer
+    assert main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+                 f"student.source={trimmed}", "student.layers=0", f"data.train=[{corpus}]",
+                 f"out={tmp_path / 'e'}", "train.max_steps=2", "train.threads=1"]) == 0
+    assert load_checkpoint(tmp_path / "e").model.config.vocab_size < load_checkpoint(tiny_bert).model.config.vocab_size
+
+
+@pytest.mark.integration
+def test_several_teachers_need_the_ensemble_objective(tmp_path, tiny_bert, second_teacher, capsys):
+    code = main(["distill", "distill-embedding-tiny", f"teachers=[{{path: {tiny_bert}}}, {{path: {second_teacher}}}]",
+                 f"out={tmp_path / 'o'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "objective ensemble" in err and len(err.splitlines()) == 1, err
