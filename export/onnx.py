@@ -135,10 +135,12 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
                 else:
                     # int8 first: quantize_dynamic's shape inference fails on the opset-21 graph that
                     # MatMulNBitsQuantizer writes (2-layer student); MatMulNBits then takes the fp32 rest.
+                    # The kept nodes stay excluded: an int8 Gather keeps its name and op type, and would be
+                    # quantized again (an invalid GatherBlockQuantized).
                     int8 = Path(tmp) / "int8.onnx"
                     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
                                      nodes_to_quantize=keep, op_types_to_quantize=["MatMul", "Gather"])
-                    _int4(int8, path, [])
+                    _int4(int8, path, keep)
         else:
             raise PocketBertError(f"onnx has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
     ops = sorted({n.op_type for n in onnx.load(str(path)).graph.node})
