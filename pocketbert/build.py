@@ -41,8 +41,16 @@ class BenchSection:
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     runs: int = 50
     warmup: int = 10
-    baseline: str | None = "teacher"  # teacher (PyTorch eager fp32, ONNX Runtime fp32/int8) | null
+    # teacher | peers | teacher,peers | null: the teacher the recipe names and/or pocketbert's named peers,
+    # each as users run it (PyTorch eager fp32, ONNX Runtime fp32 and int8), interleaved with the artifacts
+    baseline: str | None = "teacher"
+    peers: list[str] = field(default_factory=list)  # more peers: folders, named peers, .onnx encoders
     enabled: bool = True
+
+    def references(self) -> tuple[bool, list[str]]:
+        """(measure the teacher?, peer names) from `baseline` and `peers`."""
+        wanted = set((self.baseline or "").split(","))
+        return "teacher" in wanted, (["default"] if "peers" in wanted else []) + self.peers
 
 
 @dataclass
@@ -69,10 +77,40 @@ class BuildRecipe:
                 section.check()
         if not self.export.formats or not self.export.quant or not self.export.seq_len:
             raise PocketBertError("export.formats, export.quant and export.seq_len must not be empty")
+        if self.bench.baseline not in (None, "teacher", "peers", "teacher,peers"):
+            raise PocketBertError(f"bench.baseline {self.bench.baseline!r}: use teacher, peers, teacher,peers or null")
         for s in self.bench.seq_len:
             if s not in self.export.seq_len:
                 raise PocketBertError(
                     f"bench.seq_len {s} is not an exported bucket; export.seq_len is {self.export.seq_len}")
+
+
+def references(teacher: str | None, peers: list[str], tokenizer: str | None = None) -> tuple:
+    """(teacher, [peers]) as runtime_bench References: resolved checkpoint folders and their encoder configs.
+
+    `teacher` and each peer are anything a checkpoint argument takes (`minilm`, a folder, a named peer such
+    as `paraphrase-minilm-l3`, an `.onnx` encoder with `tokenizer`); `peers` may hold `default` for the named
+    peers pocketbert knows (pipeline/peers.py). A static peer has no transformer to run and is refused.
+    """
+    from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
+    from pocketbert.pipeline.peers import NAMED_PEERS
+    from pocketbert.pipeline.static import is_static
+    from pocketbert.runtime_bench.baselines import Reference
+
+    ref = None
+    if teacher is not None:
+        path = resolve_teacher(teacher)
+        ref = Reference(path, read_config(path).to_dict())
+    names = list(dict.fromkeys(n for p in peers for n in (NAMED_PEERS if p == "default" else [p])))
+    out = []
+    for name in names:
+        if is_static(name):
+            raise PocketBertError(f"peer {name} is a static model: `pocketbert eval {name}` scores it; "
+                                  "bench measures transformer peers")
+        path = resolve_teacher(name, tokenizer)
+        label = str(name) if name in NAMED_PEERS else (Path(name).stem if Path(name).is_file() else Path(name).name)
+        out.append(Reference.peer(label, path, read_config(path).to_dict()))
+    return ref, out
 
 
 def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRecipe:
@@ -181,9 +219,10 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                         f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
     if recipe.eval.sts:
         sts = str(Path(recipe.eval.sts).resolve())
-        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts},
-                            lambda resume: _eval(out / "bundle", sts, out / "eval.json"), "eval.json", inputs=[sts],
-                            describe=f"pocketbert eval bundle --sts {sts}"))
+        refs = _reference_names(recipe, out)
+        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs},
+                            lambda resume: _eval(out, sts, refs), "eval.json", inputs=[sts],
+                            describe=f"pocketbert eval bundle --sts {sts}" + (f" (and {', '.join(refs)})" if refs else "")))
     if recipe.bench.enabled:
         stages.append(_bench_stage(recipe, out, command))
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
@@ -196,11 +235,29 @@ def _export_summary(manifest: dict) -> dict:
                           for a in manifest["artifacts"]]}
 
 
-def _eval(bundle: Path, sts: str, dst: Path) -> dict:
-    from pocketbert.export.evaluate import evaluate_bundle
+def _reference_names(recipe: BuildRecipe, out: Path) -> list[str]:
+    """The models the bench stage compares with (teacher first), as checkpoint arguments."""
+    if not recipe.bench.enabled:
+        return []
+    with_teacher, peers = recipe.bench.references()
+    teacher = _bench_teacher(recipe, out) if with_teacher else None
+    from pocketbert.pipeline.peers import NAMED_PEERS
 
-    result = evaluate_bundle(bundle, sts)
-    dst.write_text(json.dumps(result, indent=2) + "\n")  # the stage's output file; bench reads it
+    names = [n for p in peers for n in (NAMED_PEERS if p == "default" else [p])]
+    return list(dict.fromkeys(([teacher] if teacher else []) + names))
+
+
+def _eval(out: Path, sts: str, refs: list[str]) -> dict:
+    """STS through every artifact of the bundle (eval.json), and of each reference model in PyTorch fp32
+    (eval_refs/<n>.json), so that the report's verdict compares like with like."""
+    from pocketbert.export.evaluate import evaluate_bundle
+    from pocketbert.pipeline.evaluate import evaluate_model
+
+    result = evaluate_bundle(out / "bundle", sts)
+    (out / "eval_refs").mkdir(exist_ok=True)
+    for i, name in enumerate(refs):
+        (out / "eval_refs" / f"{i}.json").write_text(json.dumps(evaluate_model(name, sts), indent=2) + "\n")
+    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")  # written last: the stage's output
     return result
 
 
@@ -208,27 +265,27 @@ def _bench_stage(recipe: BuildRecipe, out: Path, command: str) -> Stage:
     from pocketbert.runtime_bench.bench import BenchOptions
 
     b = recipe.bench
-    teacher = _bench_teacher(recipe, out) if b.baseline == "teacher" else None
+    with_teacher, peers = b.references()
+    teacher = _bench_teacher(recipe, out) if with_teacher else None
+    quality = [str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json")
+                                         for i in range(len(_reference_names(recipe, out))))] if recipe.eval.sts else []
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
-                        seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline=b.baseline,
-                        quality=[str(out / "eval.json")] if recipe.eval.sts else [],
-                        command=f"{command} [stage bench]")
-    config = {**_key(opts), "teacher": teacher}
+                        seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if with_teacher else None,
+                        quality=quality, command=f"{command} [stage bench]")
+    config = {**_key(opts), "teacher": teacher, "peers": peers}
 
     def run(resume: bool) -> dict:
         import sys
 
-        from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
-        from pocketbert.runtime_bench.baselines import Teacher
         from pocketbert.runtime_bench.bench import main
 
-        if teacher is not None:
-            opts.teacher = Teacher(resolve_teacher(teacher), read_config(teacher).to_dict())
+        opts.teacher, opts.peers = references(teacher, peers)
         doc, text = main(opts, log=lambda s: print(s, file=sys.stderr))
-        return {"rows": len(doc["rows"]), "teacher": str(opts.teacher.path) if opts.teacher else None}
+        return {"rows": len(doc["rows"]), "teacher": str(opts.teacher.path) if opts.teacher else None,
+                "peers": [str(p.path) for p in opts.peers]}
 
-    return Stage("bench", config, run, "results.json",
-                 describe=f"pocketbert bench bundle (threads {b.threads}, seq {b.seq_len}, baseline {teacher or '-'})")
+    return Stage("bench", config, run, "results.json", describe=f"pocketbert bench bundle (threads {b.threads}, "
+                 f"seq {b.seq_len}, teacher {teacher or '-'}, peers {', '.join(peers) or '-'})")
 
 
 def _report(out: Path) -> dict:

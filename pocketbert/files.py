@@ -67,6 +67,18 @@ def atomic_output_dir(out: str | os.PathLike, marker: str) -> Iterator[Path]:
         os.rename(tmp, out)
 
 
+def read_json(path: str | os.PathLike, missing: str, invalid_fix: str):
+    """A JSON document from a file; a one-line PocketBertError when it is not a file (`missing` says what
+    to pass instead) or not valid JSON (`invalid_fix` ends the message)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PocketBertError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PocketBertError(f"{path} is not valid JSON ({e}){invalid_fix}") from None
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write JSON through a temporary file and a rename (readers never see half a file)."""
     path = Path(path)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
+from pocketbert.files import read_json
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_MAJOR = 1
@@ -36,12 +37,7 @@ def validate_results(doc: dict, where: str = "results") -> None:
 
 def read_results(path: str | os.PathLike) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise PocketBertError(f"results file {path} does not exist; pass the --out of `pocketbert bench`")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PocketBertError(f"{path} is not valid JSON ({e})") from None
+    doc = read_json(path, f"results file {path} does not exist; pass the --out of `pocketbert bench`", "")
     validate_results(doc, str(path))
     return doc
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import path_sha256
+from pocketbert.files import path_sha256, read_json
 
 SCHEMA_VERSION = "1.1"  # 1.1: golden cases per bucket, artifacts[].invariance
 SCHEMA_MAJOR = 1
@@ -161,12 +161,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if not root.is_dir():
         raise PocketBertError(f"bundle {root} does not exist or is not a folder; pass the --out folder of `pocketbert export`")
     mpath = root / MANIFEST
-    if not mpath.is_file():
-        raise PocketBertError(f"{root} has no {MANIFEST}; pass a bundle written by `pocketbert export`")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PocketBertError(f"{mpath} is not valid JSON ({e}); re-export the bundle") from None
+    manifest = read_json(mpath, f"{root} has no {MANIFEST}; pass a bundle written by `pocketbert export`",
+                         "; re-export the bundle")
     validate_manifest(manifest, str(mpath))
     bundle = Bundle(root, manifest)
     tok = manifest["tokenizer"]

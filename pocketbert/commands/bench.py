@@ -1,11 +1,13 @@
-HELP = "measure a bundle's artifacts (size, load, latency, memory) on this host or a phone, beside the teacher"
+HELP = "measure a bundle's artifacts (size, load, latency, memory) on this host or a phone, beside the teacher and peers"
 DESCRIPTION = """Measure every artifact of a bundle the same way: load time, first inference, latency
 p50/p90/p99 and the 10-90% trimmed mean, peak RSS increase, file size, per thread count, each row in a
 fresh process pinned to cores. With --baseline teacher the teacher runs interleaved (A B A B) as users
-run it today (PyTorch eager fp32, ONNX Runtime fp32 and int8) and speedups are computed pair by pair.
+run it today (PyTorch eager fp32, ONNX Runtime fp32 and int8) and speedups are computed pair by pair;
+--baseline teacher,peers (or --peer MODEL, repeated) adds the public models a user could download instead.
 Results follow runtime_bench/results.schema.json and are saved as each group finishes.
 
   pocketbert bench s3_bundle --threads 1,2 --seq-len 32,128 --baseline teacher --out results.json
+  pocketbert bench s3_bundle --threads 1 --baseline teacher,peers --out results.json   # + paraphrase-MiniLM-L3-v2
   pocketbert bench s3_bundle --device adb --out phone.json            # the Android demo's headless benchmark
   pocketbert bench s3_bundle --device adb:SERIAL --binary benchmark_model --out phone.json
   pocketbert bench s3_bundle --device qemu:cortex-a55 --out a55.json    # golden parity on an emulated Arm core
@@ -32,8 +34,13 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed inferences per row before timing (default 10)")
     p.add_argument("--rounds", type=int, default=None, help="interleaving rounds (default: --runs, i.e. one timed run per row per round: A B A B ...)")
     p.add_argument("--formats", default=None, help="only these formats, e.g. onnx,tflite (default: all)")
-    p.add_argument("--baseline", choices=["teacher"], default=None,
-                   help="also measure the bundle's teacher as users run it today (eager fp32, ONNX Runtime fp32/int8)")
+    p.add_argument("--baseline", choices=["teacher", "peers", "teacher,peers"], default=None,
+                   help="also measure the bundle's teacher and/or the public peers pocketbert knows "
+                        "(paraphrase-MiniLM-L3-v2) as users run them today (eager fp32, ONNX Runtime fp32/int8)")
+    p.add_argument("--peer", action="append", default=[], metavar="MODEL",
+                   help="a peer to measure beside the bundle (repeatable): a named peer, a sentence-transformers "
+                        "folder, or an .onnx encoder with --peer-tokenizer")
+    p.add_argument("--peer-tokenizer", default=None, help="tokenizer folder (or `minilm`) for an .onnx --peer")
     p.add_argument("--teacher", default=None,
                    help="teacher HF folder or `minilm` for --baseline (default: the teacher the bundle's manifest records)")
     p.add_argument("--cache", default=None, help="folder for the teacher's ONNX baseline files (default ~/.cache/pocketbert)")
@@ -54,20 +61,18 @@ def add_arguments(p) -> None:
 def run(args):
     import sys
 
-    from pocketbert.runtime_bench.baselines import Teacher
+    from pocketbert.build import references
     from pocketbert.runtime_bench.bench import BenchOptions, main
 
-    teacher = None
-    if args.teacher:
-        from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
-
-        teacher = Teacher(resolve_teacher(args.teacher), read_config(args.teacher).to_dict())
+    wanted = set((args.baseline or "").split(","))
+    teacher, peers = references(args.teacher, (["default"] if "peers" in wanted else []) + args.peer,
+                                args.peer_tokenizer)
     opts = BenchOptions(
         bundle=args.bundle, out=args.out, device=args.device, threads=_int_list(args.threads, "--threads"),
         seq_lens=_int_list(args.seq_len, "--seq-len") if args.seq_len else None, runs=args.runs,
         warmup=args.warmup, rounds=args.rounds,
         formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
-        baseline=args.baseline, teacher=teacher, quality=args.quality or [], profile=not args.no_profile,
+        baseline="teacher" if "teacher" in wanted else None, teacher=teacher, peers=peers, quality=args.quality or [], profile=not args.no_profile,
         cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
         command=args.command_line)
     return main(opts, log=lambda s: print(s, file=sys.stderr))

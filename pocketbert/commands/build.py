@@ -29,7 +29,10 @@ def run(args):
 
     from pocketbert.build import main
 
-    summary = main(args.recipe, args.overrides, args.out, from_stage=args.from_stage, command=args.command_line)
+    recipe, overrides = args.recipe, list(args.overrides)
+    if "=" in recipe and not Path(recipe).exists():  # `pocketbert build key=value ...`: overrides of the default
+        recipe, overrides = "build-default", [recipe, *overrides]
+    summary = main(recipe, overrides, args.out, from_stage=args.from_stage, command=args.command_line)
     out = summary["out"]
     lines = [f"build {out}:"] + [f"  {k:<8} {v['status']:<5} {v['seconds'] or 0:7.0f} s"
                                  for k, v in summary["stages"].items()]

@@ -263,3 +263,30 @@ def test_interrupted_run_keeps_what_it_measured(tiny_bundle, tmp_path):
     assert doc["complete"] is False
     assert doc["rows"] and all(r["status"] == "ok" for r in doc["rows"])
     assert len(doc["rows"]) < 2 * 2 * len(SEQ_LENS)  # not everything was measured
+
+
+def test_peers_are_measured_in_the_same_run(tmp_path, tiny_bundle, bench_teacher, capsys):
+    """`--peer MODEL` (repeatable) runs a public model the same way as the teacher, interleaved, and the
+    artifacts get speed-ups against it; the rows validate in the results schema."""
+    peer = make_hf_checkpoint(tmp_path / "peer", "bert")
+    out = tmp_path / "results.json"
+    assert main(["bench", str(tiny_bundle), "--threads", "1", "--seq-len", "16", "--runs", "3", "--warmup", "1",
+                 "--formats", "onnx", "--no-profile", "--peer", str(peer), "--cache", str(tmp_path / "cache"),
+                 "--out", str(out)]) == 0
+    doc = read_results(out)  # schema-validated
+    prefix = f"peer_{peer.name}"
+    for tail in ("pytorch_fp32", "onnx_fp32", "onnx_int8"):
+        (row,) = _rows(doc, name=f"{prefix}_{tail}")
+        assert row["role"] == "baseline" and row["status"] == "ok"
+    assert not _rows(doc, name="teacher_onnx_int8")  # only what was asked for
+    for row in _rows(doc, role="artifact", status="ok"):
+        assert row["speedup_vs"][f"{prefix}_onnx_int8"] > 0
+    assert f"vs {prefix}_onnx_int8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("peer, words", [("/nope/peer", "does not exist"), ("potion-base-2m", "static model")])
+def test_bad_peer_is_one_line(tmp_path, tiny_bundle, capsys, peer, words):
+    assert main(["bench", str(tiny_bundle), "--peer", peer, "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
+    assert not (tmp_path / "r.json").exists()
