@@ -38,15 +38,10 @@ def warm_up(fmt: str) -> None:
 
 
 def tool_versions(fmt: str) -> dict[str, str]:
-    from importlib import metadata
+    """The versions an artifact of `fmt` records: its toolchain's distributions only."""
+    from pocketbert.files import dist_versions
 
-    out = {}
-    for name in TOOLS[fmt]:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return dist_versions(*TOOLS[fmt])
 
 
 def run_or_skip(fmt: str, path, inputs: list[tuple], seq_len: int, out_name: str, out_shape: list[int],

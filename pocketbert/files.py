@@ -104,16 +104,21 @@ def path_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tool_versions(*dists: str) -> dict[str, str]:
-    """Installed versions of the named distributions (plus python and pocketbert)."""
-    names = ("pocketbert", "torch", "transformers", "tokenizers", "safetensors", *dists)
-    out = {"python": platform.python_version()}
-    for name in dict.fromkeys(names):
+def dist_versions(*dists: str) -> dict[str, str]:
+    """Installed versions of exactly the named distributions ("not installed" where absent)."""
+    out = {}
+    for name in dict.fromkeys(dists):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
     return out
+
+
+def tool_versions(*dists: str) -> dict[str, str]:
+    """Installed versions of the named distributions (plus python, pocketbert and the model stack)."""
+    return {"python": platform.python_version(),
+            **dist_versions("pocketbert", "torch", "transformers", "tokenizers", "safetensors", *dists)}
 
 
 def git_commit() -> str | None:

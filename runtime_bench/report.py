@@ -93,8 +93,8 @@ def verdict(doc: dict) -> dict | None:
     """The answer a reader wants first: the student against the teacher and the peers at the largest
     bucket and the fewest threads: quality, size, p50 and speed-up, and one sentence on which to ship.
 
-    The student is its best artifact: the smallest whose quality is within 0.5 of the best artifact's
-    (the fastest when no quality was measured). A reference model's quality is its fp32 evaluation; its
+    The student is its best artifact: the fastest whose quality is within 0.5 of the best artifact's
+    (differences below that are run-to-run noise), or the fastest when no quality was measured. A reference model's quality is its fp32 evaluation; its
     size and latency are those of its ONNX Runtime int8 row, the smallest way users ship it.
     """
     ok = [r for r in doc["rows"] if r["status"] == OK and r.get("latency_ms_p50") is not None]
@@ -107,8 +107,7 @@ def verdict(doc: dict) -> dict | None:
         return None
     best_q = max((_quality(r)[1] for r in arts if _quality(r)), default=None)
     pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - 0.5)]
-    student = min(pool, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]) if best_q is not None
-                  else (r["latency_ms_p50"], 0))
+    student = min(pool, key=lambda r: (r["latency_ms_p50"], r.get("size_bytes") or 0))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
     metric = (_quality(student) or ("sts_spearman_x100", None))[0]

@@ -151,7 +151,7 @@ def test_verdict_card_leads_the_report_and_names_what_to_ship(results_file, tmp_
     card = verdict(beaten)
     assert (card["seq_len"], card["threads"]) == (128, 1)
     student = card["rows"][0]
-    # the smallest artifact within 0.5 of the best artifact's quality: the int8 .tflite (0.80 vs 0.81)
+    # the fastest artifact within 0.5 of the best artifact's quality: the int8 .tflite (0.80 vs 0.81)
     assert student["row"] == "s3_litert_int8_seq128.tflite" and student["quality"] == 0.80
     models = [r["model"] for r in card["rows"]]
     assert models == ["student", "teacher", "peer_l3"]
