@@ -2,7 +2,11 @@
 
 Set up (validate every input before any work), run (export each format x quant x bucket),
 verify (each artifact in its own runtime against eager PyTorch fp32, right after writing it),
+gate (each format x quant family against the embedding geometry of fp32, gate.py; embedding bundles),
 write (atomically: a temporary folder renamed into place only when every artifact passed).
+
+`--quant auto` walks each format's ladder (quant.AUTO_LADDER, smallest first), exporting and gating
+each rung, and keeps the first that passes; the manifest's `quant_auto` says what was tried and why.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import random
 import shutil
 import sys
 import time
@@ -26,8 +31,9 @@ from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
 from . import formats
+from .gate import GateConfig, build_reference, gate_family, sensitive_parts, sensitivity
 from .golden import build_golden
-from .quant import RECIPES, check_pair
+from .quant import CALIBRATED, INT4_GROUP, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
@@ -35,6 +41,8 @@ log = logging.getLogger("pocketbert.export")
 DEFAULT_FORMATS = tuple(FORMATS)
 DEFAULT_QUANTS = ("fp32", "int8")
 DEFAULT_SEQ_LENS = (128,)
+AUTO = "auto"
+CALIBRATION_TEXTS = 64  # corpus sentences the static rungs calibrate on (per bucket)
 
 
 @dataclass
@@ -48,16 +56,42 @@ class ExportConfig:
     seq_lens: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
     task: str | None = None  # None: the checkpoint's task
     name: str | None = None  # model name in file names; None: the checkpoint folder's name
+    corpus: list[str] | None = None  # sentences that calibrate and feed the gate (the CLI reads --corpus files)
+    sts: str | None = None  # STS-B TSV for the gate's STS delta (required by --quant auto)
+    gate: bool = True  # run the geometry gate (embedding bundles)
+    gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
+    max_sts_drop: float = 1.0  # gate: STS points below fp32 that still pass
     command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
     def __post_init__(self) -> None:
         if not self.formats:
             raise PocketBertError(f"--formats is empty; choose from {', '.join(FORMATS)}")
         if not self.quants:
-            raise PocketBertError(f"--quant is empty; choose from {', '.join(QUANTS)}")
+            raise PocketBertError(f"--quant is empty; choose from {', '.join(QUANTS)} or {AUTO}")
+        if AUTO in self.quants:
+            if self.quants != [AUTO]:
+                raise PocketBertError(f"--quant {','.join(self.quants)}: auto picks the rung itself; pass --quant auto alone")
+            if not self.sts:
+                raise PocketBertError("--quant auto measures the STS drop: pass --sts with an STS-B TSV "
+                                      "(e.g. ../shared/data/stsb/dev.tsv)")
+            if not self.gate:
+                raise PocketBertError("--quant auto chooses by the gate; drop --no-gate")
+            if not self.corpus:
+                raise PocketBertError("--quant auto gates on corpus sentences: pass --corpus")
+        else:
+            for fmt in self.formats:
+                for q in self.quants:
+                    check_pair(fmt, q)
+        needs_text = {"int8-static", "int4-mixed"} & set(self.quants + (["int8-static"] if self.auto else []))
+        if needs_text and not self.corpus:
+            raise PocketBertError(f"--quant {','.join(sorted(needs_text))} calibrates on corpus text: pass --corpus")
         for fmt in self.formats:
-            for q in self.quants:
-                check_pair(fmt, q)
+            if fmt not in FORMATS:
+                raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if self.gate_sample <= 10:
+            raise PocketBertError(f"--gate-sample {self.gate_sample}: give more than 10 sentences (top-10 needs them)")
+        if self.sts and not Path(self.sts).is_file():
+            raise PocketBertError(f"--sts {self.sts}: no such file; pass an STS-B TSV such as ../shared/data/stsb/dev.tsv")
         if not self.seq_lens or any(n < 2 for n in self.seq_lens):
             raise PocketBertError(f"--seq-len {self.seq_lens}: each length must be an integer >= 2")
         self.formats = list(dict.fromkeys(self.formats))
@@ -65,6 +99,13 @@ class ExportConfig:
         self.seq_lens = sorted(set(self.seq_lens))
         if self.task is not None and self.task not in ("embedding", "mlm", "classification"):
             raise PocketBertError(f"--task {self.task!r}: choose embedding, mlm or classification")
+
+    @property
+    def auto(self) -> bool:
+        return self.quants == [AUTO]
+
+    def rungs(self, fmt: str) -> list[str]:
+        return auto_ladder(fmt) if self.auto else self.quants
 
 
 def parse_csv(value: str, what: str) -> list[str]:
@@ -150,6 +191,122 @@ def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], 
     return skipped or compare(outputs, refs, tol)
 
 
+def _corpus_sample(cfg: ExportConfig, need: bool) -> list[str]:
+    """Distinct corpus sentences in a fixed shuffled order: the first CALIBRATION_TEXTS calibrate, the
+    next `gate_sample` are the gate's retrieval sample. Empty when nothing needs them or none were given."""
+    if not need or not cfg.corpus:
+        return []
+    texts = list(dict.fromkeys(cfg.corpus))
+    random.Random(0).shuffle(texts)
+    if len(texts) < CALIBRATION_TEXTS + 11:
+        raise PocketBertError(f"the corpus has {len(texts)} distinct sentences; calibration and the gate need at "
+                              f"least {CALIBRATION_TEXTS + 11}: pass more text with --corpus")
+    return texts
+
+
+def _calibration_inputs(tok, texts: list[str], seq_len: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each text as int32 (1, seq_len) input_ids / attention_mask, truncated keeping [SEP] last."""
+    out = []
+    for ids in tok.encode_ids(texts):
+        if len(ids) > seq_len:
+            ids = ids[: seq_len - 1] + [ids[-1]]
+        out.append(case_inputs({"name": "calibration", "ids": ids}, seq_len, tok.pad_id))
+    return out
+
+
+def _mixed_plan(module: TaskModule, inputs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """What int4-mixed keeps at int8: the parts whose int4 error alone is largest (gate.sensitivity)."""
+    losses = sensitivity(module, inputs, INT4_GROUP)
+    return {"int4_loss": {k: round(v, 6) for k, v in losses.items()}, "kept_int8": sensitive_parts(losses),
+            "measure": "1 - mean cosine to fp32 with only that part's weights at int4 (eager, calibration sentences); "
+                       "parts at >= half the largest loss stay int8"}
+
+
+def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
+                ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
+                strict: bool) -> tuple[dict, dict]:
+    """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
+    (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
+    parity failure when `strict`."""
+    mod = formats.module(fmt)
+    inputs, refs, case_names = ref
+    example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
+    fname = artifact_name(name, fmt, quant, seq_len)
+    path = tmp / fname
+    keep = mixed["kept_int8"] if quant == "int4-mixed" else None
+    t0 = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # toolchains print; keep stdout for --json
+            notes = mod.export(module, example, path, quant, output_name=out_name,
+                               calibration=calibration if quant in CALIBRATED else None, keep_int8=keep)
+    except PocketBertError:
+        raise
+    except Exception as e:  # a toolchain failure: name the artifact, keep one line
+        msg = " ".join(str(e).split())[:300] or type(e).__name__
+        raise PocketBertError(f"exporting {fname} failed in {fmt}: {type(e).__name__}: {msg}") from e
+    seconds = time.perf_counter() - t0
+    outs: list = []
+    parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant, outs)
+    log.info("%s: %.1fs, %s", fname, seconds, parity)
+    if parity["status"] == "failed" and strict:
+        raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
+    notes = {**_notes_for(fmt, quant), **(notes or {})}
+    if quant in CALIBRATED:
+        notes["calibration"] = {"texts": len(calibration), "seq_len": seq_len}
+    if keep is not None:
+        notes["sensitivity"] = mixed
+    return {
+        "file": fname, "format": fmt, "backend": backend_of(fmt), "quant": quant,
+        "seq_len": seq_len, "size_bytes": path_size(path), "sha256": path_sha256(path),
+        "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
+        "parity": parity, "notes": notes,
+    }, dict(zip(case_names, outs))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _gate_line(g: dict) -> str:
+    if g["status"] == "skipped":
+        return f"skipped ({g['reason']})"
+    sts = f"STS {g['sts']['delta']:+.2f}, " if "sts" in g else ""
+    return (f"{g['status']}: {sts}top-10 {g['top10_overlap']:.3f}, cosine mean {g['mean_cosine']:.4f} "
+            f"min {g['min_cosine']:.4f}, buckets {g['bucket_invariance']['min_cosine_across_buckets']:.5f}, "
+            f"threads {g['thread_invariance']['min_cosine']:.6f}" + (f" ({'; '.join(g['reasons'])})" if "reasons" in g else ""))
+
+
+def _tried_row(quant: str, family: list[dict], failed: list[dict]) -> dict:
+    """One rung as `quant_auto` records it."""
+    g = family[0].get("gate", {"status": "skipped"})
+    row = {"quant": quant, "size_bytes": sum(a["size_bytes"] for a in family), "gate": g["status"],
+           "sts_drop": -g["sts"]["delta"] if "sts" in g else None, "top10_overlap": g.get("top10_overlap"),
+           "passed": not failed and g["status"] == "passed"}
+    reasons = [f"parity failed at seq {a['seq_len']}: {a['parity'].get('reason')}" for a in failed] + g.get("reasons", [])
+    if reasons:
+        row["reasons"] = reasons
+    return row
+
+
+def _auto_reason(quant: str, row: dict, tried: list[dict], budget: float) -> str:
+    passed = f"STS drop {row['sts_drop']:.2f} <= {budget:g}, top-10 overlap {row['top10_overlap']:.3f}"
+    before = "; ".join(f"{r['quant']} failed ({', '.join(r['reasons'])})" for r in tried[:-1])
+    return f"{quant}: the smallest rung that passes the gate ({passed})" + (f"; smaller rungs: {before}" if before else "")
+
+
+def _no_rung_line(fmt: str, budget: float, tried: list[dict]) -> str:
+    """One line: no rung passed; the best one (fewest failed checks, then smallest STS drop)."""
+    measured = [r for r in tried if r["sts_drop"] is not None] or tried
+    best = min(measured, key=lambda r: (len(r.get("reasons", [])), r["sts_drop"] if r["sts_drop"] is not None else 1e9))
+    what = ", ".join(filter(None, [f"STS drop {best['sts_drop']:.2f}" if best["sts_drop"] is not None else None,
+                                   f"top-10 overlap {best['top10_overlap']:.3f}" if best["top10_overlap"] is not None else None]))
+    return (f"--quant auto: no {fmt} rung passes the gate with --max-sts-drop {budget:g}; best {best['quant']} "
+            f"({what}; {'; '.join(best.get('reasons', []))}); raise --max-sts-drop or choose --quant yourself")
+
+
 def _record_invariance(artifacts: list[dict], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
                        task: str) -> None:
     """Bucket invariance of one format's artifacts, recorded as `invariance` on each (BUNDLE.md).
@@ -218,45 +375,67 @@ def main(cfg: ExportConfig) -> dict:
         write_json(tmp / "golden.json", golden)
 
         outputs = _outputs_section(mcfg, task, cfg.seq_lens)
-        artifacts = []
+        refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
+                for n in cfg.seq_lens}
+        out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
+        rungs = {q for fmt in cfg.formats for q in cfg.rungs(fmt)}
+        gating = cfg.gate and task == "embedding"
+        texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
+        calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
+        if gating and not texts:
+            log.info("gate skipped: no corpus sentences given (--corpus)")
+        reference = (build_reference(module, tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
+                                     cfg.seq_lens, cfg.sts) if gating and texts else None)
+        gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
+        mixed = _mixed_plan(module, calibration[cfg.seq_lens[-1]]) if "int4-mixed" in rungs else None
+
+        artifacts, auto = [], {}
         for fmt in cfg.formats:
-            mod = formats.module(fmt)
             with contextlib.redirect_stdout(sys.stderr):
                 formats.warm_up(fmt)
-            ran: dict[str, dict[int, dict]] = {}  # quant -> seq_len -> {case name: output}
-            for seq_len in cfg.seq_lens:
-                inputs, refs = _reference(module, golden, seq_len, tok.pad_id)
-                names = [c["name"] for c in golden["cases"] if len(c["ids"]) <= seq_len]
-                example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
-                out_shape = [1, seq_len, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"])
-                for quant in cfg.quants:
-                    fname = artifact_name(name, fmt, quant, seq_len)
-                    path = tmp / fname
-                    t0 = time.perf_counter()
-                    try:
-                        with contextlib.redirect_stdout(sys.stderr):  # toolchains print; keep stdout for --json
-                            notes = mod.export(module, example, path, quant, output_name=out_name)
-                    except PocketBertError:
+            mod = formats.module(fmt)
+            unavailable = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
+            if cfg.auto and unavailable:
+                auto[fmt] = {"chosen": None, "reason": f"not chosen: the gate runs the model and {unavailable}",
+                             "tried": []}
+                log.info("%s: --quant auto skipped: %s", fmt, unavailable)
+                continue
+            tried = []
+            for quant in cfg.rungs(fmt):
+                try:
+                    done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
+                                        calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]
+                    family = [row for row, _ in done]
+                    ran = {row["seq_len"]: outs for row, outs in done if outs}  # seq_len -> {case: output}
+                    _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)
+                except PocketBertError as e:
+                    if not cfg.auto:
                         raise
-                    except Exception as e:  # a toolchain failure: name the artifact, keep one line
-                        msg = " ".join(str(e).split())[:300] or type(e).__name__
-                        raise PocketBertError(f"exporting {fname} failed in {fmt}: {type(e).__name__}: {msg}") from e
-                    seconds = time.perf_counter() - t0
-                    tol = tolerance(quant)
-                    outs: list = []
-                    parity = verify_artifact(fmt, path, inputs, refs, tol, seq_len, out_name, out_shape, quant, outs)
-                    if outs:
-                        ran.setdefault(quant, {})[seq_len] = dict(zip(names, outs))
-                    log.info("%s: %.1fs, %s", fname, seconds, parity)
-                    if parity["status"] == "failed":
-                        raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
-                    artifacts.append({
-                        "file": fname, "format": fmt, "backend": backend_of(fmt), "quant": quant,
-                        "seq_len": seq_len, "size_bytes": path_size(path), "sha256": path_sha256(path),
-                        "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
-                        "parity": parity, "notes": {**_notes_for(fmt, quant), **(notes or {})},
-                    })
-            _record_invariance(artifacts, fmt, ran, golden, task)
+                    for n in cfg.seq_lens:
+                        _remove(tmp / artifact_name(name, fmt, quant, n))
+                    tried.append({"quant": quant, "size_bytes": None, "gate": "not run", "sts_drop": None,
+                                  "top10_overlap": None, "passed": False, "reasons": [str(e)]})
+                    continue
+                failed = [a for a in family if a["parity"]["status"] == "failed"]
+                if reference is not None and not failed:
+                    result = gate_family(fmt, {a["seq_len"]: tmp / a["file"] for a in family}, reference, gate_cfg)
+                    log.info("%s/%s gate: %s", fmt, quant, _gate_line(result))
+                    for a in family:
+                        a["gate"] = result
+                if not cfg.auto:
+                    artifacts += family
+                    continue
+                row = _tried_row(quant, family, failed)
+                tried.append(row)
+                if row["passed"]:
+                    artifacts += family
+                    auto[fmt] = {"chosen": quant, "reason": _auto_reason(quant, row, tried, cfg.max_sts_drop),
+                                 "tried": tried}
+                    break
+                for a in family:  # a rejected rung leaves nothing behind
+                    _remove(tmp / a["file"])
+            if cfg.auto and fmt not in auto:
+                raise PocketBertError(_no_rung_line(fmt, cfg.max_sts_drop, tried))
 
         manifest = {
             "schema_version": SCHEMA_VERSION,
@@ -270,7 +449,7 @@ def main(cfg: ExportConfig) -> dict:
             "outputs": outputs,
             "seq_lens": cfg.seq_lens,
             "tokenizer": _tokenizer_section(tok, max(cfg.seq_lens)),
-            "tolerances": {f"{f}/{q}": tolerance(q) for f in cfg.formats for q in cfg.quants},
+            "tolerances": {f"{a['format']}/{a['quant']}": tolerance(a["quant"]) for a in artifacts},
             "golden": {"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")},
             "artifacts": artifacts,
             "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
@@ -280,6 +459,8 @@ def main(cfg: ExportConfig) -> dict:
             manifest["model"]["teacher"] = {"path": str(teacher.resolve()),
                                             "weights_sha256": path_sha256(teacher / "model.safetensors"),
                                             "config": read_config(teacher).to_dict()}
+        if cfg.auto:
+            manifest["quant_auto"] = {"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto}
         if task == "classification":
             manifest["labels"] = [mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
         validate_manifest(manifest, "manifest being written")

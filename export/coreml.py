@@ -2,7 +2,10 @@
 
 fp32 converts with compute_precision FLOAT32 (fp32 weights; runs fp32 on CPU). fp16 is Core ML's
 default: fp16 weights and compute (the GPU and Neural Engine compute in fp16 in any case). int8 =
-the fp16 program with `linear_quantize_weights` (int8 symmetric per-channel weights).
+the fp16 program with `linear_quantize_weights` (int8 symmetric per-channel weights). int4 = an iOS 18
+program (per-block quantization needs it) with int4 symmetric weights in blocks of 32, the embedding
+table included; int4-mixed keeps the sensitive parts' weights at int8 through `op_name_configs`.
+int8-static is refused: calibrating activations runs the model, which only macOS can.
 
 Core ML predicts only on macOS. Elsewhere verification checks the spec instead: input and output
 names, dtypes and shapes, and after quantization that the weights really are int8.
@@ -29,29 +32,53 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding") -> dict:
-    """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes)."""
+def _part_consts(mlmodel, parts: list[str]) -> list[str]:
+    """Names of the const weight ops of `parts` (`embeddings`, `layer.{i}`): the converter names them
+    after the parameter (`p_encoder_encoder_layer_0_attention_self_query_weight_to_fp16`)."""
+    fn = mlmodel.get_spec().mlProgram.functions["main"]
+    ops = [op.outputs[0].name for op in fn.block_specializations[fn.opset].operations if op.type == "const"]
+    keys = ["word_embeddings" if p == "embeddings" else f"encoder_layer_{int(p.split('.')[1])}_" for p in parts]
+    return [name for name in ops if name.endswith("weight_to_fp16") and any(k in name for k in keys)]
+
+
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
+           calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
+    """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes).
+
+    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    """
     import coremltools as ct
 
-    if quant not in ("fp32", "fp16", "int8"):
-        raise PocketBertError(f"coreml has no {quant} mode; use fp32, fp16 or int8")
+    if quant not in ("fp32", "fp16", "int8", "int4", "int4-mixed"):
+        raise PocketBertError(f"coreml has no {quant} mode; use fp32, fp16, int8, int4 or int4-mixed")
     with torch.no_grad():
         program = torch.export.export(module.eval(), example_inputs)
     program = program.run_decompositions({})
     inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32) for n, t in zip(INPUT_NAMES, example_inputs)]
     precision = ct.precision.FLOAT32 if quant == "fp32" else ct.precision.FLOAT16
+    int4 = quant in ("int4", "int4-mixed")
+    target = "iOS18" if int4 else MIN_TARGET
     mlmodel = ct.convert(program, inputs=inputs, outputs=[ct.TensorType(name=output_name)],
-                         convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                         convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
                          compute_precision=precision, skip_model_load=True)
-    if quant == "int8":
+    if quant in ("int8", "int4", "int4-mixed"):
         import coremltools.optimize.coreml as cto
 
-        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
-                                                                                    granularity="per_channel",
-                                                                                    weight_threshold=512))
+        from .quant import INT4_GROUP
+
+        int8 = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                           weight_threshold=512)
+        if not int4:
+            config = cto.OptimizationConfig(global_config=int8)
+        else:
+            keep = _part_consts(mlmodel, list(keep_int8 or [])) if quant == "int4-mixed" else []
+            config = cto.OptimizationConfig(
+                global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                                          block_size=INT4_GROUP, weight_threshold=512),
+                op_name_configs={name: int8 for name in keep})
         mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
     mlmodel.save(str(path))
-    return {"minimum_deployment_target": MIN_TARGET, "weight_dtypes": weight_dtypes(path)}
+    return {"minimum_deployment_target": target, "weight_dtypes": weight_dtypes(path)}
 
 
 def _spec(path: Path):
@@ -63,26 +90,33 @@ def _spec(path: Path):
 def weight_dtypes(path: Path) -> dict[str, int]:
     """Count of weight tensors (>= 64 elements) per dtype, read from the mlprogram spec.
 
-    int8 weights appear as the int8 `quantized_data` of `constexpr_affine_dequantize` ops (iOS 17).
+    int8 weights appear as the int8 `quantized_data` of `constexpr_affine_dequantize` ops (iOS 17);
+    iOS 18 programs hold int4/int8 `data` as inline inputs of `constexpr_blockwise_shift_scale` ops.
     """
     from coremltools.proto import MIL_pb2
 
     fn = _spec(path).mlProgram.functions["main"]
     block = fn.block_specializations[fn.opset]
     counts: dict[str, int] = {}
+
+    def count(t) -> None:
+        size = 1
+        for d in t.dimensions:
+            size *= d.constant.size
+        if size >= 64:
+            name = MIL_pb2.DataType.Name(t.dataType).lower()
+            counts[name] = counts.get(name, 0) + 1
+
     for op in block.operations:
         if not op.type.startswith("const"):
             continue
         for attr in op.attributes.values():
-            if attr.type.WhichOneof("type") != "tensorType":
-                continue
-            t = attr.type.tensorType
-            size = 1
-            for d in t.dimensions:
-                size *= d.constant.size
-            if size >= 64:
-                name = MIL_pb2.DataType.Name(t.dataType).lower()
-                counts[name] = counts.get(name, 0) + 1
+            if attr.type.WhichOneof("type") == "tensorType":
+                count(attr.type.tensorType)
+        for arg in op.inputs.values():
+            for a in arg.arguments:
+                if a.WhichOneof("binding") == "value" and a.value.type.WhichOneof("type") == "tensorType":
+                    count(a.value.type.tensorType)
     return dict(sorted(counts.items()))
 
 
@@ -108,6 +142,8 @@ def check_spec(path: Path, seq_len: int, output_name: str, output_shape: list[in
     dtypes = weight_dtypes(path)
     if quant == "int8" and not dtypes.get("int8"):
         problems.append(f"int8 artifact has no int8 weights ({dtypes})")
+    if quant in ("int4", "int4-mixed") and not dtypes.get("int4"):
+        problems.append(f"{quant} artifact has no int4 weights ({dtypes})")
     if quant == "fp16" and dtypes.get("float32"):
         problems.append(f"fp16 artifact still has fp32 weights ({dtypes})")
     if problems:

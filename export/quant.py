@@ -1,13 +1,25 @@
-"""The quantization names (`fp32`, `fp16`, `int8`) and what each means for each backend.
+"""The quantization names and what each means for each backend: one small table.
+
+| name        | weights                              | activations                          |
+|-------------|--------------------------------------|--------------------------------------|
+| fp32        | fp32                                 | fp32                                 |
+| fp16        | fp16                                 | fp32 (LiteRT) or fp16 (Core ML)      |
+| int8        | int8 per-channel, embedding included | fp32, quantized on the fly (dynamic) |
+| int8-static | int8 per-channel, embedding included | int8 with ranges calibrated on corpus text |
+| int4-mixed  | int4 groups of 32, except the parts the sensitivity probe finds sensitive (int8) | as int4 |
+| int4        | int4 groups of 32, embedding table included | fp32 (dynamic int8 where the runtime's int4 kernels want it) |
 
 Each exporter implements its rows; this table is what the CLI validates against and what the
-manifest records. An unsupported (format, quant) pair is a `PocketBertError` before any work.
+manifest records. A pair a runtime cannot run is a one-line refusal (`REFUSALS`) before any work.
 """
 
 from __future__ import annotations
 
 from pocketbert.bundle.naming import FORMATS, QUANTS
 from pocketbert.errors import PocketBertError
+
+# int4 block (group) size along the input dimension, shared by every backend so that the rungs compare.
+INT4_GROUP = 32
 
 # (format, quant) -> recipe, as recorded in the manifest notes.
 RECIPES: dict[tuple[str, str], str] = {
@@ -16,27 +28,80 @@ RECIPES: dict[tuple[str, str], str] = {
         "XNNPACK PT2E quantizer: dynamic int8 activations, per-channel int8 linear weights; "
         "word embedding as an int8 table with per-row fp32 scales (weight-only)"
     ),
+    ("executorch", "int8-static"): (
+        "XNNPACK PT2E quantizer, static (is_dynamic=False) on Linear modules: int8 activations calibrated on "
+        "corpus text, per-channel int8 weights; word embedding as an int8 table with per-row fp32 scales"
+    ),
+    ("executorch", "int4"): (
+        f"torchao Int8DynamicActivationIntxWeightConfig (XNNPACK qd8-f32-qb4w): int4 linear weights in groups of "
+        f"{INT4_GROUP}, dynamic int8 activations; word embedding as a packed int4 table, fp16 scale per {INT4_GROUP}"
+    ),
+    ("executorch", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8",
     ("tflite", "fp32"): "litert-torch fp32",
     ("tflite", "fp16"): "ai-edge-quantizer fp16 weights (float_casting), fp32 compute",
     ("tflite", "int8"): "ai-edge-quantizer dynamic_wi8_afp32: int8 weights (embedding included), fp32 activations",
+    ("tflite", "int8-static"): (
+        "ai-edge-quantizer static int8 FULLY_CONNECTED (int8 weights, int8 activations calibrated on corpus "
+        "text); embedding lookup int8 weights (dynamic_wi8)"
+    ),
+    ("tflite", "int4"): (
+        f"ai-edge-quantizer dynamic_wi4b{INT4_GROUP}_afp32: int4 weights in blocks of {INT4_GROUP} (embedding "
+        "included), fp32 activations quantized on the fly"
+    ),
+    ("tflite", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8 (dynamic_wi8)",
     ("coreml", "fp32"): "mlprogram, fp32 weights and compute_precision FLOAT32",
     ("coreml", "fp16"): "mlprogram, fp16 weights and compute (Core ML's default)",
     ("coreml", "int8"): "mlprogram fp16, then linear_quantize_weights (int8 symmetric per-channel weights)",
+    ("coreml", "int4"): (
+        f"mlprogram fp16 (iOS 18), then linear_quantize_weights int4 symmetric per_block {INT4_GROUP} "
+        "(embedding included)"
+    ),
+    ("coreml", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8",
     ("onnx", "fp32"): "torch.onnx.export(dynamo=True), fp32",
     ("onnx", "int8"): "onnxruntime quantize_dynamic: int8 MatMul and Gather (embedding) weights, per-channel",
+    ("onnx", "int8-static"): (
+        "onnxruntime quantize_static, QDQ: int8 MatMul and Gather weights per-channel, uint8 asymmetric "
+        "activations calibrated on corpus text (MinMax)"
+    ),
+    ("onnx", "int4"): (
+        f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric) and the "
+        "embedding as GatherBlockQuantized int4"
+    ),
+    ("onnx", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8 (quantize_dynamic)",
 }
+
+# Pairs a runtime cannot run, with the one-line reason.
+REFUSALS: dict[tuple[str, str], str] = {
+    ("coreml", "int8-static"): (
+        "Core ML activation calibration (linear_quantize_activations) runs the model, which needs macOS"
+    ),
+}
+
+# The rungs `--quant auto` tries per format, smallest expected artifact first; fp32 is not a quantization.
+AUTO_LADDER = ("int4", "int4-mixed", "int8-static", "int8", "fp16")
+
+# Rungs whose export needs calibration text.
+CALIBRATED = ("int8-static",)
+
 
 def supported(fmt: str) -> list[str]:
     return [q for q in QUANTS if (fmt, q) in RECIPES]
 
 
 def check_pair(fmt: str, quant: str) -> str:
-    """The recipe of (fmt, quant); PocketBertError naming the valid choices otherwise."""
+    """The recipe of (fmt, quant); PocketBertError naming the valid choices (or the refusal) otherwise."""
     if fmt not in FORMATS:
         raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if quant not in QUANTS:
-        raise PocketBertError(f"unknown quantization {quant!r}; choose from {', '.join(QUANTS)}")
+        raise PocketBertError(f"unknown quantization {quant!r}; choose from {', '.join(QUANTS)} or auto")
     recipe = RECIPES.get((fmt, quant))
     if recipe is None:
-        raise PocketBertError(f"{fmt} has no {quant} mode; {fmt} supports {', '.join(supported(fmt))}")
+        why = f"{fmt} cannot do {quant}: {REFUSALS[(fmt, quant)]}" if (fmt, quant) in REFUSALS else f"{fmt} has no {quant} mode"
+        raise PocketBertError(f"{why}; {fmt} supports {', '.join(supported(fmt))}")
     return recipe
+
+
+def auto_ladder(fmt: str) -> list[str]:
+    """The rungs `--quant auto` tries for `fmt`, smallest first."""
+    return [q for q in AUTO_LADDER if (fmt, q) in RECIPES]
+

@@ -3,7 +3,12 @@
 int8 = recipe `dynamic_wi8_afp32` (per-channel int8 weights, embedding lookup included, fp32 activations
 quantized on the fly). litert-torch's own PT2E dynamic quantization broke EMBEDDING_LOOKUP here, so the
 quantizer works on the converted fp32 flatbuffer instead. fp16 = FLOAT_CASTING of fully-connected and
-embedding weights to fp16 (explicitly dequantized; compute stays fp32).
+embedding weights to fp16 (explicitly dequantized; compute stays fp32). int8-static = static int8
+fully-connected ops (int8 weights and activations, calibrated on corpus text through the `serving_default`
+signature) and the int8 embedding lookup of `dynamic_wi8`. int4 = `dynamic_wi4b32_afp32`
+(int4 weights in blocks of 32, the embedding lookup included). int4-mixed adds `dynamic_wi8_afp32`
+rows for the sensitive parts: the quantizer uses the last recipe row whose regex matches an op's
+output tensor name, and litert-torch names tensors by module path (`.../Layer_1/.../Linear_query;1`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,40 @@ def _fp16_recipe():
     return rp.get_quantization_recipe()
 
 
+def _part_regex(part: str) -> str:
+    """Regex of the op output tensor names of one part (`embeddings`, `layer.{i}`) in litert-torch's naming.
+
+    A fused name can hold a neighbour's path (`Layer_0/.../LayerNorm;;.../Layer_1/.../Linear_query;1`);
+    `[^;]*` keeps the match inside one path, so the layer that owns the Linear decides.
+    """
+    if part == "embeddings":
+        return "Embedding_word_embeddings"
+    return f"Layer_{int(part.split('.')[1])}/[^;]*Linear_"
+
+
+def _recipe(quant: str, keep_int8: list[str]):
+    from ai_edge_quantizer import qtyping, recipe, recipe_manager
+
+    if quant == "int8":
+        return recipe.dynamic_wi8_afp32()
+    if quant == "int8-static":
+        # Static int8 on FULLY_CONNECTED only, the embedding lookup int8 (dynamic: the policy has no static
+        # EMBEDDING_LOOKUP). `static_wi8_ai8` on every supported op broke the model (max abs diff 126 on
+        # the golden cases, tiny and 2-layer students alike); FULLY_CONNECTED alone kept a mean cosine of
+        # 0.970 to fp32 on 40 STS-B train sentences (2-layer student).
+        rp = recipe_manager.RecipeManager()
+        rp.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.FULLY_CONNECTED,
+                             activation_num_bits=8, weight_num_bits=8)
+        return rp.get_quantization_recipe() + recipe.dynamic_wi8c_afp32(
+            operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP)
+    if quant in ("int4", "int4-mixed"):
+        rows = recipe.dynamic_wi4b32_afp32()
+        for part in keep_int8 if quant == "int4-mixed" else []:
+            rows = rows + recipe.dynamic_wi8c_afp32(regex=_part_regex(part))
+        return rows
+    return _fp16_recipe()
+
+
 def _op_counts(path: Path) -> dict[str, int]:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -55,13 +94,20 @@ def _op_counts(path: Path) -> dict[str, int]:
     return dict(sorted(ops.items()))
 
 
-def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding") -> dict:
-    """Write `path` (.tflite). Returns notes (op counts of the flatbuffer)."""
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
+           calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
+    """Write `path` (.tflite). Returns notes (op counts of the flatbuffer).
+
+    calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
+    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    """
     import litert_torch
 
     path = Path(path)
-    if quant not in ("fp32", "fp16", "int8"):
-        raise PocketBertError(f"tflite has no {quant} mode; use fp32, fp16 or int8")
+    if quant not in ("fp32", "fp16", "int8", "int8-static", "int4", "int4-mixed"):
+        raise PocketBertError(f"tflite has no {quant} mode; use fp32, fp16, int8, int8-static, int4 or int4-mixed")
+    if quant == "int8-static" and not calibration:
+        raise PocketBertError("tflite int8-static needs calibration inputs")
     # Keyword sample inputs and a dict output give the signature the manifest's names
     # (`input_ids`, `attention_mask` -> `embedding` / `logits`) instead of args_0, args_1 -> output_0.
     named = _Named(module.eval(), output_name).eval()
@@ -69,14 +115,19 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     if quant == "fp32":
         edge.export(str(path))
     else:
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import quantizer
 
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             fp32 = Path(tmp) / "fp32.tflite"
             edge.export(str(fp32))
             qt = quantizer.Quantizer(str(fp32))
-            qt.load_quantization_recipe(recipe.dynamic_wi8_afp32() if quant == "int8" else _fp16_recipe())
-            qt.quantize().export_model(str(path), overwrite=True)
+            qt.load_quantization_recipe(_recipe(quant, list(keep_int8 or [])))
+            if qt.need_calibration:
+                samples = [dict(zip(INPUT_NAMES, (np.asarray(i, np.int32), np.asarray(m, np.int32))))
+                           for i, m in calibration]
+                qt.quantize(qt.calibrate({"serving_default": samples}, num_threads=1)).export_model(str(path), overwrite=True)
+            else:
+                qt.quantize().export_model(str(path), overwrite=True)
         path.chmod(0o644)  # the quantizer writes the file executable
     return {"ops": _op_counts(path)}
 
@@ -105,5 +156,5 @@ class Runner:
         return np.array(self.interp.get_tensor(self.out_index), dtype=np.float32)
 
 
-def load(path: Path) -> Runner:
-    return Runner(path)
+def load(path: Path, threads: int = 1) -> Runner:
+    return Runner(path, threads=threads)

@@ -14,7 +14,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "coreml": ("coreml", "mlpackage"),
     "onnx": ("onnxruntime", "onnx"),
 }
-QUANTS = ("fp32", "fp16", "int8")
+# The quantization ladder, largest first. What each name means per format is the table in quant.py.
+QUANTS = ("fp32", "fp16", "int8", "int8-static", "int4-mixed", "int4")
 
 
 def backend_of(fmt: str) -> str:
@@ -28,6 +29,9 @@ def model_slug(name: str) -> str:
 
 
 def artifact_name(model: str, fmt: str, quant: str, seq_len: int) -> str:
-    """`{model}_{backend}_{quant}_seq{N}.{ext}`, e.g. `s3_xnnpack_int8_seq128.pte`."""
+    """`{model}_{backend}_{quant}_seq{N}.{ext}`, e.g. `s3_xnnpack_int8_seq128.pte`, `s3_litert_int8-static_seq128.tflite`.
+
+    Quant names use `-`, never `_`, so `_` stays the field separator.
+    """
     backend, ext = FORMATS[fmt]
     return f"{model_slug(model)}_{backend}_{quant}_seq{int(seq_len)}.{ext}"

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 
-# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision.
+# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision. The geometry gate
+# (export/gate.py) is the quality bar of the quantized rungs; these only catch a broken artifact.
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
     "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
     "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
+    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.9},  # per-tensor activation ranges: lossy on odd inputs
+    "int4-mixed": {"max_abs_diff": 0.5, "min_cosine": 0.95},
+    "int4": {"max_abs_diff": 0.5, "min_cosine": 0.95},
 }
 
 # MLM golden files store the argmax per position, not the logits: parity is the share of real
 # positions whose argmax matches, required to be at least this high.
-MLM_MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8}
+MLM_MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8, "int8-static": 0.7, "int4-mixed": 0.7, "int4": 0.7}
 
 
 def tolerance(quant: str) -> dict[str, float]:
@@ -127,7 +131,11 @@ def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: 
 # Bucket invariance: one text's outputs at two buckets (padded to each) must agree at least this well.
 # The same numbers as the min_cosine tolerances against eager fp32; the outputs are compared with each
 # other here, not with eager PyTorch.
-INVARIANCE_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+# int8-static: per-tensor activation ranges made one text differ by cosine 0.97 between buckets 32 and 128
+# (2-layer student, ONNX Runtime); the geometry gate (export/gate.py) fails it below 0.99, this only
+# catches a broken artifact.
+INVARIANCE_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99, "int8-static": 0.9, "int4-mixed": 0.99,
+                         "int4": 0.99}
 
 
 def bucket_invariance(outputs: dict[int, dict[str, np.ndarray]], n_tokens: dict[str, int], quant: str,

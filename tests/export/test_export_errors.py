@@ -27,7 +27,7 @@ def _nothing_written(out: Path) -> None:
 
 @pytest.mark.parametrize("args, needle", [
     (["--formats", "onnx,pdf"], "unknown format 'pdf'"),
-    (["--quant", "int4"], "unknown quantization 'int4'"),
+    (["--quant", "int3"], "unknown quantization 'int3'"),
     (["--formats", "executorch", "--quant", "fp16"], "executorch has no fp16 mode"),
     (["--seq-len", "32,abc"], "not an integer"),
     (["--seq-len", "1"], ">= 2"),

@@ -1,0 +1,251 @@
+"""The geometry gate: does a quantized artifact keep the embedding space of the PyTorch fp32 student?
+
+Parity (parity.py) checks about 22 golden cases against a loose per-precision tolerance; that catches a
+broken artifact, not one that quietly reorders neighbours. The gate runs a family of artifacts (one
+format x quant, every bucket) in its own runtime and measures, against eager fp32 on the same inputs:
+
+- STS delta: Spearman x100 of the artifact minus that of fp32 on an STS-B file (when one is given);
+- top-10 retrieval overlap on a sample of corpus sentences: for each sentence, the share of its 10
+  nearest neighbours (cosine, within the sample) that fp32 also ranks in its top 10, averaged;
+- mean and minimum cosine between the artifact's and fp32's embedding of each sample sentence;
+- bucket invariance: one text at every bucket; the minimum cosine between the bucket outputs (and to fp32);
+- thread invariance: the first sentences at 1 and at 2 threads; the minimum cosine between the two.
+
+Each sentence runs at batch 1 in the smallest bucket that holds it, as an app runs it. The gate also
+holds the sensitivity probe that decides what `int4-mixed` keeps at int8.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pocketbert.bundle.parity import cosine
+from pocketbert.errors import PocketBertError
+
+from . import formats
+from .evaluate import _encode
+
+BUCKET_TEXT = "A man is playing a guitar on the street."
+THREAD_CASES = 16  # sample sentences run at 1 and 2 threads
+TOP_K = 10
+
+
+@dataclass
+class GateConfig:
+    """Pass marks of the gate. STS only counts when an STS file is given."""
+
+    max_sts_drop: float = 1.0  # points of Spearman x100 below fp32 (negative: a required gain)
+    min_top10_overlap: float = 0.9
+    min_cosine: float = 0.9  # worst sample sentence against fp32
+    min_bucket_cosine: float = 0.99  # worst pair of buckets, same text
+    min_thread_cosine: float = 0.9999  # 1 vs 2 threads, worst case
+
+    def __post_init__(self) -> None:
+        for name in ("min_top10_overlap", "min_cosine", "min_bucket_cosine", "min_thread_cosine"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise PocketBertError(f"gate {name} = {value}: give a number between 0 and 1")
+
+
+@dataclass
+class Reference:
+    """Inputs and eager fp32 outputs the gate compares every artifact family against."""
+
+    buckets: list[int]
+    sample: list[tuple[int, np.ndarray, np.ndarray]]  # (bucket, input_ids (1, N), attention_mask (1, N))
+    sample_fp32: np.ndarray  # (S, H)
+    bucket_inputs: dict[int, tuple[np.ndarray, np.ndarray]]
+    bucket_fp32: np.ndarray  # (H,)
+    sts: dict | None = None  # {path, pairs, inputs, index, spearman_fp32}
+    texts: int = field(default=0)
+
+
+@torch.inference_mode()
+def _eager(module: nn.Module, inputs: list[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
+    """(len(inputs), H) fp32 outputs, each input in its own bucket, batched per bucket."""
+    out: list[np.ndarray | None] = [None] * len(inputs)
+    by_bucket: dict[int, list[int]] = {}
+    for i, (n, _, _) in enumerate(inputs):
+        by_bucket.setdefault(n, []).append(i)
+    for idx in by_bucket.values():
+        for start in range(0, len(idx), 64):
+            chunk = idx[start:start + 64]
+            ids = torch.from_numpy(np.concatenate([inputs[i][1] for i in chunk]))
+            mask = torch.from_numpy(np.concatenate([inputs[i][2] for i in chunk]))
+            emb = module(ids, mask).reshape(len(chunk), -1).float().numpy()
+            for j, i in enumerate(chunk):
+                out[i] = emb[j]
+    return np.stack(out)
+
+
+def build_reference(module: nn.Module, tok, texts: list[str], buckets: list[int], sts_path: str | None = None) -> Reference:
+    """Encode the sample (and the STS sentences) into buckets and run eager fp32 on them."""
+    from pocketbert.pipeline.evaluate import read_sts, sts_spearman
+
+    buckets = sorted(buckets)
+    texts = list(dict.fromkeys(texts))
+    if len(texts) <= TOP_K:
+        raise PocketBertError(f"the gate needs more than {TOP_K} distinct sample sentences, got {len(texts)}")
+    sample = _encode(tok, texts, buckets)
+    ids = tok.encode_ids([BUCKET_TEXT])[0][: buckets[0]]
+    bucket_inputs = {}
+    for n in buckets:
+        input_ids = np.full((1, n), tok.pad_id, dtype=np.int32)
+        mask = np.zeros((1, n), dtype=np.int32)
+        input_ids[0, : len(ids)] = ids
+        mask[0, : len(ids)] = 1
+        bucket_inputs[n] = (input_ids, mask)
+    n0 = buckets[0]
+    bucket_fp32 = _eager(module, [(n0, *bucket_inputs[n0])])[0]
+    sts = None
+    if sts_path:
+        pairs = read_sts(sts_path)
+        sts_texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+        index = {t: i for i, t in enumerate(sts_texts)}
+        inputs = _encode(tok, sts_texts, buckets)
+        emb = _eager(module, inputs)
+        rho = sts_spearman(emb[[index[t] for t in pairs.s1]], emb[[index[t] for t in pairs.s2]], pairs.scores)
+        sts = {"path": str(sts_path), "pairs": pairs, "inputs": inputs, "index": index, "spearman_fp32": rho}
+    return Reference(buckets, sample, _eager(module, sample), bucket_inputs, bucket_fp32, sts, len(texts))
+
+
+def top_k_overlap(emb: np.ndarray, ref: np.ndarray, k: int = TOP_K) -> float:
+    """Mean over rows of |top-k neighbours by cosine in `emb` ∩ those in `ref`| / k (self excluded)."""
+
+    def neighbours(x: np.ndarray) -> np.ndarray:
+        x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+        sim = x @ x.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    a, b = neighbours(np.asarray(emb, np.float64)), neighbours(np.asarray(ref, np.float64))
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def _run(runners: dict, inputs: list) -> np.ndarray:
+    return np.stack([np.asarray(runners[n](ids, mask), dtype=np.float32).reshape(-1) for n, ids, mask in inputs])
+
+
+def bucket_invariance(runners: dict, ref: Reference) -> dict:
+    """One text at every bucket: the minimum cosine between any two buckets' outputs, and to fp32."""
+    outs = {n: np.asarray(runners[n](*ref.bucket_inputs[n]), dtype=np.float32).reshape(-1) for n in ref.buckets}
+    pairs = [cosine(outs[a], outs[b]) for i, a in enumerate(ref.buckets) for b in ref.buckets[i + 1:]]
+    return {"text": BUCKET_TEXT, "buckets": ref.buckets,
+            "min_cosine_across_buckets": min(pairs, default=1.0),
+            "min_cosine_vs_fp32": min(cosine(o, ref.bucket_fp32) for o in outs.values())}
+
+
+def thread_invariance(mod, paths: dict[int, Path], ref: Reference, one_thread: np.ndarray) -> dict:
+    """The first THREAD_CASES sample sentences at 2 threads against their 1-thread outputs."""
+    cases = ref.sample[:THREAD_CASES]
+    try:
+        two = _run({n: mod.load(p, threads=2) for n, p in paths.items()}, cases)
+    finally:
+        if hasattr(mod, "set_threads"):  # ExecuTorch's pool is process-wide: back to 1
+            mod.set_threads(1)
+    return {"threads": [1, 2], "cases": len(cases),
+            "min_cosine": min(cosine(a, b) for a, b in zip(one_thread[: len(cases)], two)),
+            "max_abs_diff": float(np.abs(one_thread[: len(cases)] - two).max(initial=0.0))}
+
+
+def gate_family(fmt: str, paths: dict[int, Path], ref: Reference, cfg: GateConfig) -> dict:
+    """Gate one format x quant family (`paths`: bucket -> artifact). Returns the manifest's `gate` dict.
+
+    `status` is `passed`, `failed` (with `reasons`) or `skipped` (the runtime cannot predict here).
+    """
+    from pocketbert.pipeline.evaluate import cosine_rows, sts_spearman
+
+    mod = formats.module(fmt)
+    reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
+    if reason:
+        return {"status": "skipped", "reason": reason}
+    if sorted(paths) != ref.buckets:
+        raise PocketBertError(f"gate: {fmt} family has buckets {sorted(paths)}, the bundle {ref.buckets}")
+    runners = {n: mod.load(p, threads=1) for n, p in paths.items()}
+    emb = _run(runners, ref.sample)
+    cos = cosine_rows(emb, ref.sample_fp32)
+    result: dict = {
+        "sample": len(ref.sample),
+        "top10_overlap": round(top_k_overlap(emb, ref.sample_fp32), 4),
+        "mean_cosine": float(cos.mean()),
+        "min_cosine": float(cos.min()),
+        "bucket_invariance": bucket_invariance(runners, ref),
+    }
+    if ref.sts is not None:
+        s = ref.sts
+        e = _run(runners, s["inputs"])
+        rho = sts_spearman(e[[s["index"][t] for t in s["pairs"].s1]], e[[s["index"][t] for t in s["pairs"].s2]],
+                           s["pairs"].scores)
+        result["sts"] = {"file": s["path"], "pairs": len(s["pairs"].scores), "spearman": round(rho, 4),
+                         "spearman_fp32": round(s["spearman_fp32"], 4), "delta": round(rho - s["spearman_fp32"], 4)}
+    del runners
+    result["thread_invariance"] = thread_invariance(mod, paths, ref, emb)
+    reasons = []
+    if "sts" in result and -result["sts"]["delta"] > cfg.max_sts_drop:
+        reasons.append(f"STS drop {-result['sts']['delta']:.2f} > {cfg.max_sts_drop:g}")
+    if result["top10_overlap"] < cfg.min_top10_overlap:
+        reasons.append(f"top-10 overlap {result['top10_overlap']:.3f} < {cfg.min_top10_overlap:g}")
+    if result["min_cosine"] < cfg.min_cosine:
+        reasons.append(f"min cosine {result['min_cosine']:.4f} < {cfg.min_cosine:g}")
+    if result["bucket_invariance"]["min_cosine_across_buckets"] < cfg.min_bucket_cosine:
+        reasons.append(f"bucket cosine {result['bucket_invariance']['min_cosine_across_buckets']:.5f} "
+                       f"< {cfg.min_bucket_cosine:g}")
+    if result["thread_invariance"]["min_cosine"] < cfg.min_thread_cosine:
+        reasons.append(f"thread cosine {result['thread_invariance']['min_cosine']:.6f} < {cfg.min_thread_cosine:g}")
+    result["thresholds"] = {k: getattr(cfg, k) for k in ("max_sts_drop", "min_top10_overlap", "min_cosine",
+                                                          "min_bucket_cosine", "min_thread_cosine")}
+    result["status"] = "failed" if reasons else "passed"
+    if reasons:
+        result["reasons"] = reasons
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Sensitivity: which parts int4-mixed keeps at int8
+
+
+def model_parts(module: nn.Module) -> list[str]:
+    """`embeddings` (the word embedding table) and `layer.{i}` (every Linear of encoder layer i)."""
+    return ["embeddings"] + [f"layer.{i}" for i in range(len(module.encoder.encoder.layer))]
+
+
+def _fake_int4(w: torch.Tensor, group: int) -> torch.Tensor:
+    """Symmetric int4 round trip in groups of `group` along the last dimension (whole rows when it does not divide)."""
+    rows, cols = w.shape
+    g = group if cols % group == 0 else cols
+    wg = w.reshape(rows, cols // g, g)
+    scale = wg.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / 7.0
+    return (torch.clamp(torch.round(wg / scale), -8, 7) * scale).reshape(rows, cols)
+
+
+@torch.inference_mode()
+def sensitivity(module: nn.Module, inputs: list[tuple[np.ndarray, np.ndarray]], group: int) -> dict[str, float]:
+    """1 - mean cosine to fp32 when only that part's weights are int4, per part, on `inputs` (eager)."""
+    ref = _eager(module, [(ids.shape[1], ids, mask) for ids, mask in inputs])
+    losses = {}
+    for part in model_parts(module):
+        m = copy.deepcopy(module)
+        if part == "embeddings":
+            weights = [m.encoder.embeddings.word_embeddings.weight]
+        else:
+            layer = m.encoder.encoder.layer[int(part.split(".")[1])]
+            weights = [mod.weight for mod in layer.modules() if isinstance(mod, nn.Linear)]
+        for w in weights:
+            w.copy_(_fake_int4(w.float(), group))
+        out = _eager(m, [(ids.shape[1], ids, mask) for ids, mask in inputs])
+        a = out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        b = ref / np.clip(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12, None)
+        losses[part] = float(1.0 - (a * b).sum(1).mean())
+    return losses
+
+
+def sensitive_parts(losses: dict[str, float]) -> list[str]:
+    """The parts whose int4 loss is at least half the largest one (at least one part)."""
+    top = max(losses.values())
+    return [p for p, v in losses.items() if v >= 0.5 * top]
