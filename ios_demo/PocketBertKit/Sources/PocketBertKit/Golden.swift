@@ -166,7 +166,9 @@ public enum SelfTest {
 
     /// MLM golden files store the argmax per position, not the logits: the share of real positions whose
     /// argmax matches, pooled over the cases, must reach this (as `export/verify.py`).
-    public static let mlmMinAgreement: [String: Double] = ["fp32": 0.99, "fp16": 0.9, "int8": 0.8]
+    public static let mlmMinAgreement: [String: Double] = [
+        "fp32": 0.99, "fp16": 0.9, "int8": 0.8, "int8-static": 0.7, "int4-mixed": 0.7, "int4": 0.7,
+    ]
 
     /// Runs every golden case that fits the runner's bucket (padded to it, as `export/verify.py` does: the
     /// masked model's output does not depend on the amount of padding) and compares each output with the
@@ -235,7 +237,9 @@ public enum SelfTest {
     }
 
     /// Bucket invariance: one text's outputs at two buckets must agree at least this well (BUNDLE.md).
-    public static let invarianceMinCosine: [String: Double] = ["fp32": 0.9999, "fp16": 0.999, "int8": 0.99]
+    public static let invarianceMinCosine: [String: Double] = [
+        "fp32": 0.9999, "fp16": 0.999, "int8": 0.99, "int8-static": 0.9, "int4-mixed": 0.99, "int4": 0.99,
+    ]
 
     /// Bucket invariance over the outputs the artifact checks collected (artifact -> case name -> output): for
     /// each artifact, the minimum cosine between its output on a case and the same format/quant's output on that
