@@ -214,3 +214,13 @@ def test_outputs_record_the_build_command(built):
     bundle = json.loads((built / "bundle" / "manifest.json").read_text())["provenance"]["command"]
     assert student.startswith("pocketbert build ") and student.endswith("[stage trim]")
     assert distilled.endswith("[stage distill]") and bundle.endswith("[stage export]")
+
+
+def test_overrides_without_a_recipe_name_apply_to_the_default(tmp_path, capsys):
+    """`pocketbert build key=value --out D` is the default recipe with that override (here: a missing
+    teacher, which fails before any training with one line)."""
+    out = tmp_path / "b"
+    assert main(["build", "distill.teacher=/nope/teacher", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "/nope/teacher" in err and "does not exist" in err
+    assert not out.exists()
