@@ -51,6 +51,11 @@ PARITY_SENTENCES = (
 )
 
 
+def expand_peers(names: list[str]) -> list[str]:
+    """Peer names with `default` replaced by every named peer, each once, in order."""
+    return list(dict.fromkeys(n for p in names for n in (NAMED_PEERS if p == "default" else [p])))
+
+
 def named_peer_onnx(name: str) -> Path:
     """The ONNX file of a named peer, from its installed package."""
     from importlib import metadata

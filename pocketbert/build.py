@@ -93,7 +93,7 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
     peers pocketbert knows (pipeline/peers.py). A static peer has no transformer to run and is refused.
     """
     from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
-    from pocketbert.pipeline.peers import NAMED_PEERS
+    from pocketbert.pipeline.peers import NAMED_PEERS, expand_peers
     from pocketbert.pipeline.static import is_static
     from pocketbert.runtime_bench.baselines import Reference
 
@@ -101,9 +101,8 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
     if teacher is not None:
         path = resolve_teacher(teacher)
         ref = Reference(path, read_config(path).to_dict())
-    names = list(dict.fromkeys(n for p in peers for n in (NAMED_PEERS if p == "default" else [p])))
     out = []
-    for name in names:
+    for name in expand_peers(peers):
         if is_static(name):
             raise PocketBertError(f"peer {name} is a static model: `pocketbert eval {name}` scores it; "
                                   "bench measures transformer peers")
@@ -188,6 +187,7 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     from pocketbert.export.bundle import ExportConfig
     from pocketbert.export.bundle import main as export_main
     from pocketbert.pipeline import distill, finetune, pretrain
+    from pocketbert.pipeline.peers import expand_peers
     from pocketbert.pipeline.student import StudentConfig
     from pocketbert.pipeline.student import main as student_main
 
@@ -217,14 +217,19 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     stages.append(Stage("export", _key(export), lambda resume: _export_summary(export_main(export)),
                         "bundle", describe=f"pocketbert export {export.checkpoint} "
                         f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
+    # The models the bench compares with: the teacher the recipe names and the peers it asks for.
+    with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
+    teacher = _bench_teacher(recipe, out) if with_teacher else None
+    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
     if recipe.eval.sts:
         sts = str(Path(recipe.eval.sts).resolve())
-        refs = _reference_names(recipe, out)
         stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs},
                             lambda resume: _eval(out, sts, refs), "eval.json", inputs=[sts],
                             describe=f"pocketbert eval bundle --sts {sts}" + (f" (and {', '.join(refs)})" if refs else "")))
     if recipe.bench.enabled:
-        stages.append(_bench_stage(recipe, out, command))
+        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
+                   if recipe.eval.sts else [])
+        stages.append(_bench_stage(recipe.bench, out, teacher, peers, quality, command))
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages
@@ -233,18 +238,6 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
 def _export_summary(manifest: dict) -> dict:
     return {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
                           for a in manifest["artifacts"]]}
-
-
-def _reference_names(recipe: BuildRecipe, out: Path) -> list[str]:
-    """The models the bench stage compares with (teacher first), as checkpoint arguments."""
-    if not recipe.bench.enabled:
-        return []
-    with_teacher, peers = recipe.bench.references()
-    teacher = _bench_teacher(recipe, out) if with_teacher else None
-    from pocketbert.pipeline.peers import NAMED_PEERS
-
-    names = [n for p in peers for n in (NAMED_PEERS if p == "default" else [p])]
-    return list(dict.fromkeys(([teacher] if teacher else []) + names))
 
 
 def _eval(out: Path, sts: str, refs: list[str]) -> dict:
@@ -261,16 +254,12 @@ def _eval(out: Path, sts: str, refs: list[str]) -> dict:
     return result
 
 
-def _bench_stage(recipe: BuildRecipe, out: Path, command: str) -> Stage:
+def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[str], quality: list[str],
+                 command: str) -> Stage:
     from pocketbert.runtime_bench.bench import BenchOptions
 
-    b = recipe.bench
-    with_teacher, peers = b.references()
-    teacher = _bench_teacher(recipe, out) if with_teacher else None
-    quality = [str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json")
-                                         for i in range(len(_reference_names(recipe, out))))] if recipe.eval.sts else []
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
-                        seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if with_teacher else None,
+                        seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if b.references()[0] else None,
                         quality=quality, command=f"{command} [stage bench]")
     config = {**_key(opts), "teacher": teacher, "peers": peers}
 
