@@ -354,6 +354,10 @@ def main(cfg: ExportConfig) -> dict:
             f"--seq-len {','.join(map(str, too_long))} exceeds the model's max_position_embeddings "
             f"({mcfg.max_position_embeddings}); pass lengths <= {mcfg.max_position_embeddings}"
         )
+    static = ckpt.model_type == "static"
+    if static and "int4-mixed" in cfg.quants:
+        raise PocketBertError("--quant int4-mixed keeps sensitive transformer layers at int8; a static model is one "
+                              "table: use int8 or int4")
     tok = Tokenizer(ckpt.path)
     if len(tok.vocab) != mcfg.vocab_size:
         raise PocketBertError(f"{ckpt.path}: vocab.txt has {len(tok.vocab)} tokens but the model {mcfg.vocab_size}")
@@ -378,7 +382,10 @@ def main(cfg: ExportConfig) -> dict:
         refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
                 for n in cfg.seq_lens}
         out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
-        rungs = {q for fmt in cfg.formats for q in cfg.rungs(fmt)}
+        def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
+            return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
+
+        rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
         gating = cfg.gate and task == "embedding"
         texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
         calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
@@ -401,7 +408,7 @@ def main(cfg: ExportConfig) -> dict:
                 log.info("%s: --quant auto skipped: %s", fmt, unavailable)
                 continue
             tried = []
-            for quant in cfg.rungs(fmt):
+            for quant in rungs_of(fmt):
                 try:
                     done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
                                         calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]

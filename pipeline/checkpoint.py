@@ -293,9 +293,9 @@ def key_mismatch_summary(missing: list[str], mismatched: list[str], unexpected: 
 
 @dataclass
 class LoadedCheckpoint:
-    model: Encoder
+    model: Encoder  # or a StaticEncoder (model_type static)
     path: Path
-    model_type: str  # of the source checkpoint: bert | distilbert | albert
+    model_type: str  # of the source checkpoint: bert | distilbert | albert | static
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
 
 
@@ -319,6 +319,10 @@ def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None 
     if not (path / "config.json").is_file():
         raise PocketBertError(f"{path} has no config.json; pass a HF model folder")
     hf = _read_json(path / "config.json")
+    if hf.get("model_type") == "model2vec":  # a static student: a table, no transformer
+        from pocketbert.pipeline.static import load_static_checkpoint
+
+        return load_static_checkpoint(path)
     weights = _find_weights(path)
     cfg, groups = config_from_hf(hf, path)
     model_type = hf["model_type"]

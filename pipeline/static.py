@@ -5,6 +5,10 @@ and `config.json` (`model_type: model2vec`, `normalize`). A sentence is embedded
 WordPiece ids without [CLS]/[SEP] and without [UNK], the mean of their rows, L2-normalised when the
 config says so. No transformer layers, so no torch either.
 
+Our static students (`pipeline/static_student.py`) are such folders too, plus the WordPiece files the
+bundle contract and the apps read (vocab.txt, tokenizer_config.json) and `pocketbert.json`;
+`load_static_checkpoint` opens one as a `StaticEncoder` (torch) for export and evaluation.
+
 Named static peers:
   potion-base-2m   minishlab's potion-base-2M (MIT; 64-d, 29528 tokens), compiled into the Rust extension of
                    `yantrikdb==0.23.2` (Apache-2.0) as its fallback embedder. The model's files are stored
@@ -168,3 +172,89 @@ def evaluate_static_sts(model: StaticModel, pairs) -> float:
     emb = model.embed(texts)
     row = {t: i for i, t in enumerate(texts)}
     return sts_spearman(emb[[row[t] for t in pairs.s1]], emb[[row[t] for t in pairs.s2]], pairs.scores)
+
+
+# ---------------------------------------------------------------------------------------------
+# Static student checkpoints (model2vec folder + WordPiece files + pocketbert.json)
+
+# Ids whose rows never count: model2vec encodes without [CLS]/[SEP] and drops [UNK]; [PAD] is padding, and
+# [MASK] is not in model2vec's vocabulary (distillation drops added special tokens), so it has a zero row.
+STATIC_SPECIALS = ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
+
+
+def save_static_checkpoint(table: np.ndarray, tokens: list[str], out: str | os.PathLike, options: dict,
+                           record: dict, command: str | None = None) -> Path:
+    """Write a static student folder atomically: model2vec's files (model.safetensors with `embeddings`,
+    tokenizer.json, config.json, modules.json: loads in model2vec and sentence-transformers'
+    StaticEmbedding) and the WordPiece files of our checkpoints (vocab.txt, tokenizer_config.json, ...).
+
+    Args:
+        table: (V, D) float32 rows, in the order of `tokens`.
+        tokens: the vocabulary (holds [PAD], [UNK], [CLS], [SEP], [MASK]).
+        options: tokenizer options (lowercase, strip_accents, tokenize_chinese_chars).
+        record: what to add to pocketbert.json (parent, distillation, training, vocabulary, measurements).
+    """
+    from safetensors.numpy import save_file
+
+    from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
+    from pocketbert.pipeline.checkpoint import FORMAT_VERSION, MARKER, write_tokenizer_files
+    from pocketbert.pipeline.models.static import StaticConfig
+
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    if table.ndim != 2 or table.shape[0] != len(tokens):
+        raise PocketBertError(f"static table {table.shape} does not match a vocabulary of {len(tokens)} tokens")
+    index = {t: i for i, t in enumerate(tokens)}
+    cfg = StaticConfig(vocab_size=len(tokens), hidden_size=int(table.shape[1]),
+                       skip_ids=sorted(index[t] for t in STATIC_SPECIALS), pad_token_id=index["[PAD]"])
+    with atomic_output_dir(out, MARKER) as tmp:
+        save_file({"embeddings": table}, str(tmp / "model.safetensors"))
+        write_tokenizer_files(tmp, tokens, options, STATIC_MAX_LENGTH)
+        write_json(tmp / "config.json", {
+            "model_type": "model2vec", "architectures": ["StaticModel"], "hidden_dim": cfg.hidden_size,
+            "normalize": True, "pooling": "mean", "embedding_dtype": "float32", "max_length": STATIC_MAX_LENGTH,
+            "tokenizer_name": record.get("parent", {}).get("path", ""),
+        })
+        write_json(tmp / "modules.json", [
+            {"idx": 0, "name": "0", "path": ".", "type": "sentence_transformers.models.StaticEmbedding"},
+            {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ])
+        (tmp / "1_Normalize").mkdir()
+        write_json(tmp / MARKER, {
+            "format_version": FORMAT_VERSION, "kind": "static", "model_type": "static", "task": "embedding",
+            "config": cfg.to_dict(), "num_parameters": int(table.size), **record,
+            "weights_sha256": path_sha256(tmp / "model.safetensors"), "provenance": provenance(command=command),
+        })
+    return Path(out)
+
+
+STATIC_MAX_LENGTH = 512  # model2vec's default token limit (config max_length)
+
+
+def load_static_checkpoint(path: Path):
+    """A static model folder as a LoadedCheckpoint holding a `StaticEncoder` (torch), for export and eval.
+
+    A folder without our vocab.txt (a model2vec folder from elsewhere) is refused: the bundle's tokenizer
+    is WordPiece over vocab.txt.
+    """
+    import torch
+
+    from pocketbert.pipeline.checkpoint import MARKER, LoadedCheckpoint
+    from pocketbert.pipeline.models.static import StaticConfig, StaticEncoder
+    from pocketbert.pipeline.tokenizer import Tokenizer
+
+    path = Path(path)
+    if not (path / "vocab.txt").is_file():
+        raise PocketBertError(f"{path} is a model2vec folder without vocab.txt; only pocketbert static students "
+                              "(`pocketbert build build-static`) export and evaluate as checkpoints")
+    model = StaticModel.load(path)
+    tok = Tokenizer(path)
+    if len(tok.vocab) != model.embeddings.shape[0]:
+        raise PocketBertError(f"{path}: vocab.txt has {len(tok.vocab)} tokens but the table {model.embeddings.shape[0]} rows")
+    record = json.loads((path / MARKER).read_text(encoding="utf-8")) if (path / MARKER).is_file() else {}
+    skip = sorted(tok.special_ids[t] for t in STATIC_SPECIALS)
+    cfg = StaticConfig(vocab_size=len(tok.vocab), hidden_size=model.dim, skip_ids=skip, pad_token_id=tok.pad_id,
+                       normalize=model.normalize)
+    enc = StaticEncoder(cfg)
+    with torch.no_grad():
+        enc.embeddings.word_embeddings.weight.copy_(torch.from_numpy(model.embeddings))
+    return LoadedCheckpoint(model=enc.eval(), path=path, model_type="static", record=record)

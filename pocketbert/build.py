@@ -18,9 +18,10 @@ import yaml
 from pocketbert.errors import PocketBertError
 from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
 from pocketbert.pipeline.recipe import DistillRecipe, FinetuneRecipe, PretrainRecipe, load_recipe
+from pocketbert.pipeline.static_student import StaticRecipe
 from pocketbert.stages import Stage, run_stages
 
-STAGES = ("finetune", "distill", "pretrain", "trim", "export", "eval", "bench", "report")
+STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval", "bench", "report")
 
 
 @dataclass
@@ -55,24 +56,29 @@ class BenchSection:
 
 @dataclass
 class BuildRecipe:
-    """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch; `finetune` first
-    makes a classification teacher that `distill` then uses), and the stages after it. `trim_vocab`
-    lists corpus files for vocabulary trimming after training ([] = keep the vocabulary)."""
+    """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch, or `static`: a
+    model2vec table; `finetune` first makes a classification teacher that `distill` then uses), and the
+    stages after it. `trim_vocab` lists corpus files for vocabulary trimming after training ([] = keep the
+    vocabulary)."""
 
     finetune: FinetuneRecipe | None = None
     distill: DistillRecipe | None = None
     pretrain: PretrainRecipe | None = None
+    static: StaticRecipe | None = None
     trim_vocab: list[str] = field(default_factory=list)
     export: ExportSection = field(default_factory=ExportSection)
     eval: EvalSection = field(default_factory=EvalSection)
     bench: BenchSection = field(default_factory=BenchSection)
 
     def check(self) -> None:
-        if (self.distill is None) == (self.pretrain is None):
-            raise PocketBertError("a build recipe needs exactly one of `distill` or `pretrain`")
+        if sum(s is not None for s in (self.distill, self.pretrain, self.static)) != 1:
+            raise PocketBertError("a build recipe needs exactly one of `distill`, `pretrain` or `static`")
         if self.finetune is not None and self.distill is None:
             raise PocketBertError("`finetune` makes a teacher for `distill`; add a `distill` section")
-        for section in (self.finetune, self.distill, self.pretrain):
+        if self.static is not None and self.trim_vocab:
+            raise PocketBertError("a `static` build chooses its vocabulary itself: use static.vocab.source=corpus, "
+                                  "not trim_vocab")
+        for section in (self.finetune, self.distill, self.pretrain, self.static):
             if section is not None:
                 section.check()
         if not self.export.formats or not self.export.quant or not self.export.seq_len:
@@ -125,6 +131,12 @@ def preflight(recipe: BuildRecipe) -> None:
         resolve_teacher(recipe.finetune.model)
     elif recipe.distill is not None:
         resolve_teacher(recipe.distill.teacher)  # missing teacher: one-line error now, not after minutes
+    elif recipe.static is not None:
+        for t in [*recipe.static.teachers, *recipe.static.target_list()]:
+            resolve_teacher(t)
+        for item in recipe.static.data.train:
+            if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
+                raise PocketBertError(f"static.data.train: corpus {item} does not exist; fix the recipe")
     for name in ("finetune", "distill", "pretrain"):
         section = getattr(recipe, name)
         if section is None:
@@ -173,11 +185,27 @@ def _training_stage(name: str, section, out: Path, output: str, main, command: s
                  resumable=lambda o: work.is_dir(), describe=f"pocketbert {name} {path}")
 
 
+def _static_stage(section: StaticRecipe, out: Path, main, command: str) -> Stage:
+    """The static student stage: the section with the build's folder filled in."""
+    cfg = dataclasses.replace(section, out=str(out / "static"), command=f"{command} [stage static]")
+    data = _key(cfg)
+    path = out / "recipes" / "static.yaml"
+    _write_if_changed(path, "# written by pocketbert build: the resolved `static:` section of the build recipe\n"
+                      + yaml.safe_dump(data, sort_keys=False))
+    corpus = [str(Path(p).resolve()) for p in cfg.data.train if p != "default" and Path(p).exists()]
+    sts = [str(Path(cfg.sts).resolve())] if cfg.sts else []
+    return Stage("static", data, lambda resume: main(cfg), "static", inputs=[*corpus, *sts],
+                 describe=f"static student: model2vec from {', '.join(cfg.teachers)}, dim {cfg.dim}, "
+                 f"vocabulary {cfg.vocab.source}, {cfg.train.epochs:g} epoch(s) against {', '.join(cfg.target_list())}")
+
+
 def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
     """The model the recipe names as the student's teacher: a fine-tuned teacher built here, else the
     distillation's teacher. A pretrained-from-scratch model has none."""
     if recipe.finetune is not None:
         return str(out / "teacher")
+    if recipe.static is not None:
+        return recipe.static.teachers[0]
     return recipe.distill.teacher if recipe.distill is not None else None
 
 
@@ -186,7 +214,7 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     provenance, with the stage's name."""
     from pocketbert.export.bundle import ExportConfig
     from pocketbert.export.bundle import main as export_main
-    from pocketbert.pipeline import distill, finetune, pretrain
+    from pocketbert.pipeline import distill, finetune, pretrain, static_student
     from pocketbert.pipeline.peers import expand_peers
     from pocketbert.pipeline.student import StudentConfig
     from pocketbert.pipeline.student import main as student_main
@@ -200,6 +228,9 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
         stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, command,
                                       teacher=teacher))
         checkpoint = "distilled"
+    elif recipe.static is not None:
+        stages.append(_static_stage(recipe.static, out, static_student.main, command))
+        checkpoint = "static"
     else:
         stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
         checkpoint = "pretrained"
@@ -229,7 +260,11 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     if recipe.bench.enabled:
         quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
                    if recipe.eval.sts else [])
-        stages.append(_bench_stage(recipe.bench, out, teacher, peers, quality, command))
+        # Static peers (potion-base-2m) are scored by eval only: bench runs transformer peers.
+        from pocketbert.pipeline.static import is_static
+
+        bench_peers = [p for p in expand_peers(peers) if not is_static(p)]
+        stages.append(_bench_stage(recipe.bench, out, teacher, bench_peers, quality, command))
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages
