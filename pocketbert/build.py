@@ -96,11 +96,13 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
 
     `teacher` and each peer are anything a checkpoint argument takes (`minilm`, a folder, a named peer such
     as `paraphrase-minilm-l3`, an `.onnx` encoder with `tokenizer`); `peers` may hold `default` for the named
-    peers pocketbert knows (pipeline/peers.py). A static peer has no transformer to run and is refused.
+    peers pocketbert knows (pipeline/peers.py). A static peer (`potion-base-2m`, a model2vec folder) is measured
+    as model2vec runs it (numpy), one row.
     """
     from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
     from pocketbert.pipeline.peers import NAMED_PEERS, expand_peers
-    from pocketbert.pipeline.static import is_static
+    from pocketbert.pipeline.models.static import StaticConfig
+    from pocketbert.pipeline.static import NAMED_STATIC, StaticModel, is_static
     from pocketbert.runtime_bench.baselines import Reference
 
     ref = None
@@ -109,9 +111,12 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
         ref = Reference(path, read_config(path).to_dict())
     out = []
     for name in expand_peers(peers):
-        if is_static(name):
-            raise PocketBertError(f"peer {name} is a static model: `pocketbert eval {name}` scores it; "
-                                  "bench measures transformer peers")
+        if is_static(name):  # measured as model2vec runs it (numpy gather + mean)
+            model = StaticModel.load(name)
+            config = StaticConfig(vocab_size=int(model.embeddings.shape[0]), hidden_size=model.dim).to_dict()
+            out.append(Reference.peer(str(name) if str(name) in NAMED_STATIC else Path(name).name, model.path,
+                                      config, static=True))
+            continue
         path = resolve_teacher(name, tokenizer)
         label = str(name) if name in NAMED_PEERS else (Path(name).stem if Path(name).is_file() else Path(name).name)
         out.append(Reference.peer(label, path, read_config(path).to_dict()))
@@ -260,11 +265,7 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     if recipe.bench.enabled:
         quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
                    if recipe.eval.sts else [])
-        # Static peers (potion-base-2m) are scored by eval only: bench runs transformer peers.
-        from pocketbert.pipeline.static import is_static
-
-        bench_peers = [p for p in expand_peers(peers) if not is_static(p)]
-        stages.append(_bench_stage(recipe.bench, out, teacher, bench_peers, quality, command))
+        stages.append(_bench_stage(recipe.bench, out, teacher, peers, quality, command))
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages

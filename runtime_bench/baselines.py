@@ -30,12 +30,13 @@ class Reference:
     config: dict  # hidden_size, num_hidden_layers, intermediate_size, num_attention_heads, vocab_size, ...
     quality: dict = field(default_factory=dict)
     name: str = "teacher"
+    static: bool = False  # a static (model2vec) model: measured as model2vec runs it (numpy), no ONNX rows
 
     @classmethod
-    def peer(cls, label: str, path: Path, config: dict) -> Reference:
+    def peer(cls, label: str, path: Path, config: dict, static: bool = False) -> Reference:
         from pocketbert.bundle.naming import model_slug
 
-        return cls(Path(path), config, name=f"peer_{model_slug(label)}")
+        return cls(Path(path), config, name=f"peer_{model_slug(label)}", static=static)
 
 
 def default_cache() -> Path:
@@ -74,6 +75,11 @@ def prepare_baselines(ref: Reference, cache_root: Path | None = None) -> list[di
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = Path(ref.path)
+    if ref.static:
+        row = {"name": f"{ref.name}_model2vec_fp32", "format": "model2vec", "backend": "numpy", "quant": "fp32",
+               "runner": "model2vec", "path": str(path), "size_bytes": (path / "model.safetensors").stat().st_size,
+               "config": {**ref.config, "task": "embedding"}}
+        return [{**row, "quality": ref.quality} if ref.quality else row]
     weights = next((path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()), None)
     key = path_sha256(weights)[:16] if weights else path.name
     folder = Path(cache_root or default_cache()) / "teacher-onnx" / key

@@ -83,7 +83,7 @@ def quality_limits(values: list[float], span: float = 5.0) -> tuple[float, float
 
 def _reference_of(name: str) -> str:
     """`teacher_onnx_int8` -> `teacher`, `peer_paraphrase-minilm-l3_pytorch_fp32` -> `peer_paraphrase-minilm-l3`."""
-    for tail in ("_pytorch_fp32", "_onnx_fp32", "_onnx_int8"):
+    for tail in ("_pytorch_fp32", "_onnx_fp32", "_onnx_int8", "_model2vec_fp32"):
         if name.endswith(tail):
             return name[: -len(tail)]
     return name

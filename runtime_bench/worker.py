@@ -172,6 +172,22 @@ def mean_pool(hidden, mask):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, H)
 
 
+def load_model2vec(spec: dict, ids, mask):
+    """A static (model2vec) peer as model2vec runs it: numpy, the mean of the table rows of the real tokens,
+    L2-normalised. `path` is the model folder (model.safetensors holds `embeddings`, (V, D))."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    table = load_file(str(Path(spec["path"]) / "model.safetensors"))["embeddings"]
+    real = ids[0][mask[0].astype(bool)]
+
+    def infer():
+        v = table[real].mean(axis=0)
+        return v / (np.linalg.norm(v) + 1e-32)
+
+    return infer, table
+
+
 def load_coreml(spec: dict, ids, mask):
     import coremltools as ct
 
@@ -182,11 +198,12 @@ def load_coreml(spec: dict, ids, mask):
 
 
 RUNNERS = {"onnxruntime": load_onnxruntime, "litert": load_litert, "executorch": load_executorch,
-           "pytorch_eager": load_pytorch_eager, "coreml": load_coreml}
+           "pytorch_eager": load_pytorch_eager, "coreml": load_coreml, "model2vec": load_model2vec}
 # Modules imported before the RSS baseline, so that the delta is the model, not the runtime library.
 RUNTIME_MODULES = {"onnxruntime": ["numpy", "onnxruntime"], "litert": ["numpy", "ai_edge_litert.interpreter"],
                    "executorch": ["torch", "executorch.runtime", "executorch.extension.pybindings.portable_lib"],
-                   "pytorch_eager": ["torch", "transformers"], "coreml": ["coremltools"]}
+                   "pytorch_eager": ["torch", "transformers"], "coreml": ["coremltools"],
+                   "model2vec": ["numpy", "safetensors.numpy"]}
 
 
 def prepare_pytorch_eager(spec: dict) -> None:

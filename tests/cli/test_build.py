@@ -163,11 +163,11 @@ def test_every_shipped_build_recipe_loads_and_names_its_command():
 
     folder = Path(str(resources.files("pocketbert") / "recipes"))
     recipes = sorted(folder.glob("*.yaml"))
-    assert {p.stem for p in recipes} >= {"build-default", "build-sts", "build-sst2", "build-albert-tiny"}
+    assert {p.stem for p in recipes} >= {"build-default", "build-sts", "build-sst2", "build-albert-tiny", "build-static"}
     for path in recipes:
         assert path.read_text().startswith(f"# pocketbert build {path.stem}"), path
         recipe = load_build_recipe(str(path))
-        assert (recipe.distill is None) != (recipe.pretrain is None)
+        assert sum(s is not None for s in (recipe.distill, recipe.pretrain, recipe.static)) == 1
 
 
 def test_unknown_build_recipe_key_names_the_nearest(tmp_path, tiny_recipe, capsys):
