@@ -100,8 +100,8 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
     as model2vec runs it (numpy), one row.
     """
     from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
-    from pocketbert.pipeline.peers import NAMED_PEERS, expand_peers
     from pocketbert.pipeline.models.static import StaticConfig
+    from pocketbert.pipeline.peers import NAMED_PEERS, expand_peers
     from pocketbert.pipeline.static import NAMED_STATIC, StaticModel, is_static
     from pocketbert.runtime_bench.baselines import Reference
 

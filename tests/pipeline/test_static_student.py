@@ -14,7 +14,12 @@ from test_train import synthetic_corpus
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline.static import load_static_checkpoint, save_static_checkpoint
-from pocketbert.pipeline.static_student import StaticDataConfig, StaticRecipe, StaticTrainConfig, StaticVocabConfig
+from pocketbert.pipeline.static_student import (
+    StaticDataConfig,
+    StaticRecipe,
+    StaticTrainConfig,
+    StaticVocabConfig,
+)
 from pocketbert.pipeline.tokenizer import Tokenizer
 
 from conftest import tiny_vocab
