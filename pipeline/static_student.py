@@ -188,7 +188,8 @@ def distil_table(teachers: list[Path], dim: int, sif_coefficient: float,
     # vocabulary keeps them (the apps' tokenizers emit them), as zero rows the model never counts.
     vocab = [t for t in read_vocab(teachers[0] / "vocab.txt") if not re.fullmatch(UNUSED_TOKENS, t)]
     row = {t: i for i, t in enumerate(tokens)}
-    unknown = [t for t in tokens if t not in set(vocab)]
+    known = set(vocab)
+    unknown = [t for t in tokens if t not in known]
     if unknown:
         raise PocketBertError(f"model2vec's vocabulary of {teachers[0]} has tokens its vocab.txt lacks ({unknown[:3]})")
     full = np.zeros((len(vocab), dim), dtype=np.float32)

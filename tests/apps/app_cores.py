@@ -239,4 +239,14 @@ def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
             entry["expected"][0] += 0.5
 
     _rewrite_golden(bad_output, alter_output)
-    return {"bundle": bundle, "replay": root / "replay.json", "badIdsBundle": bad_ids, "badOutputBundle": bad_output}
+
+    # A static (model2vec-style) student in the same contract: fp32, int8 and int4 tables, buckets 32 and 128.
+    from test_static_student import make_tiny_static
+
+    static = root / "static_bundle"
+    rc = main(["export", str(make_tiny_static(root / "static_ckpt")), "--out", str(static), "--formats", "onnx",
+               "--quant", "fp32,int8,int4", "--seq-len", "32,128"])
+    assert rc == 0, "pocketbert export of the static student failed"
+    (root / "static_replay.json").write_text(json.dumps(record_outputs(static)), encoding="utf-8")
+    return {"bundle": bundle, "replay": root / "replay.json", "badIdsBundle": bad_ids, "badOutputBundle": bad_output,
+            "staticBundle": static, "staticReplay": root / "static_replay.json"}

@@ -9,7 +9,8 @@ inside a core. Case families:
   cases, random mixed-script strings and a sweep of every code point; the variants turn lower-casing,
   accent stripping and CJK splitting off one at a time and all together;
 - bundle/<case>: the golden self-test on a bundle exported in the same run, with outputs recorded from
-  onnxruntime at every bucket, and bad bundles (altered golden id, altered golden output, an output altered
+  onnxruntime at every bucket, the same on a static (model2vec-style) student's bundle (fp32, int8, int4
+  tables; empty texts give the zero vector), and bad bundles (altered golden id, altered golden output, an output altered
   at one bucket, no manifest, a newer schema, a missing artifact, a damaged artifact);
 - postprocess/<function>: what the apps show from model outputs: similarity ranking (`Similarity.topK`, cosine)
   and label probabilities (`Similarity.classify` / `Classifier.predictions`), against numpy.
@@ -200,6 +201,12 @@ def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, P
         return dst
 
     add("good", good, "pass", n_cases=len(golden["cases"]), n_artifacts=len(manifest["artifacts"]))
+    if "staticBundle" in exported:  # the static tier: a table, mean-pooled, in the same contract
+        static = exported["staticBundle"]
+        s_manifest = json.loads((static / "manifest.json").read_text(encoding="utf-8"))
+        s_golden = json.loads((static / "golden.json").read_text(encoding="utf-8"))
+        add("static_good", static, "pass", replay_doc=json.loads(exported["staticReplay"].read_text(encoding="utf-8")),
+            n_cases=len(s_golden["cases"]), n_artifacts=len(s_manifest["artifacts"]))
     add("bad_golden_id", exported["badIdsBundle"], "tokenizer fails on plain")
     add("bad_golden_output", exported["badOutputBundle"], "every artifact fails on plain",
         n_artifacts=len(manifest["artifacts"]))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow  # the Kotlin and Swift toolchains
 
 CORES = ["kotlin", "swift"]
 FAMILIES = ["minilm", *(v[0] for v in conformance.VARIANTS)]
-BUNDLE_CASES = ["good", "bad_golden_id", "bad_golden_output", "output_altered_at_one_bucket", "missing_manifest",
+BUNDLE_CASES = ["good", "static_good", "bad_golden_id", "bad_golden_output", "output_altered_at_one_bucket", "missing_manifest",
                 "newer_schema", "missing_artifact", "sha256_mismatch"]
 SWIFT_CASES = "/work/conformance"
 
