@@ -32,7 +32,7 @@ def test_every_runtime_within_tolerance_of_pytorch(static_bundle):
     assert manifest["outputs"][0]["name"] == "embedding" and manifest["outputs"][0]["normalized"] is True
     got = {(a["format"], a["quant"], a["seq_len"]): a for a in manifest["artifacts"]}
     assert set(got) == {(f, q, n) for f in FORMATS for q in QUANTS for n in (16, 32)}
-    for (fmt, quant, n), a in got.items():
+    for (fmt, quant, _), a in got.items():
         if fmt == "coreml":  # Linux: the spec check only
             assert a["parity"]["status"] == "skipped" and a["parity"]["spec_check"], a["file"]
             continue
