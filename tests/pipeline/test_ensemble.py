@@ -238,3 +238,26 @@ def test_pairs_per_batch_needs_pairs(tmp_path, tiny_bert, capsys):
                  "data.pairs_per_batch=4", f"out={tmp_path / 'o'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "data.pairs" in err, err
+
+
+def test_probe_accuracy_reads_what_embeddings_carry(tmp_path):
+    """The held-out probe: a logistic regression on normalised embeddings scores 100 where the embedding
+    carries the label, and about chance where it carries noise; bad probe files are one-line errors."""
+    import numpy as np
+
+    from pocketbert.pipeline.evaluate import probe_accuracy, read_probe
+
+    rows = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(400)]
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    probe = read_probe([str(tmp_path / "train.tsv"), str(tmp_path / "dev.tsv")])
+    assert len(probe[0]) == 400 and len(probe[2]) == 400
+
+    def telling(texts):
+        return np.array([[1.0, 0.1] if t.endswith("good") else [0.1, 1.0] for t in texts])
+
+    rng = np.random.default_rng(0)
+    assert probe_accuracy(telling, probe) == 100.0
+    assert 35.0 < probe_accuracy(lambda texts: rng.normal(size=(len(texts), 8)), probe) < 65.0
+    with pytest.raises(PocketBertError, match="two labelled files"):
+        read_probe([str(tmp_path / "train.tsv")])
