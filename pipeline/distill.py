@@ -333,6 +333,11 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
+    pairs = []  # read before the teacher passes: a bad file fails at once
+    if cfg.data.pairs:
+        pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
+        print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
+              "added to each batch", file=sys.stderr, flush=True)
     teacher_cache = []
     if cfg.objective == "ensemble":
         train_texts = [records.texts[i] for i in train_idx]
@@ -343,11 +348,6 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
             teacher_cache.append({"path": spec.path, "weight": spec.weight, **info})
             print(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
                   f"{tuple(emb.shape)} ({info['file']})", file=sys.stderr, flush=True)
-    pairs = []
-    if cfg.data.pairs:
-        pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
-        print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
-              "added to each batch", file=sys.stderr, flush=True)
     train_labels = [records.labels[i] for i in train_idx] if records.labels is not None else None
     if train_labels is not None:
         n_labels = teacher.config.num_labels

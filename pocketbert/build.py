@@ -134,6 +134,9 @@ def preflight(recipe: BuildRecipe) -> None:
         for item in section.data.train:
             if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
                 raise PocketBertError(f"{name}.data.train: corpus {item} does not exist; fix the recipe")
+        for item in section.data.pairs:
+            if not Path(item).is_file():
+                raise PocketBertError(f"{name}.data.pairs: {item} does not exist; fix the recipe")
         for key in ("sts", "classification"):
             value = getattr(section.eval, key)
             if value and not Path(value).is_file():
