@@ -34,7 +34,7 @@ from torch import nn
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import LoadedCheckpoint, load_checkpoint, parent_record
-from pocketbert.pipeline.data import cache_dir, collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.data import cache_dir, collate, read_pairs, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import TOKEN_ALIGNED, DistillRecipe, LossConfig, to_dict
@@ -178,12 +178,21 @@ class EnsembleObjective(nn.Module):
     alpha_sim_mse x sum_t w_t MSE(cos matrix of the student, of teacher t) + alpha_proj_cos x (1 - cos) and
     alpha_proj_mse x MSE between `projection(student embedding)` and the concatenated target
     (`losses.ensemble_target`). The projection is used only in training and not saved.
+
+    With an anchor (a teacher that shares the student's tokenizer and width, e.g. the checkpoint whose layers
+    the student starts from), the student also stays in that teacher's space: alpha_emb_mse x MSE and
+    alpha_emb_cos x (1 - cos) to its pooled embedding (from the cache) and alpha_token_mse x MSE to its last
+    hidden states (real tokens; one anchor forward per step). The in-batch matrix only constrains B(B-1)/2
+    pooled similarities; the token states give the student (B, T, H) targets, which is what lets a
+    2-layer cut of a 3-layer model recover its teacher quickly (measured in distill-ensemble-sts.yaml).
     """
 
-    def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig):
+    def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig,
+                 anchor: tuple[int, Encoder] | None = None):
         super().__init__()
         self.student, self.cfg, self.weights = student, cfg, weights
         self.targets = targets  # a plain list: not in state_dict, not broadcast by DDP
+        self.anchor = [anchor] if anchor is not None else []  # (index into targets, frozen encoder), kept out of state_dict
         width = sum(t.shape[1] for t in targets)
         self.projection = (nn.Linear(student.config.hidden_size, width)
                            if cfg.alpha_proj_cos > 0 or cfg.alpha_proj_mse > 0 else None)
@@ -193,7 +202,8 @@ class EnsembleObjective(nn.Module):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         index = torch.as_tensor(batch["index"], dtype=torch.long)
         teachers = [t[index].to(ids.device) for t in self.targets]  # each (B, D_t)
-        s_pooled = self.student.pool(self.student(ids, mask).last_hidden_state, mask, normalize=False)  # (B, H)
+        s_hidden = self.student(ids, mask).last_hidden_state  # (B, T, H)
+        s_pooled = self.student.pool(s_hidden, mask, normalize=False)  # (B, H)
         terms, total = {}, s_pooled.new_zeros(())
         if cfg.alpha_sim_mse > 0:
             terms["sim_mse"] = losses.similarity_mse(s_pooled, teachers, self.weights)
@@ -204,7 +214,33 @@ class EnsembleObjective(nn.Module):
             terms["proj_cos"] = losses.embedding_cosine(projected, target)
             terms["proj_mse"] = losses.embedding_mse(projected, target)
             total = total + cfg.alpha_proj_cos * terms["proj_cos"] + cfg.alpha_proj_mse * terms["proj_mse"]
+        if self.anchor:
+            k, anchor = self.anchor[0]
+            terms["emb_mse"] = losses.embedding_mse(s_pooled, teachers[k])
+            terms["emb_cos"] = losses.embedding_cosine(s_pooled, teachers[k])
+            total = total + cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"]
+            if cfg.alpha_token_mse > 0:
+                with torch.no_grad():
+                    t_hidden = anchor(ids, mask).last_hidden_state
+                terms["token_mse"] = losses.hidden_mse(s_hidden, t_hidden, mask)
+                total = total + cfg.alpha_token_mse * terms["token_mse"]
         return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def ensemble_anchor(cfg: DistillRecipe, specs: list, ckpts: list[LoadedCheckpoint], student: Encoder,
+                    student_tok: Path) -> tuple[int, Encoder] | None:
+    """(index, encoder) of `loss.anchor` among the teachers, checked against the student; None without one."""
+    if cfg.loss.anchor is None:
+        return None
+    k = [t.path for t in specs].index(cfg.loss.anchor)
+    anchor = ckpts[k]
+    if not _same_vocab(anchor.path, student_tok):
+        raise PocketBertError(f"loss.anchor {cfg.loss.anchor} has another tokenizer than the student ({anchor.path}/vocab.txt "
+                              f"vs {student_tok}/vocab.txt); anchor the teacher whose layers the student starts from")
+    if anchor.model.config.hidden_size != student.config.hidden_size:
+        raise PocketBertError(f"loss.anchor {cfg.loss.anchor} is {anchor.model.config.hidden_size} wide and the student "
+                              f"{student.config.hidden_size}; the anchor terms compare vectors directly, so widths must match")
+    return k, anchor.model.eval()
 
 
 def _same_vocab(a: Path, b: Path) -> bool:
@@ -273,6 +309,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         for p in ckpt.model.parameters():
             p.requires_grad_(False)
     student, layer_map, student_tok_path, student_record = build_student(cfg, teacher_ckpt)
+    anchor = ensemble_anchor(cfg, specs, teacher_ckpts, student, student_tok_path)  # checked before any teacher pass
     if cfg.loss.layer_map is not None:
         layer_map = cfg.loss.layer_map
     if cfg.loss.alpha_hidden_mse > 0 or cfg.loss.alpha_attention > 0:
@@ -296,6 +333,11 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
+    pairs = []  # read before the teacher passes: a bad file fails at once
+    if cfg.data.pairs:
+        pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
+        print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
+              "added to each batch", file=sys.stderr, flush=True)
     teacher_cache = []
     if cfg.objective == "ensemble":
         train_texts = [records.texts[i] for i in train_idx]
@@ -323,11 +365,16 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     elif cfg.objective == "task":
         objective = TaskObjective(student, teacher, cfg.loss)
     else:
-        objective = EnsembleObjective(student, targets, [t.weight for t in specs], cfg.loss)
-    if cfg.objective != "ensemble":  # the ensemble reads cached teacher embeddings, not the teachers
+        objective = EnsembleObjective(student, targets, [t.weight for t in specs], cfg.loss, anchor)
+        if anchor is not None:
+            anchor[1].to(run.device)
+    if cfg.objective != "ensemble":  # the ensemble reads cached teacher embeddings (and at most the anchor)
         teacher.to(run.device)
 
     def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        if pairs and cfg.data.pairs_per_batch:  # + k random related pairs (seeded: a resumed run draws the same)
+            drawn = torch.randint(len(pairs), (cfg.data.pairs_per_batch,), generator=gen).tolist()
+            index = list(dict.fromkeys([*index, *(i for k in drawn for i in pairs[k])]))
         input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
         batch = {"input_ids": input_ids, "attention_mask": mask, "index": index}
         if cfg.objective == "triple":
@@ -371,7 +418,8 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         "layer_map": layer_map,
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
-                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
+                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8,
+                 "pairs": len(pairs) or None},
     }
     return write_and_verify(run, objective, result, record, student_tok_path, train_ids, tokenizer.pad_id,
                             before_training=baseline)

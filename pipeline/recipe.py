@@ -38,9 +38,17 @@ class DataConfig:
     group_by_length: bool = True  # batches of similar length (less padding)
     holdout: float = 0.0  # fraction of the training texts held out for MLM accuracy (0 = none)
     limit: int | None = None  # use at most this many texts (None = all)
+    pairs: list[str] = field(default_factory=list)  # ensemble: TSV files of related sentence pairs (STS-B layout or
+    #   sentence1<TAB>sentence2; any score column is ignored) whose sentences are in `train`
+    pairs_per_batch: int = 0  # ensemble: that many random pairs added to every batch, so the in-batch similarity
+    #   matrix also holds close pairs, not only the near-orthogonal random ones
 
     def check(self, prefix: str) -> None:
         _positive(self.max_length, f"{prefix}.max_length", minimum=4)
+        if self.pairs_per_batch < 0:
+            raise PocketBertError(f"{prefix}.pairs_per_batch must be >= 0, got {self.pairs_per_batch}")
+        if self.pairs_per_batch and not self.pairs:
+            raise PocketBertError(f"{prefix}.pairs_per_batch needs {prefix}.pairs (TSV files of sentence pairs)")
         _positive(self.batch_size, f"{prefix}.batch_size")
         if not self.train:
             raise PocketBertError(f"{prefix}.train is empty; list at least one file, folder, glob or `default`")
@@ -125,8 +133,8 @@ class LossConfig:
     mlm_probability: float = 0.15  # share of tokens picked for MLM (dynamic, per batch)
     mask_ratio: float = 0.8  # of those: replaced by [MASK]
     random_ratio: float = 0.1  # of those: replaced by a random token (the rest stay)
-    alpha_emb_mse: float = 1.0  # embedding: MSE between pooled (un-normalised) embeddings
-    alpha_emb_cos: float = 1.0  # embedding: 1 - cos between pooled embeddings
+    alpha_emb_mse: float = 1.0  # embedding (and ensemble with `anchor`): MSE between pooled (un-normalised) embeddings
+    alpha_emb_cos: float = 1.0  # embedding (and ensemble with `anchor`): 1 - cos between pooled embeddings
     alpha_hidden_cos: float = 0.0  # embedding: 1 - cos between last hidden states (real tokens)
     alpha_soft: float = 1.0  # task: soft-target KL on class logits (x T^2)
     alpha_hard: float = 1.0  # task: cross-entropy with the gold labels
@@ -135,6 +143,10 @@ class LossConfig:
     alpha_proj_cos: float = 0.0  # ensemble: 1 - cos between a training-only projection of the student's embedding and
     #   the teachers' concatenated normalised embeddings (each scaled by sqrt(weight)); any width
     alpha_proj_mse: float = 0.0  # ensemble: MSE between that projection and the concatenated target
+    anchor: str | None = None  # ensemble: the teacher (one of `teachers`, by path) whose own space the student keeps; it
+    #   must share the student's tokenizer and width. Adds alpha_emb_mse x MSE and alpha_emb_cos x (1 - cos) to its
+    #   pooled embedding, and alpha_token_mse x MSE to its last hidden states (real tokens; one anchor forward a step)
+    alpha_token_mse: float = 0.0  # ensemble with `anchor`: MSE between the student's and the anchor's last hidden states
 
     def check(self, prefix: str) -> None:
         if self.temperature <= 0:
@@ -179,6 +191,16 @@ class DistillRecipe:
                                       "objective ensemble")
         if self.objective == "ensemble" and self.loss.alpha_sim_mse + self.loss.alpha_proj_cos + self.loss.alpha_proj_mse == 0:
             raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
+        if self.data.pairs_per_batch and self.objective != "ensemble":
+            raise PocketBertError("data.pairs_per_batch is for objective ensemble")
+        if self.loss.anchor is not None:
+            names = [t.path for t in self.teacher_list()]
+            if self.objective != "ensemble":
+                raise PocketBertError("loss.anchor is for objective ensemble; objective embedding already keeps the "
+                                      "teacher's space")
+            if self.loss.anchor not in names:
+                raise PocketBertError(f"loss.anchor {self.loss.anchor!r} is not one of the teachers ({', '.join(names)}); "
+                                      "name one of them by its path")
 
     def teacher_list(self) -> list[TeacherConfig]:
         """The teachers: `teachers`, or the one `teacher`."""

@@ -12,6 +12,7 @@ import torch
 from test_train import synthetic_corpus
 
 from pocketbert.cli import main
+from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses, teacher_cache
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
@@ -137,3 +138,126 @@ def test_several_teachers_need_the_ensemble_objective(tmp_path, tiny_bert, secon
                  f"out={tmp_path / 'o'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "objective ensemble" in err and len(err.splitlines()) == 1, err
+
+
+def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
+    """With an anchor the loss is sim_mse + emb_mse + (1 - cos) to the anchor's pooled embedding + MSE to its
+    last hidden states on real tokens, each with its alpha; the anchor is run, the others come from the cache."""
+    from pocketbert.pipeline.distill import EnsembleObjective
+    from pocketbert.pipeline.recipe import LossConfig
+
+    torch.manual_seed(3)
+    student = load_checkpoint(tiny_bert).model.train()
+    anchor = load_checkpoint(second_teacher).model.eval()
+    targets = [torch.randn(6, 32), torch.randn(6, 32)]
+    cfg = LossConfig(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0, anchor="b")
+    objective = EnsembleObjective(student, targets, [1.0, 1.0], cfg, anchor=(1, anchor))
+    ids = torch.randint(5, 90, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    total, terms = objective({"input_ids": ids, "attention_mask": mask, "index": [4, 0, 2]})
+
+    s_hidden = student(ids, mask).last_hidden_state
+    s = (s_hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # mean over real tokens
+    t = targets[1][[4, 0, 2]]
+    emb_mse = ((s - t) ** 2).mean()
+    emb_cos = (1 - torch.nn.functional.cosine_similarity(s, t, dim=-1)).mean()
+    t_hidden = anchor(ids, mask).last_hidden_state
+    real = mask.bool()
+    token_mse = ((s_hidden[real] - t_hidden[real]) ** 2).mean()
+    sim = losses.similarity_mse(s, [targets[0][[4, 0, 2]], t], [1.0, 1.0])
+    plain = 0.5 * sim + 2.0 * emb_mse + 3.0 * emb_cos + 4.0 * token_mse
+    assert set(terms) == {"sim_mse", "emb_mse", "emb_cos", "token_mse"}
+    assert torch.allclose(total, plain, atol=1e-5)
+    assert terms["token_mse"] == pytest.approx(float(token_mse.detach()), rel=1e-5)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("anchor, needle", [("nowhere", "is not one of the teachers"),
+                                            ("TRIMMED", "has another tokenizer than the student")])
+def test_a_bad_anchor_is_a_one_line_error(tmp_path, tiny_bert, capsys, monkeypatch, anchor, needle):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
+    trimmed = tmp_path / "trimmed"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
+                 "--out", str(trimmed)]) == 0
+    capsys.readouterr()
+    anchor = str(trimmed) if anchor == "TRIMMED" else anchor
+    code = main(["distill", "distill-embedding-tiny", "objective=ensemble",
+                 f"teachers=[{{path: {tiny_bert}}}, {{path: {trimmed}}}]", f"loss.anchor={anchor}",
+                 "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_read_pairs_takes_sts_and_two_column_rows(tmp_path):
+    from pocketbert.pipeline.data import read_pairs
+
+    (tmp_path / "p.tsv").write_text("0\tg\tf\t2012\t1\tn\tn\ta cat sits.\ta cat is sitting.\t4.2\n"
+                                    "a dog runs.\tthe dog is running.\n"
+                                    "sentence1\tsentence2\tscore\n"  # a header: not in the corpus, dropped
+                                    "a cat sits.\tnot in the corpus\t1.0\n", encoding="utf-8")
+    position = {"a cat sits.": 0, "a cat is sitting.": 1, "a dog runs.": 2, "the dog is running.": 3}
+    assert read_pairs([str(tmp_path / "p.tsv")], position) == ([(0, 1), (2, 3)], 2)
+    with pytest.raises(PocketBertError, match="has both sentences in the training corpus"):
+        read_pairs([str(tmp_path / "p.tsv")], {})
+
+
+@pytest.mark.integration
+def test_pairs_join_every_batch(tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 60)
+    lines = corpus.read_text().splitlines()
+    (tmp_path / "pairs.tsv").write_text("".join(f"{lines[i]}\t{lines[i + 1]}\t3.0\n" for i in range(0, 10, 2)))
+    seen = []
+    from pocketbert.pipeline import distill
+
+    real = distill.EnsembleObjective.forward
+
+    def spy(self, batch):
+        seen.append(list(batch["index"]))
+        return real(self, batch)
+
+    monkeypatch.setattr(distill.EnsembleObjective, "forward", spy)
+    assert main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+                 f"data.train=[{corpus}]", f"data.pairs=[{tmp_path / 'pairs.tsv'}]", "data.pairs_per_batch=2",
+                 f"out={tmp_path / 'o'}", "train.max_steps=3", "train.threads=1"]) == 0
+    rec = json.loads((tmp_path / "o" / "pocketbert.json").read_text())
+    assert rec["data"]["pairs"] == 5
+    texts = list(dict.fromkeys(lines))
+    pair_ids = {(texts.index(lines[i]), texts.index(lines[i + 1])) for i in range(0, 10, 2)}
+    for index in seen:  # each batch holds at least one whole pair
+        assert any(a in index and b in index for a, b in pair_ids), index
+
+
+@pytest.mark.integration
+def test_pairs_per_batch_needs_pairs(tmp_path, tiny_bert, capsys):
+    code = main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+                 "data.pairs_per_batch=4", f"out={tmp_path / 'o'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "data.pairs" in err, err
+
+
+def test_probe_accuracy_reads_what_embeddings_carry(tmp_path):
+    """The held-out probe: a logistic regression on normalised embeddings scores 100 where the embedding
+    carries the label, and about chance where it carries noise; bad probe files are one-line errors."""
+    import numpy as np
+
+    from pocketbert.pipeline.evaluate import probe_accuracy, read_probe
+
+    rows = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(400)]
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    probe = read_probe([str(tmp_path / "train.tsv"), str(tmp_path / "dev.tsv")])
+    assert len(probe[0]) == 400 and len(probe[2]) == 400
+
+    def telling(texts):
+        return np.array([[1.0, 0.1] if t.endswith("good") else [0.1, 1.0] for t in texts])
+
+    rng = np.random.default_rng(0)
+    assert probe_accuracy(telling, probe) == 100.0
+    assert 35.0 < probe_accuracy(lambda texts: rng.normal(size=(len(texts), 8)), probe) < 65.0
+    with pytest.raises(PocketBertError, match="two labelled files"):
+        read_probe([str(tmp_path / "train.tsv")])
