@@ -232,7 +232,7 @@ def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64,
     if is_static(name_or_path):  # a static (model2vec) peer: no transformer
         model = StaticModel.load(name_or_path)
         rho, path, extra = evaluate_static_sts(model, pairs), model.path, {"kind": "static"}
-        embed = None
+        embed = model.embed
     else:
         ckpt = load_checkpoint(name_or_path, tokenizer=tokenizer)
         t0 = time.perf_counter()

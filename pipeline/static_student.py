@@ -251,14 +251,14 @@ def projection_target(embs: list[np.ndarray], dim: int) -> np.ndarray:
 
 def train_table(table: np.ndarray, ids: list[list[int]], embs: list[np.ndarray], cfg: StaticTrainConfig,
                 evaluate=None) -> tuple[np.ndarray, list[dict]]:
-    """Train the rows so that each sentence's mean row matches its teacher embeddings. Returns the table
-    (the best by `evaluate` when given, else the last) and one log row per epoch.
+    """Train the rows so that each sentence's mean row matches its teacher embeddings. Returns the last
+    table (no selection by `evaluate`, which only logs) and one log row per epoch.
 
     Args:
         table: (V, D) initial rows.
         ids: per sentence, its student token ids without specials and [UNK] (empty rows are skipped).
         embs: per target teacher, (N, H_t) sentence embeddings in the order of `ids`.
-        evaluate: table -> score (higher is better), run after each epoch.
+        evaluate: table -> score, logged after each epoch (the STS file: watched, never chosen on).
     """
     torch.manual_seed(cfg.seed)
     weight = torch.nn.Parameter(torch.from_numpy(table.copy()))
@@ -269,11 +269,10 @@ def train_table(table: np.ndarray, ids: list[list[int]], embs: list[np.ndarray],
     total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     opt = torch.optim.Adam([weight], lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    best, best_score, log, step = table.copy(), None, [], 0
+    log, step = [], 0
     if evaluate is not None:
-        best_score = evaluate(table)
-        log.append({"epoch": 0, "step": 0, "score": round(best_score, 4)})
-        _log(f"epoch 0: score {best_score:.2f}")
+        log.append({"epoch": 0, "step": 0, "score": round(evaluate(table), 4)})
+        _log(f"epoch 0: score {log[0]['score']:.2f}")
     while step < total:
         order = rng.permutation(keep)
         t0, losses = time.perf_counter(), []
@@ -297,18 +296,13 @@ def train_table(table: np.ndarray, ids: list[list[int]], embs: list[np.ndarray],
             opt.step()
             losses.append(loss.item())
             step += 1
-        current = weight.detach().numpy().copy()
         row = {"epoch": round(step / steps_per_epoch, 3), "step": step, "loss": round(float(np.mean(losses)), 6),
                "seconds": round(time.perf_counter() - t0, 1)}
         if evaluate is not None:
-            row["score"] = round(evaluate(current), 4)
-            if row["score"] > best_score:
-                best, best_score = current, row["score"]
-        else:
-            best = current
+            row["score"] = round(evaluate(weight.detach().numpy()), 4)
         log.append(row)
         _log(", ".join(f"{k} {v}" for k, v in row.items()))
-    return best, log
+    return weight.detach().numpy().copy(), log
 
 
 # ---------------------------------------------------------------------------------------------
