@@ -163,3 +163,23 @@ def test_a_bad_wordfreq_spec_is_a_one_line_error(tmp_path, tiny_bert, capsys, sp
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert needle in err and spec in err, err
     assert not out.exists()
+
+
+def test_trim_drops_placeholders_no_text_reaches(tmp_path, tiny_bert):
+    """BERT's [unusedN] rows: no text tokenizes to them, so a trim drops them and tokenizes as before."""
+    import shutil
+
+    teacher = tmp_path / "with_unused"
+    shutil.copytree(tiny_bert, teacher)
+    vocab = (teacher / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    vocab[vocab.index("cello")] = "[unused0]"  # same size, so the embedding table still fits
+    (teacher / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    out = tmp_path / "trimmed"
+    corpus = tmp_path / "corpus.txt"  # it even names the placeholder
+    corpus.write_text("[unused0] the [UNK] of [MASK]\n", encoding="utf-8")
+    assert main(["student", "--teacher", str(teacher), "--layers", "0", "--trim-vocab", str(corpus),
+                 "--out", str(out)]) == 0
+    old, new = Tokenizer(teacher), Tokenizer(out)
+    assert "[unused0]" in old.vocab and "[unused0]" not in new.vocab
+    for text in ["[unused0] the [UNK] of [MASK]", "the [unused0]"]:
+        assert [old.vocab[i] for i in old.encode_ids([text])[0]] == [new.vocab[i] for i in new.encode_ids([text])[0]]
