@@ -127,7 +127,7 @@ def test_wordfreq_source_keeps_the_pieces_of_the_top_words(tmp_path, tiny_bert, 
         [t for t in new if is_single_char_piece(t) or t.startswith("[")]
     assert "##ing" not in new  # a multi-character suffix none of the ten words uses
     rec = json.loads((out / "pocketbert.json").read_text())["vocab_trim"]
-    assert rec["corpus"] == [] and rec["after"] == len(new) and rec["before"] == len(old)
+    assert rec["corpus"] == [] and rec["after"] == len(new) and rec["before"] == len(old) and rec["numbers"]
     words = wordfreq.top_n_list("en", 10, wordlist="best")
     assert rec["wordfreq"] == [{
         "spec": "wordfreq:en:10", "lang": "en", "n": 10, "wordlist": "best", "wordfreq_version": "3.1.1",
@@ -165,15 +165,36 @@ def test_a_bad_wordfreq_spec_is_a_one_line_error(tmp_path, tiny_bert, capsys, sp
     assert not out.exists()
 
 
-def test_trim_drops_placeholders_no_text_reaches(tmp_path, tiny_bert):
-    """BERT's [unusedN] rows: no text tokenizes to them, so a trim drops them and tokenizes as before."""
+def _teacher_with(tmp_path, tiny_bert, replace: dict[str, str]):
+    """A copy of the tiny teacher whose vocabulary has some words replaced (same size: the table still fits)."""
     import shutil
 
-    teacher = tmp_path / "with_unused"
+    teacher = tmp_path / "teacher_copy"
     shutil.copytree(tiny_bert, teacher)
     vocab = (teacher / "vocab.txt").read_text(encoding="utf-8").splitlines()
-    vocab[vocab.index("cello")] = "[unused0]"  # same size, so the embedding table still fits
+    for old, new in replace.items():
+        vocab[vocab.index(old)] = new
     (teacher / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return teacher
+
+
+def test_wordfreq_trim_keeps_every_number_piece(tmp_path, tiny_bert):
+    """wordfreq counts `2013` as `0000`, so a wordfreq trim keeps digit-only pieces; a file-only trim does not."""
+    teacher = _teacher_with(tmp_path, tiny_bert, {"cello": "2013", "flute": "##00"})
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the man\n", encoding="utf-8")
+    for trim, kept in [(["wordfreq:en:10"], True), ([str(corpus)], False)]:
+        out = tmp_path / f"trimmed_{kept}"
+        assert main(["student", "--teacher", str(teacher), "--layers", "0", "--trim-vocab", *trim,
+                     "--out", str(out)]) == 0
+        vocab = Tokenizer(out).vocab
+        assert ("2013" in vocab, "##00" in vocab) == (kept, kept)
+        assert json.loads((out / "pocketbert.json").read_text())["vocab_trim"]["numbers"] is kept
+
+
+def test_trim_drops_placeholders_no_text_reaches(tmp_path, tiny_bert):
+    """BERT's [unusedN] rows: no text tokenizes to them, so a trim drops them and tokenizes as before."""
+    teacher = _teacher_with(tmp_path, tiny_bert, {"cello": "[unused0]"})
     out = tmp_path / "trimmed"
     corpus = tmp_path / "corpus.txt"  # it even names the placeholder
     corpus.write_text("[unused0] the [UNK] of [MASK]\n", encoding="utf-8")
