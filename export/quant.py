@@ -64,8 +64,8 @@ RECIPES: dict[tuple[str, str], str] = {
         "activations calibrated on corpus text (MinMax)"
     ),
     ("onnx", "int4"): (
-        f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric) and the "
-        "embedding as GatherBlockQuantized int4"
+        f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric, fp32 scales) and "
+        "the embedding as GatherBlockQuantized int4 with fp16 scales"
     ),
     ("onnx", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8 (quantize_dynamic)",
 }
