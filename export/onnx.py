@@ -45,17 +45,21 @@ def _rename_io(model, output_name: str) -> None:
 
 
 def _part_nodes(model, parts: list[str]) -> list[str]:
-    """Names of the MatMul / Gather nodes that belong to `parts` (`embeddings`, `layer.{i}`)."""
+    """Names of the MatMul / Gather nodes that belong to `parts` (`embeddings`, `layer.{i}.attention`, ...).
+
+    The exporter writes each node's module path into its `namespace` metadata, e.g.
+    `.../encoder.encoder.layer.0.attention.self.query: torch.nn.modules.linear.Linear/linear: aten.linear.default`.
+    """
+    from .quant import EMBEDDING_TABLE, part_modules
+
+    paths = {path for part in parts for path in part_modules(part)}
     names = []
     for node in model.graph.node:
-        if node.op_type not in ("MatMul", "Gather"):
-            continue
         namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
-        for part in parts:
-            if part == "embeddings" and node.op_type == "Gather" and "word_embeddings" in node.input[0]:
-                names.append(node.name)
-            elif part.startswith("layer.") and f"encoder.encoder.{part}:" in namespace and node.op_type == "MatMul":
-                names.append(node.name)
+        if node.op_type == "Gather" and EMBEDDING_TABLE in paths and "word_embeddings" in node.input[0]:
+            names.append(node.name)
+        elif node.op_type == "MatMul" and any(f"/{path}: " in namespace for path in paths):
+            names.append(node.name)
     return names
 
 
