@@ -77,9 +77,19 @@ def test_build_runs_every_stage_and_records_it(built):
     assert {(a["format"], a["quant"]) for a in manifest["artifacts"]} == {
         ("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8")}
     assert all(a["parity"]["status"] == "passed" for a in manifest["artifacts"])
+    # the export stage gated every artifact on the recipe's corpus and its eval.sts file
+    for a in manifest["artifacts"]:
+        g = a["gate"]
+        assert g["status"] in ("passed", "failed") and g["sample"] > 10 and g["sts"]["pairs"] == 8, a["file"]
+        if a["quant"] == "fp32":
+            assert g["status"] == "passed" and g["top10_overlap"] == 1.0
     results = json.loads((built / "results.json").read_text())
     roles = {r["role"] for r in results["rows"]}
     assert roles == {"artifact", "baseline"}
+    artifact_rows = [r for r in results["rows"] if r["role"] == "artifact"]
+    assert all(r["gate"]["status"] in ("passed", "failed") and "top10_overlap" in r["gate"] for r in artifact_rows)
+    report = (built / "report.md").read_text()
+    assert "### Geometry gate" in report and all(r["name"] in report.split("### Geometry gate")[1] for r in artifact_rows)
     student = json.loads((built / "student" / "pocketbert.json").read_text())
     assert student["parent"]["path"] == str((built / "distilled").resolve())
 
