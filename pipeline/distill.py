@@ -178,12 +178,21 @@ class EnsembleObjective(nn.Module):
     alpha_sim_mse x sum_t w_t MSE(cos matrix of the student, of teacher t) + alpha_proj_cos x (1 - cos) and
     alpha_proj_mse x MSE between `projection(student embedding)` and the concatenated target
     (`losses.ensemble_target`). The projection is used only in training and not saved.
+
+    With an anchor (a teacher that shares the student's tokenizer and width, e.g. the checkpoint whose layers
+    the student starts from), the student also stays in that teacher's space: alpha_emb_mse x MSE and
+    alpha_emb_cos x (1 - cos) to its pooled embedding (from the cache) and alpha_token_mse x MSE to its last
+    hidden states (real tokens; one anchor forward per step). The in-batch matrix only constrains B(B-1)/2
+    pooled similarities; the token states give the student (B, T, H) targets, which is what lets a
+    2-layer cut of a 3-layer model recover its teacher quickly (measured in distill-ensemble-sts.yaml).
     """
 
-    def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig):
+    def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig,
+                 anchor: tuple[int, Encoder] | None = None):
         super().__init__()
         self.student, self.cfg, self.weights = student, cfg, weights
         self.targets = targets  # a plain list: not in state_dict, not broadcast by DDP
+        self.anchor = [anchor] if anchor is not None else []  # (index into targets, frozen encoder), kept out of state_dict
         width = sum(t.shape[1] for t in targets)
         self.projection = (nn.Linear(student.config.hidden_size, width)
                            if cfg.alpha_proj_cos > 0 or cfg.alpha_proj_mse > 0 else None)
@@ -193,7 +202,8 @@ class EnsembleObjective(nn.Module):
         ids, mask = batch["input_ids"], batch["attention_mask"]
         index = torch.as_tensor(batch["index"], dtype=torch.long)
         teachers = [t[index].to(ids.device) for t in self.targets]  # each (B, D_t)
-        s_pooled = self.student.pool(self.student(ids, mask).last_hidden_state, mask, normalize=False)  # (B, H)
+        s_hidden = self.student(ids, mask).last_hidden_state  # (B, T, H)
+        s_pooled = self.student.pool(s_hidden, mask, normalize=False)  # (B, H)
         terms, total = {}, s_pooled.new_zeros(())
         if cfg.alpha_sim_mse > 0:
             terms["sim_mse"] = losses.similarity_mse(s_pooled, teachers, self.weights)
@@ -204,7 +214,33 @@ class EnsembleObjective(nn.Module):
             terms["proj_cos"] = losses.embedding_cosine(projected, target)
             terms["proj_mse"] = losses.embedding_mse(projected, target)
             total = total + cfg.alpha_proj_cos * terms["proj_cos"] + cfg.alpha_proj_mse * terms["proj_mse"]
+        if self.anchor:
+            k, anchor = self.anchor[0]
+            terms["emb_mse"] = losses.embedding_mse(s_pooled, teachers[k])
+            terms["emb_cos"] = losses.embedding_cosine(s_pooled, teachers[k])
+            total = total + cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"]
+            if cfg.alpha_token_mse > 0:
+                with torch.no_grad():
+                    t_hidden = anchor(ids, mask).last_hidden_state
+                terms["token_mse"] = losses.hidden_mse(s_hidden, t_hidden, mask)
+                total = total + cfg.alpha_token_mse * terms["token_mse"]
         return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def ensemble_anchor(cfg: DistillRecipe, specs: list, ckpts: list[LoadedCheckpoint], student: Encoder,
+                    student_tok: Path) -> tuple[int, Encoder] | None:
+    """(index, encoder) of `loss.anchor` among the teachers, checked against the student; None without one."""
+    if cfg.loss.anchor is None:
+        return None
+    k = [t.path for t in specs].index(cfg.loss.anchor)
+    anchor = ckpts[k]
+    if not _same_vocab(anchor.path, student_tok):
+        raise PocketBertError(f"loss.anchor {cfg.loss.anchor} has another tokenizer than the student ({anchor.path}/vocab.txt "
+                              f"vs {student_tok}/vocab.txt); anchor the teacher whose layers the student starts from")
+    if anchor.model.config.hidden_size != student.config.hidden_size:
+        raise PocketBertError(f"loss.anchor {cfg.loss.anchor} is {anchor.model.config.hidden_size} wide and the student "
+                              f"{student.config.hidden_size}; the anchor terms compare vectors directly, so widths must match")
+    return k, anchor.model.eval()
 
 
 def _same_vocab(a: Path, b: Path) -> bool:
@@ -273,6 +309,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         for p in ckpt.model.parameters():
             p.requires_grad_(False)
     student, layer_map, student_tok_path, student_record = build_student(cfg, teacher_ckpt)
+    anchor = ensemble_anchor(cfg, specs, teacher_ckpts, student, student_tok_path)  # checked before any teacher pass
     if cfg.loss.layer_map is not None:
         layer_map = cfg.loss.layer_map
     if cfg.loss.alpha_hidden_mse > 0 or cfg.loss.alpha_attention > 0:
@@ -323,8 +360,10 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     elif cfg.objective == "task":
         objective = TaskObjective(student, teacher, cfg.loss)
     else:
-        objective = EnsembleObjective(student, targets, [t.weight for t in specs], cfg.loss)
-    if cfg.objective != "ensemble":  # the ensemble reads cached teacher embeddings, not the teachers
+        objective = EnsembleObjective(student, targets, [t.weight for t in specs], cfg.loss, anchor)
+        if anchor is not None:
+            anchor[1].to(run.device)
+    if cfg.objective != "ensemble":  # the ensemble reads cached teacher embeddings (and at most the anchor)
         teacher.to(run.device)
 
     def make_batch(index: list[int], gen: torch.Generator) -> dict:

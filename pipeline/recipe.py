@@ -125,8 +125,8 @@ class LossConfig:
     mlm_probability: float = 0.15  # share of tokens picked for MLM (dynamic, per batch)
     mask_ratio: float = 0.8  # of those: replaced by [MASK]
     random_ratio: float = 0.1  # of those: replaced by a random token (the rest stay)
-    alpha_emb_mse: float = 1.0  # embedding: MSE between pooled (un-normalised) embeddings
-    alpha_emb_cos: float = 1.0  # embedding: 1 - cos between pooled embeddings
+    alpha_emb_mse: float = 1.0  # embedding (and ensemble with `anchor`): MSE between pooled (un-normalised) embeddings
+    alpha_emb_cos: float = 1.0  # embedding (and ensemble with `anchor`): 1 - cos between pooled embeddings
     alpha_hidden_cos: float = 0.0  # embedding: 1 - cos between last hidden states (real tokens)
     alpha_soft: float = 1.0  # task: soft-target KL on class logits (x T^2)
     alpha_hard: float = 1.0  # task: cross-entropy with the gold labels
@@ -135,6 +135,10 @@ class LossConfig:
     alpha_proj_cos: float = 0.0  # ensemble: 1 - cos between a training-only projection of the student's embedding and
     #   the teachers' concatenated normalised embeddings (each scaled by sqrt(weight)); any width
     alpha_proj_mse: float = 0.0  # ensemble: MSE between that projection and the concatenated target
+    anchor: str | None = None  # ensemble: the teacher (one of `teachers`, by path) whose own space the student keeps; it
+    #   must share the student's tokenizer and width. Adds alpha_emb_mse x MSE and alpha_emb_cos x (1 - cos) to its
+    #   pooled embedding, and alpha_token_mse x MSE to its last hidden states (real tokens; one anchor forward a step)
+    alpha_token_mse: float = 0.0  # ensemble with `anchor`: MSE between the student's and the anchor's last hidden states
 
     def check(self, prefix: str) -> None:
         if self.temperature <= 0:
@@ -179,6 +183,14 @@ class DistillRecipe:
                                       "objective ensemble")
         if self.objective == "ensemble" and self.loss.alpha_sim_mse + self.loss.alpha_proj_cos + self.loss.alpha_proj_mse == 0:
             raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
+        if self.loss.anchor is not None:
+            names = [t.path for t in self.teacher_list()]
+            if self.objective != "ensemble":
+                raise PocketBertError("loss.anchor is for objective ensemble; objective embedding already keeps the "
+                                      "teacher's space")
+            if self.loss.anchor not in names:
+                raise PocketBertError(f"loss.anchor {self.loss.anchor!r} is not one of the teachers ({', '.join(names)}); "
+                                      "name one of them by its path")
 
     def teacher_list(self) -> list[TeacherConfig]:
         """The teachers: `teachers`, or the one `teacher`."""

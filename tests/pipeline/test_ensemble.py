@@ -137,3 +137,55 @@ def test_several_teachers_need_the_ensemble_objective(tmp_path, tiny_bert, secon
                  f"out={tmp_path / 'o'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "objective ensemble" in err and len(err.splitlines()) == 1, err
+
+
+def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
+    """With an anchor the loss is sim_mse + emb_mse + (1 - cos) to the anchor's pooled embedding + MSE to its
+    last hidden states on real tokens, each with its alpha; the anchor is run, the others come from the cache."""
+    from pocketbert.pipeline.distill import EnsembleObjective
+    from pocketbert.pipeline.recipe import LossConfig
+
+    torch.manual_seed(3)
+    student = load_checkpoint(tiny_bert).model.train()
+    anchor = load_checkpoint(second_teacher).model.eval()
+    targets = [torch.randn(6, 32), torch.randn(6, 32)]
+    cfg = LossConfig(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0, anchor="b")
+    objective = EnsembleObjective(student, targets, [1.0, 1.0], cfg, anchor=(1, anchor))
+    ids = torch.randint(5, 90, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    total, terms = objective({"input_ids": ids, "attention_mask": mask, "index": [4, 0, 2]})
+
+    s_hidden = student(ids, mask).last_hidden_state
+    s = (s_hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # mean over real tokens
+    t = targets[1][[4, 0, 2]]
+    emb_mse = ((s - t) ** 2).mean()
+    emb_cos = (1 - torch.nn.functional.cosine_similarity(s, t, dim=-1)).mean()
+    t_hidden = anchor(ids, mask).last_hidden_state
+    real = mask.bool()
+    token_mse = ((s_hidden[real] - t_hidden[real]) ** 2).mean()
+    sim = losses.similarity_mse(s, [targets[0][[4, 0, 2]], t], [1.0, 1.0])
+    plain = 0.5 * sim + 2.0 * emb_mse + 3.0 * emb_cos + 4.0 * token_mse
+    assert set(terms) == {"sim_mse", "emb_mse", "emb_cos", "token_mse"}
+    assert torch.allclose(total, plain, atol=1e-5)
+    assert terms["token_mse"] == pytest.approx(float(token_mse.detach()), rel=1e-5)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("anchor, needle", [("nowhere", "is not one of the teachers"),
+                                            ("TRIMMED", "has another tokenizer than the student")])
+def test_a_bad_anchor_is_a_one_line_error(tmp_path, tiny_bert, capsys, monkeypatch, anchor, needle):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
+    trimmed = tmp_path / "trimmed"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
+                 "--out", str(trimmed)]) == 0
+    capsys.readouterr()
+    anchor = str(trimmed) if anchor == "TRIMMED" else anchor
+    code = main(["distill", "distill-embedding-tiny", "objective=ensemble",
+                 f"teachers=[{{path: {tiny_bert}}}, {{path: {trimmed}}}]", f"loss.anchor={anchor}",
+                 "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err
+    assert not (tmp_path / "o").exists()
