@@ -47,7 +47,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
            calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
     """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes).
 
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     import coremltools as ct
 

@@ -144,7 +144,7 @@ def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, out
     """Write `path` (.pte). Returns notes: how much of the graph XNNPACK runs.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower

@@ -122,7 +122,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     """Write `path` (.onnx, weights inside the file). Returns notes for the manifest.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     import onnx
 

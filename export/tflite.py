@@ -108,7 +108,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     """Write `path` (.tflite). Returns notes (op counts of the flatbuffer).
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     import litert_torch
 
