@@ -325,6 +325,42 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, gr
     return batches[rank: per_rank * world_size: world_size]
 
 
+def read_pairs(paths: list[str], position: dict[str, int]) -> tuple[list[tuple[int, int]], int]:
+    """Related sentence pairs from TSV files, as index pairs into a corpus (`position`: text -> index).
+
+    A row is `..., sentence1, sentence2, score` (STS-B) or `sentence1<TAB>sentence2`; the score is never read.
+    Only pairs whose two sentences are in the corpus are kept (they need teacher embeddings); returns the
+    pairs and the number of rows dropped.
+    """
+    pairs, dropped = [], 0
+    for item in paths:
+        path = Path(item)
+        if not path.is_file():
+            raise PocketBertError(f"pairs file {path} does not exist; list TSV files of sentence pairs in data.pairs")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise PocketBertError(f"cannot read pairs file {path} ({type(e).__name__}); pass a UTF-8 TSV") from None
+        for line in lines:
+            cols = line.split("\t")
+            if len(cols) < 2:
+                dropped += 1
+                continue
+            try:
+                float(cols[-1])
+                a, b = (cols[-3], cols[-2]) if len(cols) >= 3 else (cols[-2], cols[-1])
+            except ValueError:
+                a, b = cols[-2], cols[-1]
+            if a in position and b in position and a != b:
+                pairs.append((position[a], position[b]))
+            else:
+                dropped += 1
+    if not pairs:
+        raise PocketBertError(f"no pair in {', '.join(map(str, paths))} has both sentences in the training corpus; "
+                              "add the pairs' files to data.train")
+    return pairs, dropped
+
+
 def collate(ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to the longest row: (input_ids, attention_mask), int64 (B, T)."""
     width = max(len(r) for r in ids)

@@ -34,7 +34,7 @@ from torch import nn
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import LoadedCheckpoint, load_checkpoint, parent_record
-from pocketbert.pipeline.data import cache_dir, collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.data import cache_dir, collate, read_pairs, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import TOKEN_ALIGNED, DistillRecipe, LossConfig, to_dict
@@ -333,6 +333,11 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
+    pairs = []  # read before the teacher passes: a bad file fails at once
+    if cfg.data.pairs:
+        pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
+        print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
+              "added to each batch", file=sys.stderr, flush=True)
     teacher_cache = []
     if cfg.objective == "ensemble":
         train_texts = [records.texts[i] for i in train_idx]
@@ -367,6 +372,9 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         teacher.to(run.device)
 
     def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        if pairs and cfg.data.pairs_per_batch:  # + k random related pairs (seeded: a resumed run draws the same)
+            drawn = torch.randint(len(pairs), (cfg.data.pairs_per_batch,), generator=gen).tolist()
+            index = list(dict.fromkeys([*index, *(i for k in drawn for i in pairs[k])]))
         input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
         batch = {"input_ids": input_ids, "attention_mask": mask, "index": index}
         if cfg.objective == "triple":
@@ -410,7 +418,8 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         "layer_map": layer_map,
         "recipe": resolved,
         "data": {"files": records.files, "texts": len(train_ids), "held_out": len(held_idx),
-                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8},
+                 "skipped_empty": records.skipped_empty, "skipped_non_utf8": records.skipped_non_utf8,
+                 "pairs": len(pairs) or None},
     }
     return write_and_verify(run, objective, result, record, student_tok_path, train_ids, tokenizer.pad_id,
                             before_training=baseline)

@@ -5,6 +5,9 @@
   STS-B dev: 81.0).
 - Classification accuracy (x100) of argmax class logits.
 - MLM accuracy (x100): share of masked tokens predicted exactly, on fixed masks.
+- Held-out probe: accuracy (x100) of a logistic regression on the frozen, normalised sentence embeddings
+  (up to 8,000 training texts, all dev texts): a check that a student distilled for similarity did not
+  lose what else its embeddings carry (SST-2 sentiment, say, when it was distilled for STS).
 
 `make_evaluator` turns a recipe's `eval` section into the one function a training stage calls.
 """
@@ -178,11 +181,44 @@ def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokeni
     return evaluate
 
 
-def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64) -> dict:
+PROBE_TRAIN = 8000  # training texts of the probe (a seeded sample): enough for a stable linear read-out
+
+
+def read_probe(files: list[str]) -> tuple:
+    """(train texts, train labels, dev texts, dev labels) of a probe given as [train TSV, dev TSV] with
+    `sentence` and `label` columns (SST-2 layout); read before any model is loaded."""
+    import random
+
+    if len(files) != 2:
+        raise PocketBertError(f"the probe takes two labelled files, [train, dev]; got {len(files)}")
+    train, dev = (read_texts([f], "sentence", "label") for f in files)
+    if train.labels is None or dev.labels is None or len(set(train.labels)) < 2:
+        raise PocketBertError(f"the probe files {files[0]}, {files[1]} need a `label` column with at least two classes")
+    idx = random.Random(0).sample(range(len(train.texts)), min(PROBE_TRAIN, len(train.texts)))
+    return [train.texts[i] for i in idx], [train.labels[i] for i in idx], dev.texts, dev.labels
+
+
+def probe_accuracy(embed: Callable[[list[str]], np.ndarray], probe: tuple) -> float:
+    """Accuracy x100 on the dev texts of a logistic regression fitted on the training texts' embeddings
+    (L2-normalised; sklearn's default L2 penalty, C=1): the same read-out for every model compared."""
+    from sklearn.linear_model import LogisticRegression
+
+    tr_x, tr_y, dev_x, dev_y = probe
+
+    def unit(texts):
+        e = embed(texts)
+        return e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
+
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(unit(tr_x), tr_y)
+    return round(100.0 * float(clf.score(unit(dev_x), dev_y)), 2)
+
+
+def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64, probe: list[str] | None = None) -> dict:
     """STS Spearman x100 of a checkpoint, a named peer (`paraphrase-minilm-l3`, an `.onnx` encoder with
     `tokenizer`) or a static model (`potion-base-2m`), in PyTorch fp32 (numpy for static models).
 
-    Returns `{spearman, pairs, checkpoint, seconds}` (+ `kind: static`); the STS file is read first.
+    Returns `{spearman, pairs, checkpoint, seconds}` (+ `kind: static`, + `probe_accuracy` and `probe` with
+    `probe` = [train TSV, dev TSV]); the STS file and the probe are read first.
     """
     import time
 
@@ -191,13 +227,21 @@ def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64)
     from pocketbert.pipeline.tokenizer import Tokenizer
 
     pairs = read_sts(sts_path)  # fail on a bad file before loading the model
+    probe_data = read_probe(probe) if probe else None
     t0 = time.perf_counter()
     if is_static(name_or_path):  # a static (model2vec) peer: no transformer
         model = StaticModel.load(name_or_path)
         rho, path, extra = evaluate_static_sts(model, pairs), model.path, {"kind": "static"}
+        embed = None
     else:
         ckpt = load_checkpoint(name_or_path, tokenizer=tokenizer)
         t0 = time.perf_counter()
-        rho, path, extra = evaluate_sts(ckpt.model, Tokenizer(ckpt.path), pairs, batch_size=batch_size), ckpt.path, {}
+        tok = Tokenizer(ckpt.path)
+        rho, path, extra = evaluate_sts(ckpt.model, tok, pairs, batch_size=batch_size), ckpt.path, {}
+
+        def embed(texts):
+            return embed_texts(ckpt.model, tok, texts, batch_size=batch_size, max_length=128)
+    if probe_data is not None and embed is not None:
+        extra |= {"probe_accuracy": probe_accuracy(embed, probe_data), "probe": [str(Path(p).resolve()) for p in probe]}
     return {"spearman": round(rho, 4), "pairs": len(pairs.scores), "checkpoint": str(path), **extra,
             "seconds": round(time.perf_counter() - t0, 2)}

@@ -38,9 +38,17 @@ class DataConfig:
     group_by_length: bool = True  # batches of similar length (less padding)
     holdout: float = 0.0  # fraction of the training texts held out for MLM accuracy (0 = none)
     limit: int | None = None  # use at most this many texts (None = all)
+    pairs: list[str] = field(default_factory=list)  # ensemble: TSV files of related sentence pairs (STS-B layout or
+    #   sentence1<TAB>sentence2; any score column is ignored) whose sentences are in `train`
+    pairs_per_batch: int = 0  # ensemble: that many random pairs added to every batch, so the in-batch similarity
+    #   matrix also holds close pairs, not only the near-orthogonal random ones
 
     def check(self, prefix: str) -> None:
         _positive(self.max_length, f"{prefix}.max_length", minimum=4)
+        if self.pairs_per_batch < 0:
+            raise PocketBertError(f"{prefix}.pairs_per_batch must be >= 0, got {self.pairs_per_batch}")
+        if self.pairs_per_batch and not self.pairs:
+            raise PocketBertError(f"{prefix}.pairs_per_batch needs {prefix}.pairs (TSV files of sentence pairs)")
         _positive(self.batch_size, f"{prefix}.batch_size")
         if not self.train:
             raise PocketBertError(f"{prefix}.train is empty; list at least one file, folder, glob or `default`")
@@ -183,6 +191,8 @@ class DistillRecipe:
                                       "objective ensemble")
         if self.objective == "ensemble" and self.loss.alpha_sim_mse + self.loss.alpha_proj_cos + self.loss.alpha_proj_mse == 0:
             raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
+        if self.data.pairs_per_batch and self.objective != "ensemble":
+            raise PocketBertError("data.pairs_per_batch is for objective ensemble")
         if self.loss.anchor is not None:
             names = [t.path for t in self.teacher_list()]
             if self.objective != "ensemble":

@@ -38,6 +38,8 @@ class ExportSection:
 @dataclass
 class EvalSection:
     sts: str | None = None  # STS-B TSV scored through every artifact (None: no quality row)
+    probe: list[str] = field(default_factory=list)  # [train TSV, dev TSV] (sentence, label): a logistic regression on
+    #   the frozen embeddings of the PyTorch student and of each reference ([] = none); see pipeline/evaluate.py
 
 
 @dataclass
@@ -137,6 +139,9 @@ def preflight(recipe: BuildRecipe) -> None:
         for item in section.data.train:
             if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
                 raise PocketBertError(f"{name}.data.train: corpus {item} does not exist; fix the recipe")
+        for item in section.data.pairs:
+            if not Path(item).is_file():
+                raise PocketBertError(f"{name}.data.pairs: {item} does not exist; fix the recipe")
         for key in ("sts", "classification"):
             value = getattr(section.eval, key)
             if value and not Path(value).is_file():
@@ -146,6 +151,11 @@ def preflight(recipe: BuildRecipe) -> None:
             raise PocketBertError(f"trim_vocab: corpus {item} does not exist; fix the recipe")
     if recipe.eval.sts and not Path(recipe.eval.sts).is_file():
         raise PocketBertError(f"eval.sts: {recipe.eval.sts} does not exist; fix the recipe or set eval.sts=null")
+    if recipe.eval.probe and (len(recipe.eval.probe) != 2 or not recipe.eval.sts):
+        raise PocketBertError("eval.probe takes [train TSV, dev TSV] and needs eval.sts; fix the recipe or set eval.probe=[]")
+    for item in recipe.eval.probe:
+        if not Path(item).is_file():
+            raise PocketBertError(f"eval.probe: {item} does not exist; fix the recipe or set eval.probe=[]")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -246,8 +256,10 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
     if recipe.eval.sts:
         sts = str(Path(recipe.eval.sts).resolve())
-        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs},
-                            lambda resume: _eval(out, sts, refs), "eval.json", inputs=[sts],
+        probe = [str(Path(p).resolve()) for p in recipe.eval.probe]
+        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs, "probe": probe},
+                            lambda resume: _eval(out, sts, refs, Path(export.checkpoint), probe), "eval.json",
+                            inputs=[sts, *probe],
                             describe=f"pocketbert eval bundle --sts {sts}" + (f" (and {', '.join(refs)})" if refs else "")))
     if recipe.bench.enabled:
         quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
@@ -266,16 +278,21 @@ def _export_summary(manifest: dict) -> dict:
     return out
 
 
-def _eval(out: Path, sts: str, refs: list[str]) -> dict:
+def _eval(out: Path, sts: str, refs: list[str], checkpoint: Path, probe: list[str]) -> dict:
     """STS through every artifact of the bundle (eval.json), and of each reference model in PyTorch fp32
-    (eval_refs/<n>.json), so that the report's verdict compares like with like."""
+    (eval_refs/<n>.json), so that the report's verdict compares like with like; with a probe, its accuracy
+    for the exported PyTorch checkpoint and for each reference."""
     from pocketbert.export.evaluate import evaluate_bundle
     from pocketbert.pipeline.evaluate import evaluate_model
 
     result = evaluate_bundle(out / "bundle", sts)
+    if probe:
+        student = evaluate_model(checkpoint, sts, probe=probe)
+        result |= {"probe_accuracy": student["probe_accuracy"], "probe": student["probe"]}
     (out / "eval_refs").mkdir(exist_ok=True)
     for i, name in enumerate(refs):
-        (out / "eval_refs" / f"{i}.json").write_text(json.dumps(evaluate_model(name, sts), indent=2) + "\n")
+        doc = evaluate_model(name, sts, probe=probe or None)
+        (out / "eval_refs" / f"{i}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")  # written last: the stage's output
     return result
 

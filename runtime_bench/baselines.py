@@ -107,6 +107,13 @@ def prepare_baselines(ref: Reference, cache_root: Path | None = None) -> list[di
     return rows
 
 
+def _probe(doc: dict) -> dict:
+    """The held-out probe's accuracy of the PyTorch fp32 model, where the eval measured one (the same for every
+    artifact of a bundle: the probe reads the model, not a runtime)."""
+    value = doc.get("probe_accuracy")
+    return {"probe_accuracy": value} if isinstance(value, (int, float)) else {}
+
+
 def read_quality(paths) -> tuple[dict, dict]:
     """({(format, quant): quality} for bundle artifacts, {checkpoint path: quality}) from eval JSON files."""
     by_artifact, by_checkpoint = {}, {}
@@ -119,9 +126,11 @@ def read_quality(paths) -> tuple[dict, dict]:
         if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
             for r in doc["rows"]:
                 if isinstance(r.get("spearman"), (int, float)) and r.get("format") and r.get("quant"):
-                    by_artifact[(r["format"], r["quant"])] = {"sts_spearman_x100": r["spearman"], "source": source}
+                    by_artifact[(r["format"], r["quant"])] = {"sts_spearman_x100": r["spearman"], "source": source,
+                                                              **_probe(doc)}
         elif isinstance(doc, dict) and isinstance(doc.get("spearman"), (int, float)) and doc.get("checkpoint"):
-            by_checkpoint[str(Path(doc["checkpoint"]).resolve())] = {"sts_spearman_x100": doc["spearman"], "source": source}
+            by_checkpoint[str(Path(doc["checkpoint"]).resolve())] = {"sts_spearman_x100": doc["spearman"], "source": source,
+                                                                     **_probe(doc)}
         else:
             raise PocketBertError(f"--quality {p}: no STS spearman in it; pass `pocketbert eval ... --json` output")
     return by_artifact, by_checkpoint

@@ -129,6 +129,7 @@ def verdict(doc: dict) -> dict | None:
     pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - 0.5)]
     student = min(pool, key=lambda r: (r["latency_ms_p50"], r.get("size_bytes") or 0))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
+             "probe": (student.get("quality") or {}).get("probe_accuracy"),
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
     metric = (_quality(student) or ("sts_spearman_x100", None))[0]
     refs: dict[str, list[dict]] = defaultdict(list)
@@ -138,7 +139,10 @@ def verdict(doc: dict) -> dict | None:
     for name, group in sorted(refs.items(), key=lambda kv: (not kv[0].startswith("teacher"), kv[0])):
         deploy = next((r for r in group if r["name"].endswith("_onnx_int8")), min(group, key=lambda r: r["latency_ms_p50"]))
         q = next((_quality(r)[1] for r in group if _quality(r)), None)
-        rows.append({"model": name, "row": deploy["name"], "quality": q, "size_mb": (deploy.get("size_bytes") or 0) / 1e6,
+        probe = next(((r.get("quality") or {}).get("probe_accuracy") for r in group
+                      if (r.get("quality") or {}).get("probe_accuracy") is not None), None)
+        rows.append({"model": name, "row": deploy["name"], "quality": q, "probe": probe,
+                     "size_mb": (deploy.get("size_bytes") or 0) / 1e6,
                      "p50_ms": deploy["latency_ms_p50"],
                      "speedup": student.get("speedup_vs", {}).get(deploy["name"],
                                                                   deploy["latency_ms_p50"] / student["latency_ms_p50"])})
@@ -159,12 +163,19 @@ def verdict(doc: dict) -> dict | None:
             sentence = (f"Ship {best['model']} where quality matters most: {metric} {best['quality']:.2f} against the "
                         f"student's {s['quality']:.2f}. The student ({s['row']}) is {best['speedup']:.1f}x faster and "
                         f"{size}; ship it where that quality loss is acceptable.")
+    teacher = next((r for r in rows if r["model"].startswith("teacher") and r["probe"] is not None), None)
+    if s["probe"] is not None and teacher is not None:  # what the similarity metric cannot show: did it specialise?
+        sentence += (f" Held-out probe (logistic regression on frozen embeddings): student {s['probe']:.2f}, "
+                     f"teacher {teacher['probe']:.2f}.")
     return {"seq_len": n, "threads": t0, "metric": metric, "rows": rows, "sentence": sentence}
 
 
 def verdict_table(card: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["model", "measured row", card["metric"], "size MB", "p50 ms", "student x faster"]
-    lines = [[r["model"], r["row"], _fmt(r["quality"]) if r["quality"] is not None else "-", _fmt(r["size_mb"], 1),
+    probe = any(r.get("probe") is not None for r in card["rows"])
+    head = ["model", "measured row", card["metric"], *(["probe accuracy"] if probe else []), "size MB", "p50 ms",
+            "student x faster"]
+    lines = [[r["model"], r["row"], _fmt(r["quality"]) if r["quality"] is not None else "-",
+              *([_fmt(r["probe"]) if r.get("probe") is not None else "-"] if probe else []), _fmt(r["size_mb"], 1),
               _fmt(r["p50_ms"]), "-" if r["model"] == "student" else _fmt(r["speedup"])] for r in card["rows"]]
     return head, lines
 

@@ -37,6 +37,14 @@ def _sts(path: Path) -> Path:
     return path
 
 
+def _labelled(path: Path) -> Path:
+    """A tiny two-class set in the SST-2 layout (sentence, label) for the held-out probe."""
+    good, bad = ("a good and happy film", "great fun"), ("a bad and sad film", "dull work")
+    rows = [(f"{(good if i % 2 else bad)[i % 4 // 2]} number {i}", i % 2) for i in range(60)]
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_recipe(tmp_path_factory, tiny_bert) -> Path:
     d = tmp_path_factory.mktemp("build_inputs")
@@ -51,7 +59,7 @@ def tiny_recipe(tmp_path_factory, tiny_bert) -> Path:
         },
         "trim_vocab": [str(corpus)],
         "export": {"formats": ["onnx", "executorch"], "quant": ["fp32", "int8"], "seq_len": [16]},
-        "eval": {"sts": str(_sts(d / "sts.tsv"))},
+        "eval": {"sts": str(_sts(d / "sts.tsv")), "probe": [str(_labelled(d / "probe.tsv"))] * 2},
         "bench": {"threads": [1], "seq_len": [16], "runs": 3, "warmup": 1, "baseline": "teacher"},
     }
     path = d / "build-tiny.yaml"
@@ -92,6 +100,10 @@ def test_build_runs_every_stage_and_records_it(built):
     assert "### Geometry gate" in report and all(r["name"] in report.split("### Geometry gate")[1] for r in artifact_rows)
     student = json.loads((built / "student" / "pocketbert.json").read_text())
     assert student["parent"]["path"] == str((built / "distilled").resolve())
+    # the held-out probe: measured for the exported checkpoint and the teacher, carried into the verdict
+    assert 0 <= json.loads((built / "eval.json").read_text())["probe_accuracy"] <= 100
+    assert all("probe_accuracy" in r["quality"] for r in results["rows"] if r.get("quality"))
+    assert "probe accuracy" in (built / "report.md").read_text()
 
 
 def test_rerun_skips_unchanged_stages(built, tiny_recipe, capsys):

@@ -12,6 +12,7 @@ import torch
 from test_train import synthetic_corpus
 
 from pocketbert.cli import main
+from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses, teacher_cache
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
@@ -189,3 +190,74 @@ def test_a_bad_anchor_is_a_one_line_error(tmp_path, tiny_bert, capsys, monkeypat
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert needle in err
     assert not (tmp_path / "o").exists()
+
+
+def test_read_pairs_takes_sts_and_two_column_rows(tmp_path):
+    from pocketbert.pipeline.data import read_pairs
+
+    (tmp_path / "p.tsv").write_text("0\tg\tf\t2012\t1\tn\tn\ta cat sits.\ta cat is sitting.\t4.2\n"
+                                    "a dog runs.\tthe dog is running.\n"
+                                    "sentence1\tsentence2\tscore\n"  # a header: not in the corpus, dropped
+                                    "a cat sits.\tnot in the corpus\t1.0\n", encoding="utf-8")
+    position = {"a cat sits.": 0, "a cat is sitting.": 1, "a dog runs.": 2, "the dog is running.": 3}
+    assert read_pairs([str(tmp_path / "p.tsv")], position) == ([(0, 1), (2, 3)], 2)
+    with pytest.raises(PocketBertError, match="has both sentences in the training corpus"):
+        read_pairs([str(tmp_path / "p.tsv")], {})
+
+
+@pytest.mark.integration
+def test_pairs_join_every_batch(tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 60)
+    lines = corpus.read_text().splitlines()
+    (tmp_path / "pairs.tsv").write_text("".join(f"{lines[i]}\t{lines[i + 1]}\t3.0\n" for i in range(0, 10, 2)))
+    seen = []
+    from pocketbert.pipeline import distill
+
+    real = distill.EnsembleObjective.forward
+
+    def spy(self, batch):
+        seen.append(list(batch["index"]))
+        return real(self, batch)
+
+    monkeypatch.setattr(distill.EnsembleObjective, "forward", spy)
+    assert main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+                 f"data.train=[{corpus}]", f"data.pairs=[{tmp_path / 'pairs.tsv'}]", "data.pairs_per_batch=2",
+                 f"out={tmp_path / 'o'}", "train.max_steps=3", "train.threads=1"]) == 0
+    rec = json.loads((tmp_path / "o" / "pocketbert.json").read_text())
+    assert rec["data"]["pairs"] == 5
+    texts = list(dict.fromkeys(lines))
+    pair_ids = {(texts.index(lines[i]), texts.index(lines[i + 1])) for i in range(0, 10, 2)}
+    for index in seen:  # each batch holds at least one whole pair
+        assert any(a in index and b in index for a, b in pair_ids), index
+
+
+@pytest.mark.integration
+def test_pairs_per_batch_needs_pairs(tmp_path, tiny_bert, capsys):
+    code = main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+                 "data.pairs_per_batch=4", f"out={tmp_path / 'o'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "data.pairs" in err, err
+
+
+def test_probe_accuracy_reads_what_embeddings_carry(tmp_path):
+    """The held-out probe: a logistic regression on normalised embeddings scores 100 where the embedding
+    carries the label, and about chance where it carries noise; bad probe files are one-line errors."""
+    import numpy as np
+
+    from pocketbert.pipeline.evaluate import probe_accuracy, read_probe
+
+    rows = [(f"text number {i} is {'good' if i % 2 else 'bad'}", i % 2) for i in range(400)]
+    for name in ("train", "dev"):
+        (tmp_path / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    probe = read_probe([str(tmp_path / "train.tsv"), str(tmp_path / "dev.tsv")])
+    assert len(probe[0]) == 400 and len(probe[2]) == 400
+
+    def telling(texts):
+        return np.array([[1.0, 0.1] if t.endswith("good") else [0.1, 1.0] for t in texts])
+
+    rng = np.random.default_rng(0)
+    assert probe_accuracy(telling, probe) == 100.0
+    assert 35.0 < probe_accuracy(lambda texts: rng.normal(size=(len(texts), 8)), probe) < 65.0
+    with pytest.raises(PocketBertError, match="two labelled files"):
+        read_probe([str(tmp_path / "train.tsv")])

@@ -215,3 +215,22 @@ def test_report_renders_in_headless_chromium(results_file, tmp_path):
     img = Image.open(shot)
     img.load()
     assert img.width == 1400 and len(set(img.convert("L").getdata())) > 10  # not a blank page
+
+
+def test_verdict_carries_the_held_out_probe(results_file, tmp_path):
+    """Where the eval ran a held-out probe, the card shows its accuracy per model and the sentence names the
+    student's and the teacher's: a similarity score alone cannot show that a student specialised."""
+    from pocketbert.runtime_bench.report import verdict, verdict_table
+
+    doc = json.loads(_with_peer(results_file, 0.79).read_text())
+    for r in doc["rows"]:
+        if r.get("quality"):
+            r["quality"]["probe_accuracy"] = 82.5 if r["role"] == "artifact" else 83.1
+    validate_results(doc)
+    card = verdict(doc)
+    assert [r["probe"] for r in card["rows"]] == [82.5, 83.1, 83.1]
+    assert card["sentence"].endswith("student 82.50, teacher 83.10.")
+    head, lines = verdict_table(card)
+    assert head[3] == "probe accuracy" and lines[0][3] == "82.50"
+    # without a probe the table keeps its columns
+    assert "probe accuracy" not in verdict_table(verdict(json.loads(_with_peer(results_file, 0.79).read_text())))[0]
