@@ -64,7 +64,8 @@ class BenchSection:
 class BuildRecipe:
     """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch; `finetune` first
     makes a classification teacher that `distill` then uses), and the stages after it. `trim_vocab`
-    lists corpus files for vocabulary trimming after training ([] = keep the vocabulary)."""
+    lists the corpus for vocabulary trimming after training: files and/or `wordfreq:LANG:N` (the N most
+    frequent words of a language); [] = keep the vocabulary."""
 
     finetune: FinetuneRecipe | None = None
     distill: DistillRecipe | None = None
@@ -127,6 +128,7 @@ def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRec
 def preflight(recipe: BuildRecipe) -> None:
     """Everything a stage will read must exist before any training starts."""
     from pocketbert.pipeline.checkpoint import resolve_teacher
+    from pocketbert.pipeline.student import WordFreqSource, is_wordfreq_spec
 
     if recipe.finetune is not None:
         resolve_teacher(recipe.finetune.model)
@@ -147,7 +149,9 @@ def preflight(recipe: BuildRecipe) -> None:
             if value and not Path(value).is_file():
                 raise PocketBertError(f"{name}.eval.{key}: {value} does not exist; fix the recipe")
     for item in recipe.trim_vocab:
-        if not Path(item).is_file():
+        if is_wordfreq_spec(item):
+            WordFreqSource.parse(item).words()  # a malformed spec, unknown language or too large N: now
+        elif not Path(item).is_file():
             raise PocketBertError(f"trim_vocab: corpus {item} does not exist; fix the recipe")
     if recipe.eval.sts and not Path(recipe.eval.sts).is_file():
         raise PocketBertError(f"eval.sts: {recipe.eval.sts} does not exist; fix the recipe or set eval.sts=null")
@@ -209,10 +213,11 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     provenance, with the stage's name."""
     from pocketbert.export.bundle import AUTO, ExportConfig
     from pocketbert.export.bundle import main as export_main
+    from pocketbert.files import dist_versions
     from pocketbert.pipeline import distill, finetune, pretrain
     from pocketbert.pipeline.data import read_texts
     from pocketbert.pipeline.peers import expand_peers
-    from pocketbert.pipeline.student import StudentConfig
+    from pocketbert.pipeline.student import StudentConfig, is_wordfreq_spec
     from pocketbert.pipeline.student import main as student_main
 
     (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
@@ -229,11 +234,15 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
         checkpoint = "pretrained"
     if recipe.trim_vocab:
         trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
-                             trim_vocab=[str(Path(p).resolve()) for p in recipe.trim_vocab],
+                             trim_vocab=[p if is_wordfreq_spec(p) else str(Path(p).resolve())
+                                         for p in recipe.trim_vocab],
                              command=f"{command} [stage trim]")
-        stages.append(Stage("trim", _key(trim), lambda resume: student_main(trim), "student",
-                            inputs=trim.trim_vocab, describe=f"pocketbert student --layers all --trim-vocab "
-                            f"{' '.join(trim.trim_vocab)}"))
+        key = _key(trim)
+        if any(is_wordfreq_spec(p) for p in trim.trim_vocab):  # another wordfreq release may rank words anew
+            key["wordfreq_version"] = dist_versions("wordfreq")["wordfreq"]
+        stages.append(Stage("trim", key, lambda resume: student_main(trim), "student",
+                            inputs=[p for p in trim.trim_vocab if not is_wordfreq_spec(p)],
+                            describe=f"pocketbert student --layers all --trim-vocab {' '.join(trim.trim_vocab)}"))
         checkpoint = "student"
     e = recipe.export
     sources = gate_corpus(recipe) if e.gate or AUTO in e.quant else []

@@ -262,3 +262,26 @@ def test_overrides_without_a_recipe_name_apply_to_the_default(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "/nope/teacher" in err and "does not exist" in err
     assert not out.exists()
+
+
+def test_trim_vocab_takes_wordfreq_next_to_files(tmp_path, tiny_recipe):
+    """A wordfreq item is a corpus of the trim stage: not a file input, its version part of the stage key."""
+    from pocketbert.build import load_build_recipe, plan, preflight
+
+    recipe = load_build_recipe(str(tiny_recipe), ["trim_vocab=[wordfreq:en:20000, ../shared/data/stsb/train.tsv]"])
+    trim = next(s for s in plan(recipe, tmp_path / "b") if s.name == "trim")
+    stsb = str(Path("../shared/data/stsb/train.tsv").resolve())
+    assert trim.config["trim_vocab"] == ["wordfreq:en:20000", stsb]
+    assert trim.inputs == [stsb] and trim.config["wordfreq_version"] == "3.1.1"
+    if Path(stsb).is_file():
+        preflight(recipe)
+
+
+@pytest.mark.parametrize(("item", "needle"), [("wordfreq:en:0", "write wordfreq:LANG:N"),
+                                              ("wordfreq:zz:10", "no list for 'zz'")])
+def test_bad_wordfreq_trim_fails_before_training(tmp_path, tiny_recipe, capsys, item, needle):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), f"trim_vocab=[{item}]", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
