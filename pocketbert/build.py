@@ -26,8 +26,13 @@ STAGES = ("finetune", "distill", "pretrain", "trim", "export", "eval", "bench", 
 @dataclass
 class ExportSection:
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
-    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
+    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))  # or [auto]: the smallest rung that passes
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))  # static buckets, e.g. [32, 128]
+    # The geometry gate (export/gate.py) of each format x quant of an embedding model: on sentences of the
+    # recipe's own corpus (trim_vocab, else the training data) and on eval.sts when set.
+    gate: bool = True
+    gate_sample: int = 200  # corpus sentences for the top-10 overlap and cosines (the STS file is scored whole)
+    max_sts_drop: float = 1.0  # STS points below PyTorch fp32 a rung may lose and pass
 
 
 @dataclass
@@ -162,9 +167,17 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _key(cfg) -> dict:
-    """A typed stage config as plain data for its key; `command` (provenance) is not part of it."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
+def _key(cfg, leave_out: tuple[str, ...] = ()) -> dict:
+    """A typed stage config as plain data for its key; `command` (provenance) and `leave_out` are not part of it."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command" and k not in leave_out}
+
+
+def gate_corpus(recipe: BuildRecipe) -> list[str]:
+    """The text sources the export gate samples: the vocabulary-trimming corpus, else the training data."""
+    if recipe.trim_vocab:
+        return [str(Path(p).resolve()) for p in recipe.trim_vocab]
+    section = recipe.distill or recipe.pretrain
+    return [p if p == "default" or not Path(p).exists() else str(Path(p).resolve()) for p in section.data.train]
 
 
 def _training_stage(name: str, section, out: Path, output: str, main, command: str,
@@ -198,10 +211,11 @@ def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
 def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> list[Stage]:
     """The build's stages, each with its typed config, in order. `command` is recorded in every output's
     provenance, with the stage's name."""
-    from pocketbert.export.bundle import ExportConfig
+    from pocketbert.export.bundle import AUTO, ExportConfig
     from pocketbert.export.bundle import main as export_main
     from pocketbert.files import dist_versions
     from pocketbert.pipeline import distill, finetune, pretrain
+    from pocketbert.pipeline.data import read_texts
     from pocketbert.pipeline.peers import expand_peers
     from pocketbert.pipeline.student import StudentConfig, is_wordfreq_spec
     from pocketbert.pipeline.student import main as student_main
@@ -230,12 +244,21 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                             inputs=[p for p in trim.trim_vocab if not is_wordfreq_spec(p)],
                             describe=f"pocketbert student --layers all --trim-vocab {' '.join(trim.trim_vocab)}"))
         checkpoint = "student"
-    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=recipe.export.formats,
-                          quants=recipe.export.quant, seq_lens=recipe.export.seq_len,
-                          command=f"{command} [stage export]")
-    stages.append(Stage("export", _key(export), lambda resume: _export_summary(export_main(export)),
-                        "bundle", describe=f"pocketbert export {export.checkpoint} "
-                        f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
+    e = recipe.export
+    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant else []
+    corpus = read_texts(sources).texts if sources else None
+    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
+    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
+                          quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
+                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, command=f"{command} [stage export]")
+    # the key holds the corpus files (their content is an input), not their sentences
+    stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
+                        lambda resume: _export_summary(export_main(export)), "bundle",
+                        inputs=[p for p in sources if Path(p).exists()] + ([sts] if sts else []),
+                        describe=f"pocketbert export {export.checkpoint} ({','.join(export.formats)}; "
+                        f"{','.join(export.quants)}; seq {export.seq_lens}"
+                        + (f"; gate on {len(sources)} corpus file(s){' and ' + sts if sts else ''}" if e.gate else "")
+                        + ")"))
     # The models the bench compares with: the teacher the recipe names and the peers it asks for.
     with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
     teacher = _bench_teacher(recipe, out) if with_teacher else None
@@ -257,8 +280,11 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
 
 
 def _export_summary(manifest: dict) -> dict:
-    return {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
-                          for a in manifest["artifacts"]]}
+    out = {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
+                         | ({"gate": a["gate"]["status"]} if "gate" in a else {}) for a in manifest["artifacts"]]}
+    if "quant_auto" in manifest:
+        out["quant_auto"] = {f: c["chosen"] for f, c in manifest["quant_auto"]["formats"].items()}
+    return out
 
 
 def _eval(out: Path, sts: str, refs: list[str], checkpoint: Path, probe: list[str]) -> dict:

@@ -85,9 +85,19 @@ def test_build_runs_every_stage_and_records_it(built):
     assert {(a["format"], a["quant"]) for a in manifest["artifacts"]} == {
         ("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8")}
     assert all(a["parity"]["status"] == "passed" for a in manifest["artifacts"])
+    # the export stage gated every artifact on the recipe's corpus and its eval.sts file
+    for a in manifest["artifacts"]:
+        g = a["gate"]
+        assert g["status"] in ("passed", "failed") and g["sample"] > 10 and g["sts"]["pairs"] == 8, a["file"]
+        if a["quant"] == "fp32":
+            assert g["status"] == "passed" and g["top10_overlap"] == 1.0
     results = json.loads((built / "results.json").read_text())
     roles = {r["role"] for r in results["rows"]}
     assert roles == {"artifact", "baseline"}
+    artifact_rows = [r for r in results["rows"] if r["role"] == "artifact"]
+    assert all(r["gate"]["status"] in ("passed", "failed") and "top10_overlap" in r["gate"] for r in artifact_rows)
+    report = (built / "report.md").read_text()
+    assert "### Geometry gate" in report and all(r["name"] in report.split("### Geometry gate")[1] for r in artifact_rows)
     student = json.loads((built / "student" / "pocketbert.json").read_text())
     assert student["parent"]["path"] == str((built / "distilled").resolve())
     # the held-out probe: measured for the exported checkpoint and the teacher, carried into the verdict
@@ -199,6 +209,22 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
     assert list(stages) == ["finetune", "distill", "export", "bench", "report"]
     assert stages["bench"].config["teacher"] == str(tmp_path / "teacher")
     assert stages["distill"].config["teacher"] == str(tmp_path / "teacher")
+
+
+def test_sts_export_stage_gates_on_the_recipes_corpus_and_sts(tmp_path, monkeypatch):
+    """build-sts: the export stage gates on the trim_vocab corpus and eval.sts; the files, not their
+    sentences, make its key; export.gate=false drops both."""
+    from pocketbert.build import load_build_recipe, plan
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
+    recipe = load_build_recipe("build-sts")
+    export = {s.name: s for s in plan(recipe, tmp_path / "on")}["export"]
+    assert export.config["gate"] and export.config["sts"] == str(Path(recipe.eval.sts).resolve())
+    assert export.config["corpus_files"] == [str(Path(p).resolve()) for p in recipe.trim_vocab]
+    assert "corpus" not in export.config and set(export.config["corpus_files"]) <= set(export.inputs)
+    assert "int4" in export.config["quants"] and "gate on 2 corpus file(s)" in export.describe
+    off = {s.name: s for s in plan(load_build_recipe("build-sts", ["export.gate=false"]), tmp_path / "off")}["export"]
+    assert not off.config["gate"] and off.config["sts"] is None and off.config["corpus_files"] == []
 
 
 def test_find_teacher_stops_at_the_distillation_teacher(tmp_path, tiny_bert):
