@@ -173,9 +173,13 @@ def _key(cfg, leave_out: tuple[str, ...] = ()) -> dict:
 
 
 def gate_corpus(recipe: BuildRecipe) -> list[str]:
-    """The text sources the export gate samples: the vocabulary-trimming corpus, else the training data."""
-    if recipe.trim_vocab:
-        return [str(Path(p).resolve()) for p in recipe.trim_vocab]
+    """The text sources the export gate samples: the vocabulary-trimming corpus files, else the training data.
+    A `wordfreq:LANG:N` item is a word list, not sentences: the gate does not sample it."""
+    from pocketbert.pipeline.student import is_wordfreq_spec
+
+    files = [str(Path(p).resolve()) for p in recipe.trim_vocab if not is_wordfreq_spec(p)]
+    if files:
+        return files
     section = recipe.distill or recipe.pretrain
     return [p if p == "default" or not Path(p).exists() else str(Path(p).resolve()) for p in section.data.train]
 

@@ -266,13 +266,14 @@ def test_overrides_without_a_recipe_name_apply_to_the_default(tmp_path, capsys):
 
 def test_trim_vocab_takes_wordfreq_next_to_files(tmp_path, tiny_recipe):
     """A wordfreq item is a corpus of the trim stage: not a file input, its version part of the stage key."""
-    from pocketbert.build import load_build_recipe, plan, preflight
+    from pocketbert.build import gate_corpus, load_build_recipe, plan, preflight
 
     recipe = load_build_recipe(str(tiny_recipe), ["trim_vocab=[wordfreq:en:20000, ../shared/data/stsb/train.tsv]"])
     trim = next(s for s in plan(recipe, tmp_path / "b") if s.name == "trim")
     stsb = str(Path("../shared/data/stsb/train.tsv").resolve())
     assert trim.config["trim_vocab"] == ["wordfreq:en:20000", stsb]
     assert trim.inputs == [stsb] and trim.config["wordfreq_version"] == "3.1.1"
+    assert gate_corpus(recipe) == [stsb]  # a word list is not sentences for the export gate
     if Path(stsb).is_file():
         preflight(recipe)
 
