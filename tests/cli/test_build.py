@@ -212,17 +212,18 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
 
 
 def test_sts_export_stage_gates_on_the_recipes_corpus_and_sts(tmp_path, monkeypatch):
-    """build-sts: the export stage gates on the trim_vocab corpus and eval.sts; the files, not their
-    sentences, make its key; export.gate=false drops both."""
+    """build-sts: the export stage gates on the trim_vocab corpus files (never a word list) and eval.sts;
+    the files, not their sentences, make its key; export.gate=false drops both."""
     from pocketbert.build import load_build_recipe, plan
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
     recipe = load_build_recipe("build-sts")
     export = {s.name: s for s in plan(recipe, tmp_path / "on")}["export"]
     assert export.config["gate"] and export.config["sts"] == str(Path(recipe.eval.sts).resolve())
-    assert export.config["corpus_files"] == [str(Path(p).resolve()) for p in recipe.trim_vocab]
+    files = [p for p in recipe.trim_vocab if not p.startswith("wordfreq:")]
+    assert files and export.config["corpus_files"] == [str(Path(p).resolve()) for p in files]
     assert "corpus" not in export.config and set(export.config["corpus_files"]) <= set(export.inputs)
-    assert "int4" in export.config["quants"] and "gate on 2 corpus file(s)" in export.describe
+    assert "int4" in export.config["quants"] and f"gate on {len(files)} corpus file(s)" in export.describe
     off = {s.name: s for s in plan(load_build_recipe("build-sts", ["export.gate=false"]), tmp_path / "off")}["export"]
     assert not off.config["gate"] and off.config["sts"] is None and off.config["corpus_files"] == []
 
