@@ -34,7 +34,7 @@ from . import formats
 from .evaluate import _encode
 from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, gate_family, mixed_plan
 from .golden import build_golden
-from .quant import CALIBRATED, INT4_GROUP, RECIPES, auto_ladder, check_pair
+from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
@@ -83,7 +83,7 @@ class ExportConfig:
             for fmt in self.formats:
                 for q in self.quants:
                     check_pair(fmt, q)
-        needs_text = {"int8-static", "int4-mixed"} & set(self.quants + (["int8-static"] if self.auto else []))
+        needs_text = set(NEEDS_CORPUS) & set(self.quants + (["int8-static"] if self.auto else []))
         if needs_text and not self.corpus:
             raise PocketBertError(f"--quant {','.join(sorted(needs_text))} calibrates on corpus text: pass --corpus")
         for fmt in self.formats:

@@ -108,6 +108,7 @@ AUTO_LADDER = ("int4", "int4-mixed", "int8-static", "int8", "fp16")
 
 # Rungs whose export needs calibration text.
 CALIBRATED = ("int8-static",)
+NEEDS_CORPUS = (*CALIBRATED, "int4-mixed")  # int4-mixed: its probe picks the int8 parts on corpus sentences
 
 
 def supported(fmt: str) -> list[str]:

@@ -217,6 +217,7 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     provenance, with the stage's name."""
     from pocketbert.export.bundle import AUTO, ExportConfig
     from pocketbert.export.bundle import main as export_main
+    from pocketbert.export.quant import NEEDS_CORPUS
     from pocketbert.files import dist_versions
     from pocketbert.pipeline import distill, finetune, pretrain
     from pocketbert.pipeline.data import read_texts
@@ -249,7 +250,8 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                             describe=f"pocketbert student --layers all --trim-vocab {' '.join(trim.trim_vocab)}"))
         checkpoint = "student"
     e = recipe.export
-    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant else []
+    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
+    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
     corpus = read_texts(sources).texts if sources else None
     sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
     export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
