@@ -31,9 +31,10 @@ from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
 from . import formats
-from .gate import GateConfig, build_reference, gate_family, sensitive_parts, sensitivity
+from .evaluate import _encode
+from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, gate_family, mixed_plan
 from .golden import build_golden
-from .quant import CALIBRATED, INT4_GROUP, RECIPES, auto_ladder, check_pair
+from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
@@ -82,7 +83,7 @@ class ExportConfig:
             for fmt in self.formats:
                 for q in self.quants:
                     check_pair(fmt, q)
-        needs_text = {"int8-static", "int4-mixed"} & set(self.quants + (["int8-static"] if self.auto else []))
+        needs_text = set(NEEDS_CORPUS) & set(self.quants + (["int8-static"] if self.auto else []))
         if needs_text and not self.corpus:
             raise PocketBertError(f"--quant {','.join(sorted(needs_text))} calibrates on corpus text: pass --corpus")
         for fmt in self.formats:
@@ -214,12 +215,11 @@ def _calibration_inputs(tok, texts: list[str], seq_len: int) -> list[tuple[np.nd
     return out
 
 
-def _mixed_plan(module: TaskModule, inputs: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-    """What int4-mixed keeps at int8: the parts whose int4 error alone is largest (gate.sensitivity)."""
-    losses = sensitivity(module, inputs, INT4_GROUP)
-    return {"int4_loss": {k: round(v, 6) for k, v in losses.items()}, "kept_int8": sensitive_parts(losses),
-            "measure": "1 - mean cosine to fp32 with only that part's weights at int4 (eager, calibration sentences); "
-                       "parts at >= half the largest loss stay int8"}
+def _probe_texts(texts: list[str], gate_sample: int) -> list[str]:
+    """The int4-mixed probe's sentences: those after the gate's sample (so that the gate measures sentences
+    the choice never saw), else, from a small corpus, the calibration sentences."""
+    after = texts[CALIBRATION_TEXTS + gate_sample:][:PROBE_TEXTS]
+    return after if len(after) > 2 * TOP_K else texts[:CALIBRATION_TEXTS]
 
 
 def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
@@ -394,7 +394,8 @@ def main(cfg: ExportConfig) -> dict:
         reference = (build_reference(module, tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
                                      cfg.seq_lens, cfg.sts) if gating and texts else None)
         gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
-        mixed = _mixed_plan(module, calibration[cfg.seq_lens[-1]]) if "int4-mixed" in rungs else None
+        mixed = (mixed_plan(module, _encode(tok, _probe_texts(texts, cfg.gate_sample), cfg.seq_lens), INT4_GROUP,
+                            gate_cfg.min_top10_overlap) if "int4-mixed" in rungs else None)
 
         artifacts, auto = [], {}
         for fmt in cfg.formats:

@@ -33,19 +33,21 @@ def unavailable_reason() -> str | None:
 
 
 def _part_consts(mlmodel, parts: list[str]) -> list[str]:
-    """Names of the const weight ops of `parts` (`embeddings`, `layer.{i}`): the converter names them
-    after the parameter (`p_encoder_encoder_layer_0_attention_self_query_weight_to_fp16`)."""
+    """Names of the const weight ops of `parts` (`embeddings`, `layer.{i}.attention`, ...): the converter
+    names them after the parameter (`p_encoder_encoder_layer_0_attention_self_query_weight_to_fp16`)."""
+    from .quant import part_modules
+
     fn = mlmodel.get_spec().mlProgram.functions["main"]
     ops = [op.outputs[0].name for op in fn.block_specializations[fn.opset].operations if op.type == "const"]
-    keys = ["word_embeddings" if p == "embeddings" else f"encoder_layer_{int(p.split('.')[1])}_" for p in parts]
-    return [name for name in ops if name.endswith("weight_to_fp16") and any(k in name for k in keys)]
+    keys = [path.replace(".", "_") + "_weight_to_fp16" for p in parts for path in part_modules(p)]
+    return [name for name in ops if any(name.endswith(k) for k in keys)]
 
 
 def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
            calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
     """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes).
 
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     import coremltools as ct
 

@@ -102,17 +102,19 @@ def _pt2e_int8(module: nn.Module, example_inputs: tuple, calibration: list | Non
 
 def _torchao_int4(module: nn.Module, group: int, keep_int8: list[str]) -> nn.Module:
     """int4 (groups of `group`) linear weights with dynamic int8 activations, in place; linears of the
-    `keep_int8` parts (`layer.{i}`) get per-channel int8 weights instead. Linears whose input size is not
-    a multiple of `group` (a small head) stay fp32."""
+    `keep_int8` parts (`layer.{i}.attention`, `layer.{i}.ffn`, quant.part_modules) get per-channel int8
+    weights instead. Linears whose input size is not a multiple of `group` (a small head) stay fp32."""
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerAxis, PerGroup
 
-    keep = tuple(f"encoder.encoder.{p}." for p in keep_int8 if p.startswith("layer."))
+    from .quant import part_modules
+
+    keep = {path for p in keep_int8 if p != "embeddings" for path in part_modules(p)}
 
     def is_linear(mod: nn.Module, fqn: str, int8: bool) -> bool:
         if not isinstance(mod, nn.Linear) or mod.in_features % group:
             return False
-        return fqn.startswith(keep) == int8 if keep else not int8
+        return (fqn in keep) == int8
 
     quantize_(module, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(group)),
               filter_fn=lambda m, fqn: is_linear(m, fqn, int8=False))
@@ -142,7 +144,7 @@ def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, out
     """Write `path` (.pte). Returns notes: how much of the graph XNNPACK runs.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower

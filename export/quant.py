@@ -6,7 +6,7 @@
 | fp16        | fp16                                 | fp32 (LiteRT) or fp16 (Core ML)      |
 | int8        | int8 per-channel, embedding included | fp32, quantized on the fly (dynamic) |
 | int8-static | int8 per-channel, embedding included | int8 with ranges calibrated on corpus text |
-| int4-mixed  | int4 groups of 32, except the parts the sensitivity probe finds sensitive (int8) | as int4 |
+| int4-mixed  | int4 groups of 32, except the parts the sensitivity probe keeps at int8 (`part_modules`) | as int4 |
 | int4        | int4 groups of 32, embedding table included | fp32 (dynamic int8 where the runtime's int4 kernels want it) |
 
 Each exporter implements its rows; this table is what the CLI validates against and what the
@@ -20,6 +20,32 @@ from pocketbert.errors import PocketBertError
 
 # int4 block (group) size along the input dimension, shared by every backend so that the rungs compare.
 INT4_GROUP = 32
+
+# The parts int4-mixed can keep at int8: the word embedding table, and per encoder layer its attention
+# (query, key, value, output projection: 4 H^2 weights) and its feed-forward block (intermediate and output:
+# 2 H I weights, twice the attention's in BERT). Module paths are those of the exported TaskModule (HF BERT
+# names); each backend finds the ops of a part through them.
+EMBEDDING_TABLE = "encoder.embeddings.word_embeddings"
+PART_LINEARS = {
+    "attention": ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"),
+    "ffn": ("intermediate.dense", "output.dense"),
+}
+
+
+def part_modules(part: str) -> list[str]:
+    """Module paths of one part: `embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`, or `layer.{i}` (both).
+
+    Raises:
+        PocketBertError: an unknown part name.
+    """
+    if part == "embeddings":
+        return [EMBEDDING_TABLE]
+    pieces = part.split(".")
+    if 2 <= len(pieces) <= 3 and pieces[0] == "layer" and pieces[1].isdigit() and pieces[2:] in ([], ["attention"], ["ffn"]):
+        kinds = pieces[2:] or list(PART_LINEARS)
+        return [f"encoder.encoder.layer.{pieces[1]}.{name}" for kind in kinds for name in PART_LINEARS[kind]]
+    raise PocketBertError(f"unknown model part {part!r}; use embeddings, layer.N, layer.N.attention or layer.N.ffn")
+
 
 # (format, quant) -> recipe, as recorded in the manifest notes.
 RECIPES: dict[tuple[str, str], str] = {
@@ -64,8 +90,8 @@ RECIPES: dict[tuple[str, str], str] = {
         "activations calibrated on corpus text (MinMax)"
     ),
     ("onnx", "int4"): (
-        f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric) and the "
-        "embedding as GatherBlockQuantized int4"
+        f"onnxruntime MatMulNBitsQuantizer: MatMulNBits int4 (blocks of {INT4_GROUP}, symmetric, fp32 scales) and "
+        "the embedding as GatherBlockQuantized int4 with fp16 scales"
     ),
     ("onnx", "int4-mixed"): "the int4 recipe with the sensitive parts (see notes.sensitivity) at int8 (quantize_dynamic)",
 }
@@ -82,6 +108,7 @@ AUTO_LADDER = ("int4", "int4-mixed", "int8-static", "int8", "fp16")
 
 # Rungs whose export needs calibration text.
 CALIBRATED = ("int8-static",)
+NEEDS_CORPUS = (*CALIBRATED, "int4-mixed")  # int4-mixed: its probe picks the int8 parts on corpus sentences
 
 
 def supported(fmt: str) -> list[str]:

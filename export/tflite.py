@@ -53,14 +53,23 @@ def _fp16_recipe():
 
 
 def _part_regex(part: str) -> str:
-    """Regex of the op output tensor names of one part (`embeddings`, `layer.{i}`) in litert-torch's naming.
+    """Regex of the op output tensor names of one part (`embeddings`, `layer.{i}.attention`, ...) in
+    litert-torch's naming: a module path of `{class}_{attribute}` steps, the layer list folded into
+    `Layer_{i}` (`.../Layer_0/...Attention_attention/...SelfOutput_output/torch.nn.modules.linear.Linear_dense;3`).
 
-    A fused name can hold a neighbour's path (`Layer_0/.../LayerNorm;;.../Layer_1/.../Linear_query;1`);
-    `[^;]*` keeps the match inside one path, so the layer that owns the Linear decides.
+    A fused name can hold a neighbour's path (`Layer_0/.../LayerNorm;;.../Layer_1/.../Linear_query;1`, and
+    the key and value projections carry the query's); `[^;/]*` keeps each step inside one path and one
+    module, so `Output_output` (feed-forward) never matches `SelfOutput_output` (attention).
     """
+    from .quant import part_modules
+
     if part == "embeddings":
         return "Embedding_word_embeddings"
-    return f"Layer_{int(part.split('.')[1])}/[^;]*Linear_"
+    alternatives = []
+    for path in part_modules(part):
+        layer, *steps = path.removeprefix("encoder.encoder.layer.").split(".")
+        alternatives.append(f"Layer_{layer}/" + "".join(f"[^;/]*_{s}/" for s in steps[:-1]) + f"[^;/]*Linear_{steps[-1]};")
+    return "|".join(alternatives)
 
 
 def _recipe(quant: str, keep_int8: list[str]):
@@ -99,7 +108,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     """Write `path` (.tflite). Returns notes (op counts of the flatbuffer).
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts (`embeddings`, `layer.{i}`) kept at int8 by int4-mixed.
+    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     """
     import litert_torch
 

@@ -182,9 +182,10 @@ class EnsembleObjective(nn.Module):
     With an anchor (a teacher that shares the student's tokenizer and width, e.g. the checkpoint whose layers
     the student starts from), the student also stays in that teacher's space: alpha_emb_mse x MSE and
     alpha_emb_cos x (1 - cos) to its pooled embedding (from the cache) and alpha_token_mse x MSE to its last
-    hidden states (real tokens; one anchor forward per step). The in-batch matrix only constrains B(B-1)/2
-    pooled similarities; the token states give the student (B, T, H) targets, which is what lets a
-    2-layer cut of a 3-layer model recover its teacher quickly (measured in distill-ensemble-sts.yaml).
+    hidden states (real tokens; one anchor forward per step), weighted by 1 - anchor_decay x progress of the run.
+    The in-batch matrix only constrains B(B-1)/2 pooled similarities; the token states give the student
+    (B, T, H) targets, which is what lets a 2-layer cut of a 3-layer model recover its teacher quickly
+    (measured in distill-ensemble-sts.yaml).
     """
 
     def __init__(self, student: Encoder, targets: list[torch.Tensor], weights: list[float], cfg: LossConfig,
@@ -216,14 +217,15 @@ class EnsembleObjective(nn.Module):
             total = total + cfg.alpha_proj_cos * terms["proj_cos"] + cfg.alpha_proj_mse * terms["proj_mse"]
         if self.anchor:
             k, anchor = self.anchor[0]
+            scale = 1.0 - cfg.anchor_decay * batch.get("progress", 0.0)  # linear decay over the run
             terms["emb_mse"] = losses.embedding_mse(s_pooled, teachers[k])
             terms["emb_cos"] = losses.embedding_cosine(s_pooled, teachers[k])
-            total = total + cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"]
+            total = total + scale * (cfg.alpha_emb_mse * terms["emb_mse"] + cfg.alpha_emb_cos * terms["emb_cos"])
             if cfg.alpha_token_mse > 0:
                 with torch.no_grad():
                     t_hidden = anchor(ids, mask).last_hidden_state
                 terms["token_mse"] = losses.hidden_mse(s_hidden, t_hidden, mask)
-                total = total + cfg.alpha_token_mse * terms["token_mse"]
+                total = total + scale * cfg.alpha_token_mse * terms["token_mse"]
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
 

@@ -147,6 +147,8 @@ class LossConfig:
     #   must share the student's tokenizer and width. Adds alpha_emb_mse x MSE and alpha_emb_cos x (1 - cos) to its
     #   pooled embedding, and alpha_token_mse x MSE to its last hidden states (real tokens; one anchor forward a step)
     alpha_token_mse: float = 0.0  # ensemble with `anchor`: MSE between the student's and the anchor's last hidden states
+    anchor_decay: float = 0.0  # ensemble with `anchor`: the anchor terms' weight falls linearly from 1 to 1 - anchor_decay
+    #   over the run (1: to zero), so the teachers' similarity has the last word once the anchor has placed the student
 
     def check(self, prefix: str) -> None:
         if self.temperature <= 0:
@@ -193,6 +195,8 @@ class DistillRecipe:
             raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
         if self.data.pairs_per_batch and self.objective != "ensemble":
             raise PocketBertError("data.pairs_per_batch is for objective ensemble")
+        if not 0.0 <= self.loss.anchor_decay <= 1.0:
+            raise PocketBertError(f"loss.anchor_decay must be in [0, 1], got {self.loss.anchor_decay}")
         if self.loss.anchor is not None:
             names = [t.path for t in self.teacher_list()]
             if self.objective != "ensemble":

@@ -160,18 +160,23 @@ def adamw(params: list[tuple[str, nn.Parameter]], cfg: TrainConfig) -> torch.opt
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-6)
 
 
+def run_progress(step: int, total_steps: int | None, elapsed: float, budget_s: float) -> float:
+    """How far the run is, 0..1: the larger of step / total_steps and elapsed / budget_s."""
+    progress = 0.0
+    if total_steps:
+        progress = step / total_steps
+    if budget_s > 0:
+        progress = max(progress, elapsed / budget_s)
+    return min(progress, 1.0)
+
+
 def lr_factor(step: int, total_steps: int | None, elapsed: float, budget_s: float, warmup: float) -> float:
     """Linear warmup then linear decay to 0 at the end of the run.
 
     Progress is the larger of step / total_steps and elapsed / budget_s (whichever budget ends first).
     `warmup` < 1 is a fraction of the run, >= 1 a number of steps.
     """
-    progress = 0.0
-    if total_steps:
-        progress = step / total_steps
-    if budget_s > 0:
-        progress = max(progress, elapsed / budget_s)
-    progress = min(progress, 1.0)
+    progress = run_progress(step, total_steps, elapsed, budget_s)
     if warmup >= 1:
         warm = step / warmup if step < warmup else 1.0
         frac = 0.0 if not total_steps else warmup / total_steps
@@ -523,6 +528,7 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
                 state.micro_pos += 1
                 gen = torch.Generator().manual_seed(_seed_for(cfg.seed, state.step, micro, ddp.rank))
                 batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in data.make_batch(idx, gen).items()}
+                batch["progress"] = run_progress(state.step, total_steps, state.elapsed, budget_s)  # for schedules in the loss
                 # DDP all-reduces gradients on the last micro-batch only
                 sync = model.no_sync() if ddp.active and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
                 with sync:

@@ -27,8 +27,13 @@ STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval",
 @dataclass
 class ExportSection:
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
-    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
+    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))  # or [auto]: the smallest rung that passes
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))  # static buckets, e.g. [32, 128]
+    # The geometry gate (export/gate.py) of each format x quant of an embedding model: on sentences of the
+    # recipe's own corpus (trim_vocab, else the training data) and on eval.sts when set.
+    gate: bool = True
+    gate_sample: int = 200  # corpus sentences for the top-10 overlap and cosines (the STS file is scored whole)
+    max_sts_drop: float = 1.0  # STS points below PyTorch fp32 a rung may lose and pass
 
 
 @dataclass
@@ -60,8 +65,8 @@ class BenchSection:
 class BuildRecipe:
     """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch, or `static`: a
     model2vec table; `finetune` first makes a classification teacher that `distill` then uses), and the
-    stages after it. `trim_vocab` lists corpus files for vocabulary trimming after training ([] = keep the
-    vocabulary)."""
+    stages after it. `trim_vocab` lists the corpus for vocabulary trimming after training: files and/or
+    `wordfreq:LANG:N` (the N most frequent words of a language); [] = keep the vocabulary."""
 
     finetune: FinetuneRecipe | None = None
     distill: DistillRecipe | None = None
@@ -133,6 +138,7 @@ def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRec
 def preflight(recipe: BuildRecipe) -> None:
     """Everything a stage will read must exist before any training starts."""
     from pocketbert.pipeline.checkpoint import resolve_teacher
+    from pocketbert.pipeline.student import WordFreqSource, is_wordfreq_spec
 
     if recipe.finetune is not None:
         resolve_teacher(recipe.finetune.model)
@@ -159,7 +165,9 @@ def preflight(recipe: BuildRecipe) -> None:
             if value and not Path(value).is_file():
                 raise PocketBertError(f"{name}.eval.{key}: {value} does not exist; fix the recipe")
     for item in recipe.trim_vocab:
-        if not Path(item).is_file():
+        if is_wordfreq_spec(item):
+            WordFreqSource.parse(item).words()  # a malformed spec, unknown language or too large N: now
+        elif not Path(item).is_file():
             raise PocketBertError(f"trim_vocab: corpus {item} does not exist; fix the recipe")
     if recipe.eval.sts and not Path(recipe.eval.sts).is_file():
         raise PocketBertError(f"eval.sts: {recipe.eval.sts} does not exist; fix the recipe or set eval.sts=null")
@@ -175,9 +183,21 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _key(cfg) -> dict:
-    """A typed stage config as plain data for its key; `command` (provenance) is not part of it."""
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command"}
+def _key(cfg, leave_out: tuple[str, ...] = ()) -> dict:
+    """A typed stage config as plain data for its key; `command` (provenance) and `leave_out` are not part of it."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k != "command" and k not in leave_out}
+
+
+def gate_corpus(recipe: BuildRecipe) -> list[str]:
+    """The text sources the export gate samples: the vocabulary-trimming corpus files, else the training data.
+    A `wordfreq:LANG:N` item is a word list, not sentences: the gate does not sample it."""
+    from pocketbert.pipeline.student import is_wordfreq_spec
+
+    files = [str(Path(p).resolve()) for p in recipe.trim_vocab if not is_wordfreq_spec(p)]
+    if files:
+        return files
+    section = recipe.distill or recipe.pretrain or recipe.static
+    return [p if p == "default" or not Path(p).exists() else str(Path(p).resolve()) for p in section.data.train]
 
 
 def _training_stage(name: str, section, out: Path, output: str, main, command: str,
@@ -227,11 +247,14 @@ def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
 def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> list[Stage]:
     """The build's stages, each with its typed config, in order. `command` is recorded in every output's
     provenance, with the stage's name."""
-    from pocketbert.export.bundle import ExportConfig
+    from pocketbert.export.bundle import AUTO, ExportConfig
     from pocketbert.export.bundle import main as export_main
+    from pocketbert.export.quant import NEEDS_CORPUS
+    from pocketbert.files import dist_versions
     from pocketbert.pipeline import distill, finetune, pretrain, static_student
+    from pocketbert.pipeline.data import read_texts
     from pocketbert.pipeline.peers import expand_peers
-    from pocketbert.pipeline.student import StudentConfig
+    from pocketbert.pipeline.student import StudentConfig, is_wordfreq_spec
     from pocketbert.pipeline.student import main as student_main
 
     (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
@@ -251,18 +274,32 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
         checkpoint = "pretrained"
     if recipe.trim_vocab:
         trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
-                             trim_vocab=[str(Path(p).resolve()) for p in recipe.trim_vocab],
+                             trim_vocab=[p if is_wordfreq_spec(p) else str(Path(p).resolve())
+                                         for p in recipe.trim_vocab],
                              command=f"{command} [stage trim]")
-        stages.append(Stage("trim", _key(trim), lambda resume: student_main(trim), "student",
-                            inputs=trim.trim_vocab, describe=f"pocketbert student --layers all --trim-vocab "
-                            f"{' '.join(trim.trim_vocab)}"))
+        key = _key(trim)
+        if any(is_wordfreq_spec(p) for p in trim.trim_vocab):  # another wordfreq release may rank words anew
+            key["wordfreq_version"] = dist_versions("wordfreq")["wordfreq"]
+        stages.append(Stage("trim", key, lambda resume: student_main(trim), "student",
+                            inputs=[p for p in trim.trim_vocab if not is_wordfreq_spec(p)],
+                            describe=f"pocketbert student --layers all --trim-vocab {' '.join(trim.trim_vocab)}"))
         checkpoint = "student"
-    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=recipe.export.formats,
-                          quants=recipe.export.quant, seq_lens=recipe.export.seq_len,
-                          command=f"{command} [stage export]")
-    stages.append(Stage("export", _key(export), lambda resume: _export_summary(export_main(export)),
-                        "bundle", describe=f"pocketbert export {export.checkpoint} "
-                        f"({','.join(export.formats)}; {','.join(export.quants)}; seq {export.seq_lens})"))
+    e = recipe.export
+    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
+    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
+    corpus = read_texts(sources).texts if sources else None
+    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
+    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
+                          quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
+                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, command=f"{command} [stage export]")
+    # the key holds the corpus files (their content is an input), not their sentences
+    stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
+                        lambda resume: _export_summary(export_main(export)), "bundle",
+                        inputs=[p for p in sources if Path(p).exists()] + ([sts] if sts else []),
+                        describe=f"pocketbert export {export.checkpoint} ({','.join(export.formats)}; "
+                        f"{','.join(export.quants)}; seq {export.seq_lens}"
+                        + (f"; gate on {len(sources)} corpus file(s){' and ' + sts if sts else ''}" if e.gate else "")
+                        + ")"))
     # The models the bench compares with: the teacher the recipe names and the peers it asks for.
     with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
     teacher = _bench_teacher(recipe, out) if with_teacher else None
@@ -284,8 +321,11 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
 
 
 def _export_summary(manifest: dict) -> dict:
-    return {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
-                          for a in manifest["artifacts"]]}
+    out = {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
+                         | ({"gate": a["gate"]["status"]} if "gate" in a else {}) for a in manifest["artifacts"]]}
+    if "quant_auto" in manifest:
+        out["quant_auto"] = {f: c["chosen"] for f, c in manifest["quant_auto"]["formats"].items()}
+    return out
 
 
 def _eval(out: Path, sts: str, refs: list[str], checkpoint: Path, probe: list[str]) -> dict:

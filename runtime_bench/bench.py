@@ -50,6 +50,26 @@ class Target:
     quality: dict = field(default_factory=dict)
     skip_reason: str | None = None
     delegated_share: float | None = None  # ExecuTorch: XNNPACK share of the graph's nodes (manifest notes)
+    gate: dict | None = None  # the geometry gate's summary (gate_summary)
+
+
+def gate_summary(gate: dict | None) -> dict | None:
+    """The manifest's `gate` of an artifact as a results row carries it: status and the headline numbers."""
+    if not gate:
+        return None
+    out = {"status": gate["status"]}
+    if "sts" in gate:
+        out["sts_delta"] = gate["sts"]["delta"]
+    for key in ("top10_overlap", "min_cosine"):
+        if key in gate:
+            out[key] = gate[key]
+    if "bucket_invariance" in gate:
+        out["min_bucket_cosine"] = gate["bucket_invariance"]["min_cosine_across_buckets"]
+    if "thread_invariance" in gate:
+        out["min_thread_cosine"] = gate["thread_invariance"]["min_cosine"]
+    if gate.get("reasons"):
+        out["reasons"] = list(gate["reasons"])
+    return out
 
 
 def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
@@ -69,7 +89,7 @@ def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
                           seq_len=a["seq_len"], role="artifact", path=str(bundle.artifact_path(a)),
                           runner=RUNNER_OF_FORMAT[a["format"]], size_bytes=a.get("size_bytes"), config=config,
                           vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=skip,
-                          delegated_share=(a.get("notes") or {}).get("xnnpack_share")))
+                          delegated_share=(a.get("notes") or {}).get("xnnpack_share"), gate=gate_summary(a.get("gate"))))
     return out
 
 
@@ -190,6 +210,8 @@ def _base_row(t: Target, threads: int) -> dict:
         row["quality"] = t.quality
     if isinstance(t.delegated_share, (int, float)):
         row["delegated_share"] = float(t.delegated_share)
+    if t.gate:
+        row["gate"] = t.gate
     return row
 
 

@@ -69,6 +69,26 @@ def table_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
     return head, lines
 
 
+def gate_rows(doc: dict) -> tuple[list[str], list[list[str]]]:
+    """The geometry gate of each artifact at export (against PyTorch fp32), one line per artifact file."""
+    head = ["artifact", "format", "quant", "gate", "STS delta", "top-10 overlap", "min cosine", "bucket cosine",
+            "thread cosine", "why it failed"]
+    lines, seen = [], set()
+    for r in doc["rows"]:
+        g = r.get("gate")
+        if not g or r["name"] in seen:
+            continue
+        seen.add(r["name"])
+        lines.append([r["name"], r["format"], r["quant"], g["status"], _fmt(g.get("sts_delta")),
+                      _fmt(g.get("top10_overlap"), 3), _fmt(g.get("min_cosine"), 4), _fmt(g.get("min_bucket_cosine"), 5),
+                      _fmt(g.get("min_thread_cosine"), 6), "; ".join(g.get("reasons", [])) or "-"])
+    return head, lines
+
+
+GATE_NOTE = ("measured at export in each artifact's runtime against PyTorch fp32: STS Spearman x100 delta, top-10 "
+             "neighbour overlap and cosines on corpus sentences, one text at every bucket, 1 vs 2 threads (export/gate.py)")
+
+
 def _quality(r: dict) -> tuple[str, float] | None:
     return next(((k, v) for k, v in (r.get("quality") or {}).items() if isinstance(v, (int, float))), None)
 
@@ -312,6 +332,9 @@ def render_html(docs: list[tuple[str, dict]]) -> str:
             parts.append(f"<p><b>Host peak</b> (measured in this run, {html.escape(pk.get('method', ''))}): {html.escape(per)}. "
                          "% of host peak = time the row's GEMM work takes at that peak / measured p50.</p>")
         parts.append("<h3>Results</h3>" + _html_table(*table_rows(doc)))
+        head, lines = gate_rows(doc)
+        if lines:
+            parts.append(f"<h3>Geometry gate</h3><p class='small'>{html.escape(GATE_NOTE)}</p>" + _html_table(head, lines))
         for title, png in plots(doc):
             parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
                          f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
@@ -352,6 +375,9 @@ def render_md(docs: list[tuple[str, dict]], plot_links: dict[str, list[tuple[str
         c = doc["config"]
         out += [f"threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} runs after {c['warmup']} warm-up.", ""]
         out += [_md_table(*table_rows(doc)), ""]
+        head, lines = gate_rows(doc)
+        if lines:
+            out += ["### Geometry gate", "", GATE_NOTE + ".", "", _md_table(head, lines), ""]
         for title, path in (plot_links or {}).get(src, []):
             out += [f"![{title}]({path})", ""]
         head, lines = estimate_table(doc)

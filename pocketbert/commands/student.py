@@ -1,9 +1,12 @@
 HELP = "build a student from a teacher by layer selection, optionally trimming the vocabulary"
 DESCRIPTION = """Build a student from a teacher: keep a subset of its layers (DistilBERT-style init) and,
-optionally, only the vocabulary a corpus uses (plus specials and every single-character piece).
+optionally, only the vocabulary a corpus uses (plus specials and every single-character piece). A corpus
+item is a text or TSV file, or `wordfreq:LANG:N`: the N most frequent words of LANG by the wordfreq package
+(word lists CC-BY-SA 4.0), a vocabulary not tied to one data set.
 
   pocketbert student --teacher minilm --layers 0,5 --out s2
   pocketbert student --teacher minilm --layers uniform:3 --trim-vocab stsb/train.tsv sst2/train.tsv --out s3
+  pocketbert student --teacher s2 --layers all --trim-vocab wordfreq:en:20000 stsb/train.tsv --out s2t
 """
 
 
@@ -14,7 +17,8 @@ def add_arguments(p) -> None:
     p.add_argument("--layers", required=True,
                    help="teacher layers to keep: indices like 0,2,5, or every-other, first:N, last:N, uniform:N")
     p.add_argument("--trim-vocab", nargs="+", metavar="CORPUS", default=None,
-                   help="text or TSV files; keep only the tokens they use (plus specials and single characters)")
+                   help="text or TSV files and/or wordfreq:LANG:N (the N most frequent words); keep only the "
+                   "tokens they use (plus specials and single characters)")
     p.add_argument("--out", required=True, help="output checkpoint folder (must not exist, or be a pocketbert checkpoint)")
 
 

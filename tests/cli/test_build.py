@@ -85,9 +85,19 @@ def test_build_runs_every_stage_and_records_it(built):
     assert {(a["format"], a["quant"]) for a in manifest["artifacts"]} == {
         ("onnx", "fp32"), ("onnx", "int8"), ("executorch", "fp32"), ("executorch", "int8")}
     assert all(a["parity"]["status"] == "passed" for a in manifest["artifacts"])
+    # the export stage gated every artifact on the recipe's corpus and its eval.sts file
+    for a in manifest["artifacts"]:
+        g = a["gate"]
+        assert g["status"] in ("passed", "failed") and g["sample"] > 10 and g["sts"]["pairs"] == 8, a["file"]
+        if a["quant"] == "fp32":
+            assert g["status"] == "passed" and g["top10_overlap"] == 1.0
     results = json.loads((built / "results.json").read_text())
     roles = {r["role"] for r in results["rows"]}
     assert roles == {"artifact", "baseline"}
+    artifact_rows = [r for r in results["rows"] if r["role"] == "artifact"]
+    assert all(r["gate"]["status"] in ("passed", "failed") and "top10_overlap" in r["gate"] for r in artifact_rows)
+    report = (built / "report.md").read_text()
+    assert "### Geometry gate" in report and all(r["name"] in report.split("### Geometry gate")[1] for r in artifact_rows)
     student = json.loads((built / "student" / "pocketbert.json").read_text())
     assert student["parent"]["path"] == str((built / "distilled").resolve())
     # the held-out probe: measured for the exported checkpoint and the teacher, carried into the verdict
@@ -201,6 +211,25 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
     assert stages["distill"].config["teacher"] == str(tmp_path / "teacher")
 
 
+def test_sts_export_stage_gates_on_the_recipes_corpus_and_sts(tmp_path, monkeypatch):
+    """build-sts: the export stage gates on the trim_vocab corpus files (never a word list) and eval.sts;
+    the files, not their sentences, make its key; export.gate=false drops both."""
+    from pocketbert.build import load_build_recipe, plan
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the recipe's ../shared/data paths
+    recipe = load_build_recipe("build-sts")
+    export = {s.name: s for s in plan(recipe, tmp_path / "on")}["export"]
+    assert export.config["gate"] and export.config["sts"] == str(Path(recipe.eval.sts).resolve())
+    files = [p for p in recipe.trim_vocab if not p.startswith("wordfreq:")]
+    assert files and export.config["corpus_files"] == [str(Path(p).resolve()) for p in files]
+    assert "corpus" not in export.config and set(export.config["corpus_files"]) <= set(export.inputs)
+    assert "int4" in export.config["quants"] and f"gate on {len(files)} corpus file(s)" in export.describe
+    off = {s.name: s for s in plan(load_build_recipe("build-sts", ["export.gate=false"]), tmp_path / "off")}["export"]
+    # without the gate only int4-mixed's probe still reads the corpus
+    assert not off.config["gate"] and off.config["sts"] is None
+    assert off.config["corpus_files"] == (export.config["corpus_files"] if "int4-mixed" in off.config["quants"] else [])
+
+
 def test_find_teacher_stops_at_the_distillation_teacher(tmp_path, tiny_bert):
     """trim -> distilled -> fine-tuned classifier -> base: the teacher is the fine-tuned classifier."""
     from pocketbert.pipeline.checkpoint import MARKER, find_teacher
@@ -235,4 +264,28 @@ def test_overrides_without_a_recipe_name_apply_to_the_default(tmp_path, capsys):
     assert main(["build", "distill.teacher=/nope/teacher", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "/nope/teacher" in err and "does not exist" in err
+    assert not out.exists()
+
+
+def test_trim_vocab_takes_wordfreq_next_to_files(tmp_path, tiny_recipe):
+    """A wordfreq item is a corpus of the trim stage: not a file input, its version part of the stage key."""
+    from pocketbert.build import gate_corpus, load_build_recipe, plan, preflight
+
+    recipe = load_build_recipe(str(tiny_recipe), ["trim_vocab=[wordfreq:en:20000, ../shared/data/stsb/train.tsv]"])
+    trim = next(s for s in plan(recipe, tmp_path / "b") if s.name == "trim")
+    stsb = str(Path("../shared/data/stsb/train.tsv").resolve())
+    assert trim.config["trim_vocab"] == ["wordfreq:en:20000", stsb]
+    assert trim.inputs == [stsb] and trim.config["wordfreq_version"] == "3.1.1"
+    assert gate_corpus(recipe) == [stsb]  # a word list is not sentences for the export gate
+    if Path(stsb).is_file():
+        preflight(recipe)
+
+
+@pytest.mark.parametrize(("item", "needle"), [("wordfreq:en:0", "write wordfreq:LANG:N"),
+                                              ("wordfreq:zz:10", "no list for 'zz'")])
+def test_bad_wordfreq_trim_fails_before_training(tmp_path, tiny_recipe, capsys, item, needle):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), f"trim_vocab=[{item}]", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()

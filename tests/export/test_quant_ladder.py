@@ -85,7 +85,11 @@ def test_each_rung_runs_in_its_runtime(ladder, tiny_student):
         assert arts[(fmt, "fp32")]["gate"]["top10_overlap"] == 1.0
         assert arts[(fmt, "int8-static")]["notes"]["calibration"] == {"texts": 64, "seq_len": SEQ}
         sens = arts[(fmt, "int4-mixed")]["notes"]["sensitivity"]
+        assert set(sens["int4_loss"]) == {"embeddings", "layer.0.attention", "layer.0.ffn", "layer.1.attention",
+                                          "layer.1.ffn"}
         assert sens["kept_int8"] and set(sens["kept_int8"]) <= set(sens["int4_loss"])
+        steps = sens["probe"]["steps"]  # all int4 first, then one more part at int8 per step
+        assert steps[0]["int8"] == [] and steps[-1]["int8"] == sens["kept_int8"]
     assert {"MatMulNBits", "GatherBlockQuantized"} <= set(arts[("onnx", "int4")]["notes"]["ops"])
     assert "QuantizeLinear" in arts[("onnx", "int8-static")]["notes"]["ops"]
     assert arts[("executorch", "int4")]["notes"]["xnnpack_share"] > 0.5
@@ -104,6 +108,32 @@ def test_coreml_int4_rungs_have_int4_weights(tiny_student, texts, tmp_path):
             assert a["parity"]["spec_check"]["status"] == "passed"
     mixed = next(a for a in m["artifacts"] if a["quant"] == "int4-mixed")
     assert mixed["notes"]["weight_dtypes"].get("int8", 0) > 0  # the sensitive part kept at int8
+
+
+def test_onnx_int4_scales_and_the_parts_int4_mixed_keeps(tiny_student, texts, tmp_path):
+    """int4 stores the embedding's block scales in fp16; int4-mixed keeps exactly the probe's parts at int8."""
+    import onnx
+
+    from pocketbert.export.quant import part_modules
+
+    out = tmp_path / "b"
+    assert main(["export", str(tiny_student), "--out", str(out), "--seq-len", str(SEQ), "--formats", "onnx",
+                 "--quant", "int8,int4,int4-mixed", "--no-gate", "--corpus", str(texts["corpus"])]) == 0
+    arts = {a["quant"]: a for a in json.loads((out / "manifest.json").read_text())["artifacts"]}
+    assert all(a["parity"]["status"] == "passed" for a in arts.values())
+    assert arts["int4"]["size_bytes"] < arts["int8"]["size_bytes"]
+    int4 = onnx.load(str(out / arts["int4"]["file"]))
+    inits = {t.name: t for t in int4.graph.initializer}
+    gathers = [n for n in int4.graph.node if n.op_type == "GatherBlockQuantized"]
+    assert gathers and all(inits[n.input[2]].data_type == onnx.TensorProto.FLOAT16 for n in gathers)
+
+    kept = arts["int4-mixed"]["notes"]["sensitivity"]["kept_int8"]
+    mixed = onnx.load(str(out / arts["int4-mixed"]["file"]))
+    ops = [n.op_type for n in mixed.graph.node]
+    int8_linears = sum(len(part_modules(p)) for p in kept if p != "embeddings")
+    assert ops.count("MatMulInteger") == int8_linears  # quantize_dynamic's int8 MatMul
+    assert ops.count("MatMulNBits") == 2 * 6 - int8_linears  # 2 layers x 6 linears
+    assert ("GatherBlockQuantized" in ops) == ("embeddings" not in kept)
 
 
 def test_a_rung_the_runtime_cannot_run_is_one_line(tiny_student, tmp_path, capsys):

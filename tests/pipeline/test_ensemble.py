@@ -170,6 +170,11 @@ def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
     assert set(terms) == {"sim_mse", "emb_mse", "emb_cos", "token_mse"}
     assert torch.allclose(total, plain, atol=1e-5)
     assert terms["token_mse"] == pytest.approx(float(token_mse.detach()), rel=1e-5)
+    # anchor_decay: the anchor terms fall linearly with the run's progress (here 3/4 of the way: x 0.4)
+    objective.cfg = LossConfig(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0,
+                               anchor="b", anchor_decay=0.8)
+    late, _ = objective({"input_ids": ids, "attention_mask": mask, "index": [4, 0, 2], "progress": 0.75})
+    assert torch.allclose(late, 0.5 * sim + 0.4 * (2.0 * emb_mse + 3.0 * emb_cos + 4.0 * token_mse), atol=1e-5)
 
 
 @pytest.mark.integration

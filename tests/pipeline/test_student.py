@@ -100,3 +100,107 @@ def test_trim_vocab_keeps_tokenization_and_outputs(tmp_path, tiny_bert, capsys):
     np.testing.assert_allclose(before, after, atol=1e-6)
     rec = json.loads((out / "pocketbert.json").read_text())
     assert rec["vocab_trim"]["before"] == len(old) and rec["vocab_trim"]["after"] == len(new)
+
+
+# -- wordfreq:LANG:N, a trimming vocabulary not tied to one corpus ------------------------------------------
+# wordfreq 3.1.1's ten most frequent English words: the, to, and, of, a, in, i, is, for, that.
+TOP10_WORDS_IN_TINY_VOCAB = {"the", "to", "and", "of", "in", "is", "for", "that"}  # `a` and `i`: single chars
+
+
+def _multi_char_words(vocab: list[str]) -> set[str]:
+    return {t for t in vocab if not is_single_char_piece(t) and not t.startswith(("##", "["))}
+
+
+def test_wordfreq_source_keeps_the_pieces_of_the_top_words(tmp_path, tiny_bert, capsys):
+    import hashlib
+
+    import wordfreq
+
+    out = tmp_path / "wf"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0,2", "--trim-vocab", "wordfreq:en:10",
+                 "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["vocab_size"] == len(Tokenizer(out))
+    old, new = Tokenizer(tiny_bert).vocab, Tokenizer(out).vocab
+    assert _multi_char_words(new) == TOP10_WORDS_IN_TINY_VOCAB  # `guitar`, `movie`, ... are gone
+    # nothing else goes: specials and every single-character piece stay, in the old order
+    assert [t for t in old if is_single_char_piece(t) or t.startswith("[")] == \
+        [t for t in new if is_single_char_piece(t) or t.startswith("[")]
+    assert "##ing" not in new  # a multi-character suffix none of the ten words uses
+    rec = json.loads((out / "pocketbert.json").read_text())["vocab_trim"]
+    assert rec["corpus"] == [] and rec["after"] == len(new) and rec["before"] == len(old) and rec["numbers"]
+    words = wordfreq.top_n_list("en", 10, wordlist="best")
+    assert rec["wordfreq"] == [{
+        "spec": "wordfreq:en:10", "lang": "en", "n": 10, "wordlist": "best", "wordfreq_version": "3.1.1",
+        "licence": "CC-BY-SA-4.0 (wordfreq data)",
+        "words_sha256": hashlib.sha256("\n".join(words).encode()).hexdigest()}]
+
+
+def test_wordfreq_and_a_corpus_file_keep_the_union(tmp_path, tiny_bert):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a man is playing a guitar\n", encoding="utf-8")
+    out = tmp_path / "both"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
+                 "wordfreq:en:10", "--out", str(out)]) == 0
+    assert _multi_char_words(Tokenizer(out).vocab) == TOP10_WORDS_IN_TINY_VOCAB | {"man", "playing", "guitar"}
+    rec = json.loads((out / "pocketbert.json").read_text())["vocab_trim"]
+    assert rec["corpus"] == [str(corpus.resolve())] and [w["spec"] for w in rec["wordfreq"]] == ["wordfreq:en:10"]
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("wordfreq:en", "write wordfreq:LANG:N"),
+    ("wordfreq:en:0", "write wordfreq:LANG:N"),
+    ("wordfreq:en:ten", "write wordfreq:LANG:N"),
+    ("wordfreq::100", "write wordfreq:LANG:N"),
+    ("wordfreq:en:10:x", "write wordfreq:LANG:N"),
+    ("wordfreq:xx:100", "wordfreq has no list for 'xx'"),
+    ("wordfreq:en:100000000", "use N <= "),
+])
+def test_a_bad_wordfreq_spec_is_a_one_line_error(tmp_path, tiny_bert, capsys, spec, needle):
+    out = tmp_path / "bad"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", spec,
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert needle in err and spec in err, err
+    assert not out.exists()
+
+
+def _teacher_with(tmp_path, tiny_bert, replace: dict[str, str]):
+    """A copy of the tiny teacher whose vocabulary has some words replaced (same size: the table still fits)."""
+    import shutil
+
+    teacher = tmp_path / "teacher_copy"
+    shutil.copytree(tiny_bert, teacher)
+    vocab = (teacher / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    for old, new in replace.items():
+        vocab[vocab.index(old)] = new
+    (teacher / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return teacher
+
+
+def test_wordfreq_trim_keeps_every_number_piece(tmp_path, tiny_bert):
+    """wordfreq counts `2013` as `0000`, so a wordfreq trim keeps digit-only pieces; a file-only trim does not."""
+    teacher = _teacher_with(tmp_path, tiny_bert, {"cello": "2013", "flute": "##00"})
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the man\n", encoding="utf-8")
+    for trim, kept in [(["wordfreq:en:10"], True), ([str(corpus)], False)]:
+        out = tmp_path / f"trimmed_{kept}"
+        assert main(["student", "--teacher", str(teacher), "--layers", "0", "--trim-vocab", *trim,
+                     "--out", str(out)]) == 0
+        vocab = Tokenizer(out).vocab
+        assert ("2013" in vocab, "##00" in vocab) == (kept, kept)
+        assert json.loads((out / "pocketbert.json").read_text())["vocab_trim"]["numbers"] is kept
+
+
+def test_trim_drops_placeholders_no_text_reaches(tmp_path, tiny_bert):
+    """BERT's [unusedN] rows: no text tokenizes to them, so a trim drops them and tokenizes as before."""
+    teacher = _teacher_with(tmp_path, tiny_bert, {"cello": "[unused0]"})
+    out = tmp_path / "trimmed"
+    corpus = tmp_path / "corpus.txt"  # it even names the placeholder
+    corpus.write_text("[unused0] the [UNK] of [MASK]\n", encoding="utf-8")
+    assert main(["student", "--teacher", str(teacher), "--layers", "0", "--trim-vocab", str(corpus),
+                 "--out", str(out)]) == 0
+    old, new = Tokenizer(teacher), Tokenizer(out)
+    assert "[unused0]" in old.vocab and "[unused0]" not in new.vocab
+    for text in ["[unused0] the [UNK] of [MASK]", "the [unused0]"]:
+        assert [old.vocab[i] for i in old.encode_ids([text])[0]] == [new.vocab[i] for i in new.encode_ids([text])[0]]
