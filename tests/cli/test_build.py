@@ -260,11 +260,11 @@ def test_outputs_record_the_build_command(built):
 
 def test_overrides_without_a_recipe_name_apply_to_the_default(tmp_path, capsys):
     """`pocketbert build key=value --out D` is the default recipe with that override (here: a missing
-    teacher, which fails before any training with one line)."""
+    corpus, which fails before any training with one line)."""
     out = tmp_path / "b"
-    assert main(["build", "distill.teacher=/nope/teacher", "--out", str(out)]) == 2
+    assert main(["build", "distill.data.train=[/nope/corpus.txt]", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "/nope/teacher" in err and "does not exist" in err
+    assert len(err.splitlines()) == 1 and "/nope/corpus.txt" in err and "does not exist" in err
     assert not out.exists()
 
 
