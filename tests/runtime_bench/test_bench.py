@@ -284,8 +284,11 @@ def test_peers_are_measured_in_the_same_run(tmp_path, tiny_bundle, bench_teacher
     assert f"vs {prefix}_onnx_int8" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("peer, words", [("/nope/peer", "does not exist"), ("potion-base-2m", "static model")])
+@pytest.mark.parametrize("peer, words", [("/nope/peer", "does not exist"), ("NOT_A_MODEL", "neither a folder nor an ONNX")])
 def test_bad_peer_is_one_line(tmp_path, tiny_bundle, capsys, peer, words):
+    if peer == "NOT_A_MODEL":  # a file that is neither a model folder nor an .onnx encoder
+        peer = str(tmp_path / "notes.txt")
+        Path(peer).write_text("not a model\n")
     assert main(["bench", str(tiny_bundle), "--peer", peer, "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
