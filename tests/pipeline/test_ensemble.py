@@ -111,14 +111,20 @@ def test_student_from_another_checkpoints_layers(tmp_path, tiny_bert, second_tea
         assert torch.equal(value, source[key.replace("encoder.layer.0.", "encoder.layer.1.", 1)]), key
 
 
-@pytest.mark.integration
-def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
+def _trimmed_student(tmp_path: Path, tiny_bert: Path, capsys, monkeypatch) -> tuple[Path, Path]:
+    """(corpus, a 1-layer student of tiny_bert with its vocabulary trimmed to it): another tokenizer."""
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
     trimmed = tmp_path / "trimmed"
     assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
                  "--out", str(trimmed)]) == 0
     capsys.readouterr()
+    return corpus, trimmed
+
+
+@pytest.mark.integration
+def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
+    corpus, trimmed = _trimmed_student(tmp_path, tiny_bert, capsys, monkeypatch)
     code = main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"student.source={trimmed}",
                  "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
     err = capsys.readouterr().err.strip()
@@ -181,12 +187,7 @@ def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
 @pytest.mark.parametrize("anchor, needle", [("nowhere", "is not one of the teachers"),
                                             ("TRIMMED", "has another tokenizer than the student")])
 def test_a_bad_anchor_is_a_one_line_error(tmp_path, tiny_bert, capsys, monkeypatch, anchor, needle):
-    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
-    corpus = synthetic_corpus(tmp_path / "corpus.txt", 40)
-    trimmed = tmp_path / "trimmed"
-    assert main(["student", "--teacher", str(tiny_bert), "--layers", "0", "--trim-vocab", str(corpus),
-                 "--out", str(trimmed)]) == 0
-    capsys.readouterr()
+    corpus, trimmed = _trimmed_student(tmp_path, tiny_bert, capsys, monkeypatch)
     anchor = str(trimmed) if anchor == "TRIMMED" else anchor
     code = main(["distill", "distill-embedding-tiny", "objective=ensemble",
                  f"teachers=[{{path: {tiny_bert}}}, {{path: {trimmed}}}]", f"loss.anchor={anchor}",
