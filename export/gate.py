@@ -35,6 +35,11 @@ from .quant import PART_LINEARS, part_modules
 BUCKET_TEXT = "A man is playing a guitar on the street."
 THREAD_CASES = 16  # sample sentences run at 1 and 2 threads
 TOP_K = 10
+# int4-mixed plans on eager PyTorch with fake-quantized weights, which does not model the runtimes' dynamic int8
+# activations: on a factorized 2-layer student the eager probe said 0.901 where LiteRT, ONNX Runtime and
+# ExecuTorch then measured 0.887, 0.887 and 0.879 (their int8 rungs alone lose 0.014 to 0.043 of top-10 overlap).
+# The plan therefore aims this much above the gate's mark.
+PLAN_MARGIN = 0.02
 
 
 @dataclass
@@ -251,8 +256,8 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
 
     Each part's sensitivity is 1 - mean cosine to fp32 with only that part at int4. Parts are restored to
     int8 in order of sensitivity per weight (the most harm per byte saved first) until the top-10 overlap
-    of the probe sentences with every other part at int4 reaches `min_overlap` (at least one part is kept;
-    the rung would otherwise be int4). Returns the manifest's `notes.sensitivity`.
+    of the probe sentences with every other part at int4 reaches `min_overlap` + PLAN_MARGIN (at least one part
+    is kept; the rung would otherwise be int4). Returns the manifest's `notes.sensitivity`.
 
     probe: (bucket, input_ids (1, N), attention_mask (1, N)) per sentence, more than TOP_K of them.
     """
@@ -266,6 +271,7 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
         out = _eager(_quantized(module, {**{p: 4 for p in int4}, **{p: 8 for p in int8}}, group), probe)
         return top_k_overlap(out, ref), float(cosine_rows(out, ref).mean())
 
+    target = min(1.0, min_overlap + PLAN_MARGIN)
     loss = {p: 1.0 - measure([], [p])[1] for p in parts}
     order = sorted(parts, key=lambda p: loss[p] / weights[p], reverse=True)
     kept: list[str] = []
@@ -275,10 +281,12 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
             kept.append(p)
         overlap, cos = measure(kept, [q for q in parts if q not in kept])
         steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})
-        if kept and (overlap >= min_overlap or len(kept) == len(parts)):
+        if kept and (overlap >= target or len(kept) == len(parts)):
             break
     return {"int4_loss": {p: round(v, 6) for p, v in loss.items()}, "weights": weights, "kept_int8": kept,
-            "probe": {"sentences": len(probe), "min_top10_overlap": min_overlap, "steps": steps},
+            "probe": {"sentences": len(probe), "min_top10_overlap": min_overlap, "target_top10_overlap": round(target, 4),
+                      "steps": steps},
             "measure": "int4_loss: 1 - mean cosine to fp32 with only that part's weights at int4 (eager PyTorch, "
                        "probe sentences); parts go back to int8 in order of int4_loss per weight until the probe's "
-                       "top-10 overlap with the rest at int4 reaches min_top10_overlap"}
+                       "top-10 overlap with the rest at int4 reaches min_top10_overlap + PLAN_MARGIN (eager does not model the "
+                       "runtimes' int8 activations)"}

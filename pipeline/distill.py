@@ -38,7 +38,7 @@ from pocketbert.pipeline.data import cache_dir, collate, read_pairs, read_texts,
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import TOKEN_ALIGNED, DistillRecipe, LossConfig, to_dict
-from pocketbert.pipeline.student import parse_layers, select_layers
+from pocketbert.pipeline.student import factorize_embeddings, parse_layers, prune_ffn, select_layers
 from pocketbert.pipeline.teacher_cache import teacher_embeddings
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
@@ -292,6 +292,28 @@ def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encode
     return student.train(), list(layers), source.path, {"init": str(source.path.resolve()), "layer_map": layers}
 
 
+def shrink_student(spec, student: Encoder, record: dict, train_ids: list[list[int]], resume: bool,
+                   seed: int) -> tuple[Encoder, dict]:
+    """`student.intermediate_size` (FFN pruning), then `student.embedding_size` (factorized embedding), both
+    measured on the training text; before the objective and the optimizer see the student. On a resumed run
+    only the shapes matter (the weights come from the checkpoint), so the embedding fit is skipped."""
+    if spec.intermediate_size is not None and spec.intermediate_size != student.config.intermediate_size:
+        student, pruned = prune_ffn(student, spec.intermediate_size, train_ids, seed=seed)
+        record = {**record, "pruned_ffn": pruned}
+        print(f"distill: feed-forward blocks pruned to {spec.intermediate_size} neurons (importance kept "
+              f"{pruned['importance_kept']})", file=sys.stderr, flush=True)
+    if spec.embedding_size is not None:
+        if spec.embedding_size >= student.config.hidden_size:
+            raise PocketBertError(f"student.embedding_size {spec.embedding_size} must be below the student's "
+                                  f"hidden size {student.config.hidden_size}")
+        student, fitted = factorize_embeddings(student, spec.embedding_size, train_ids, steps=0 if resume else 800,
+                                               seed=seed)
+        record = {**record, "factorized": fitted}
+        print(f"distill: embedding factorized to E={spec.embedding_size} (fit MSE {fitted['fit_mse_start']} -> "
+              f"{fitted['fit_mse_end']})", file=sys.stderr, flush=True)
+    return student.train(), record
+
+
 def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None, command: str | None = None) -> dict:
     """Run one distillation recipe; returns the summary written into the checkpoint's pocketbert.json."""
     run = start_run(f"distill[{cfg.objective}]", cfg.train, cfg.out, resume, resume_dir, command)
@@ -335,6 +357,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
     train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
     train_ids = [ids[i] for i in train_idx]
+    student, student_record = shrink_student(cfg.student, student, student_record, train_ids, resume, cfg.train.seed)
     pairs = []  # read before the teacher passes: a bad file fails at once
     if cfg.data.pairs:
         pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})

@@ -119,6 +119,10 @@ class StudentConfig:
     source: str | None = None  # checkpoint whose layers, config and tokenizer init=layers/random take (None: the first
     #   teacher); a folder, `minilm` or `paraphrase-minilm-l3`
     num_hidden_layers: int = 0  # depth for init=random (0 = as many as `layers` selects)
+    embedding_size: int | None = None  # E < hidden size: factorize the embedding ALBERT-style (E-wide word table,
+    #   then E -> H), fitted to the initial student's embedding output on the training text; None keeps it
+    intermediate_size: int | None = None  # below the source's FFN width: keep that many feed-forward neurons per
+    #   layer, the most active on the training text (weighted by their output norm); None keeps them all
 
 
 @dataclass
@@ -181,6 +185,13 @@ class DistillRecipe:
         self.train.check("train")
         self.eval.check("eval")
         _positive(self.student.num_hidden_layers, "student.num_hidden_layers", minimum=0)
+        for key in ("embedding_size", "intermediate_size"):
+            value = getattr(self.student, key)
+            if value is not None:
+                _positive(value, f"student.{key}")
+                if self.objective not in ("ensemble", "embedding"):
+                    raise PocketBertError(f"student.{key} is for sentence-embedding students (objective ensemble "
+                                          f"or embedding), not objective {self.objective}")
         if self.objective == "task" and self.data.label_field is None:
             raise PocketBertError("objective task needs data.label_field (the column with gold labels)")
         if self.teachers:

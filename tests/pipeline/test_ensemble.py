@@ -267,3 +267,30 @@ def test_probe_accuracy_reads_what_embeddings_carry(tmp_path):
     assert 35.0 < probe_accuracy(lambda texts: rng.normal(size=(len(texts), 8)), probe) < 65.0
     with pytest.raises(PocketBertError, match="two labelled files"):
         read_probe([str(tmp_path / "train.tsv")])
+
+
+@pytest.mark.integration
+def test_factorized_student_is_an_albert_checkpoint(tmp_path, tiny_bert, second_teacher, monkeypatch):
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 80)
+    argv = _ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "f", "student.layers=0,2",
+                     "student.embedding_size=16", "student.intermediate_size=48", "train.max_steps=2")
+    assert main(argv) == 0
+    out = tmp_path / "f"
+    rec = json.loads((out / "pocketbert.json").read_text())
+    fit = rec["student_init"]["factorized"]
+    assert fit["embedding_size"] == 16 and fit["fit_mse_end"] < fit["fit_mse_start"]
+    assert rec["student_init"]["pruned_ffn"]["intermediate_size"] == 48
+    hf = json.loads((out / "config.json").read_text())
+    assert hf["model_type"] == "albert" and hf["embedding_size"] == 16 and hf["num_hidden_groups"] == 2
+    assert hf["intermediate_size"] == 48
+    model = load_checkpoint(out).model
+    assert model.embeddings.word_embeddings.weight.shape[1] == 16 and model.config.hidden_size == 32
+
+
+def test_embedding_size_needs_a_sentence_objective(tmp_path, tiny_bert, capsys):
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 10)
+    assert main(["distill", "distill-triple-tiny", f"data.train=[{corpus}]", f"out={tmp_path / 'x'}",
+                 "student.embedding_size=8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "student.embedding_size is for sentence-embedding students" in err[0]

@@ -204,3 +204,60 @@ def test_trim_drops_placeholders_no_text_reaches(tmp_path, tiny_bert):
     assert "[unused0]" in old.vocab and "[unused0]" not in new.vocab
     for text in ["[unused0] the [UNK] of [MASK]", "the [unused0]"]:
         assert [old.vocab[i] for i in old.encode_ids([text])[0]] == [new.vocab[i] for i in new.encode_ids([text])[0]]
+
+
+def test_factorized_embedding_is_fitted_to_the_old_one(tiny_bert):
+    """ALBERT layout (E-wide table, LayerNorm in E, E -> H mapping): the SVD start is refined by the fit, the
+    transformer layers are copied unchanged, and the student's sentence embeddings stay close to the old ones."""
+    from pocketbert.pipeline.student import factorize_embeddings
+
+    model = load_checkpoint(tiny_bert).model.eval()
+    gen = torch.Generator().manual_seed(0)
+    corpus = [torch.randint(5, 100, (int(n),), generator=gen).tolist() for n in torch.randint(4, 20, (50,), generator=gen)]
+    new, record = factorize_embeddings(model, 16, corpus, steps=300)
+    assert new.config.factorized and new.config.embedding_size == 16
+    assert new.embeddings.word_embeddings.weight.shape == (model.config.vocab_size, 16)
+    assert record["fit_mse_end"] < 0.5 * record["fit_mse_start"], record
+    old_state = model.state_dict()
+    for key, value in new.state_dict().items():
+        if key.startswith("encoder.layer."):
+            assert torch.equal(value, old_state[key]), key
+    ids = torch.tensor([corpus[0][:10], corpus[1][:10]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        a = model.pool(model(ids, mask).last_hidden_state, mask, normalize=True)
+        b = new.pool(new(ids, mask).last_hidden_state, mask, normalize=True)
+    assert float((a * b).sum(-1).min()) > 0.9
+
+
+@pytest.mark.parametrize(("size", "needle"), [(32, "between 1 and the hidden size"), (0, "between 1 and the hidden size")])
+def test_factorizing_to_a_bad_size_is_an_error(tiny_bert, size, needle):
+    from pocketbert.pipeline.student import factorize_embeddings
+
+    with pytest.raises(PocketBertError, match=needle):
+        factorize_embeddings(load_checkpoint(tiny_bert).model, size, [[5, 6, 7]], steps=1)
+
+
+def test_ffn_pruning_drops_the_neurons_that_do_not_reach_the_output(tiny_bert):
+    """Half of each layer's FFN neurons get zero output weights: pruning to the other half keeps every output,
+    and the kept neurons are copied in order."""
+    from pocketbert.pipeline.student import prune_ffn
+
+    model = load_checkpoint(tiny_bert).model.eval()
+    size = model.config.intermediate_size
+    dead = torch.arange(0, size, 2)  # even neurons
+    with torch.no_grad():
+        for i in range(model.config.num_hidden_layers):
+            model.encoder.layer[i].output.dense.weight[:, dead] = 0.0
+    gen = torch.Generator().manual_seed(0)
+    corpus = [torch.randint(5, 100, (12,), generator=gen).tolist() for _ in range(20)]
+    new, record = prune_ffn(model, size // 2, corpus, batches=2, batch_size=8)
+    assert new.config.intermediate_size == size // 2 and record["from"] == size
+    alive = torch.arange(1, size, 2)
+    assert torch.equal(new.encoder.layer[0].intermediate.dense.weight, model.encoder.layer[0].intermediate.dense.weight[alive])
+    ids = torch.tensor(corpus[:3])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        assert_close(new(ids, mask).last_hidden_state, model(ids, mask).last_hidden_state, atol=1e-5, rtol=1e-5)
+    with pytest.raises(PocketBertError, match="intermediate_size must be between"):
+        prune_ffn(model, size, corpus)
