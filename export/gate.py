@@ -35,11 +35,12 @@ from .quant import PART_LINEARS, part_modules
 BUCKET_TEXT = "A man is playing a guitar on the street."
 THREAD_CASES = 16  # sample sentences run at 1 and 2 threads
 TOP_K = 10
-# int4-mixed plans on eager PyTorch with fake-quantized weights, which does not model the runtimes' dynamic int8
-# activations: on a factorized 2-layer student the eager probe said 0.901 where LiteRT, ONNX Runtime and
-# ExecuTorch then measured 0.887, 0.887 and 0.879 (their int8 rungs alone lose 0.014 to 0.043 of top-10 overlap).
-# The plan therefore aims this much above the gate's mark.
-PLAN_MARGIN = 0.02
+# int4-mixed plans on eager PyTorch with fake-quantized weights, which does not see what the runtimes' int4
+# kernels add: on the factorized 2-layer student the eager probe said 0.901 (all int4) where LiteRT, ONNX Runtime
+# and ExecuTorch then measured 0.887, 0.887 and 0.879; with its table on the int4 grid, a plan at >= 0.92 (layer
+# 0's FFN at int8) measured 0.893, 0.862 and 0.887. So the plan aims this much above the gate's mark: with one
+# layer part at int4 or more, the gap was 0.01 to 0.06.
+PLAN_MARGIN = 0.06
 
 
 @dataclass
@@ -216,10 +217,9 @@ def gate_family(fmt: str, paths: dict[int, Path], ref: Reference, cfg: GateConfi
 # Sensitivity: which parts int4-mixed keeps at int8
 
 # Corpus sentences the probe ranks neighbours among (after the gate's own sample). The probe fake-quantizes
-# weights in eager PyTorch with the gate's top-10 target. On the 2-layer student (STS-B + SST-2 corpus) it
-# measured 0.887 for all-int4 where ONNX Runtime's int4 (weight-only, fp32 compute) measured 0.895 on the
-# gate's sample; the runtimes that also quantize activations on the fly (XNNPACK qd8, LiteRT) ran about 0.01
-# under ONNX Runtime. So the probe is about as strict as those, and needs no margin of its own.
+# weights in eager PyTorch. On the first 2-layer student (full embedding) it measured 0.887 for all-int4 where
+# ONNX Runtime's int4 (weight-only, fp32 compute) measured 0.895 on the gate's sample; on the factorized one it
+# was the lenient side (PLAN_MARGIN above), so the plan aims PLAN_MARGIN over the gate's mark.
 PROBE_TEXTS = 200
 
 

@@ -66,13 +66,15 @@ class BuildRecipe:
     """`pocketbert build`: how the model is made (`distill`, or `pretrain` from scratch, or `static`: a
     model2vec table; `finetune` first makes a classification teacher that `distill` then uses), and the
     stages after it. `trim_vocab` lists the corpus for vocabulary trimming after training: files and/or
-    `wordfreq:LANG:N` (the N most frequent words of a language); [] = keep the vocabulary."""
+    `wordfreq:LANG:N` (the N most frequent words of a language); [] = keep the vocabulary. `table_int4` stores
+    the trained word table on the int4 export grid in that same stage (pipeline/student.py, snap_table_int4)."""
 
     finetune: FinetuneRecipe | None = None
     distill: DistillRecipe | None = None
     pretrain: PretrainRecipe | None = None
     static: StaticRecipe | None = None
     trim_vocab: list[str] = field(default_factory=list)
+    table_int4: bool = False
     export: ExportSection = field(default_factory=ExportSection)
     eval: EvalSection = field(default_factory=EvalSection)
     bench: BenchSection = field(default_factory=BenchSection)
@@ -82,6 +84,8 @@ class BuildRecipe:
             raise PocketBertError("a build recipe needs exactly one of `distill`, `pretrain` or `static`")
         if self.finetune is not None and self.distill is None:
             raise PocketBertError("`finetune` makes a teacher for `distill`; add a `distill` section")
+        if self.static is not None and self.table_int4:
+            raise PocketBertError("table_int4 is for transformer students; the static tier quantizes its table at export")
         if self.static is not None and self.trim_vocab:
             raise PocketBertError("a `static` build chooses its vocabulary itself: use static.vocab.source=corpus, "
                                   "not trim_vocab")
@@ -272,17 +276,19 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     else:
         stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
         checkpoint = "pretrained"
-    if recipe.trim_vocab:
+    if recipe.trim_vocab or recipe.table_int4:
         trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
                              trim_vocab=[p if is_wordfreq_spec(p) else str(Path(p).resolve())
                                          for p in recipe.trim_vocab],
-                             command=f"{command} [stage trim]")
+                             table_int4=recipe.table_int4, command=f"{command} [stage trim]")
         key = _key(trim)
         if any(is_wordfreq_spec(p) for p in trim.trim_vocab):  # another wordfreq release may rank words anew
             key["wordfreq_version"] = dist_versions("wordfreq")["wordfreq"]
         stages.append(Stage("trim", key, lambda resume: student_main(trim), "student",
                             inputs=[p for p in trim.trim_vocab if not is_wordfreq_spec(p)],
-                            describe=f"pocketbert student --layers all --trim-vocab {' '.join(trim.trim_vocab)}"))
+                            describe="pocketbert student --layers all"
+                                     + (f" --trim-vocab {' '.join(trim.trim_vocab)}" if trim.trim_vocab else "")
+                                     + (" --table-int4" if trim.table_int4 else "")))
         checkpoint = "student"
     e = recipe.export
     # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)

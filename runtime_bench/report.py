@@ -109,19 +109,14 @@ def _reference_of(name: str) -> str:
     return name
 
 
-SPEED_TIE = 1.10  # artifacts within 10% of the fastest p50 are tied on speed; the card takes the smallest
-
-
 def verdict(doc: dict) -> dict | None:
     """The answer a reader wants first: the student against the teacher and the peers at the largest
     bucket and the fewest threads: quality, size, p50 and speed-up, and one sentence on which to ship.
 
-    The student is its best artifact: among those that did not fail the geometry gate and whose quality is
-    within 0.5 of the best one's (differences below that are run-to-run noise), the fastest; artifacts within
-    10% of its p50 count as tied (p50 noise on a shared CPU), and the smallest of them is chosen, since size is
-    what a phone pays for at download and load. Without quality, the fastest. A reference model's quality is
-    its fp32 evaluation; its size and latency are those of its ONNX Runtime int8 row, the smallest way users
-    ship it.
+    The student is its best artifact: among those that did not fail the geometry gate, the fastest whose
+    quality is within 0.5 of the best artifact's (differences below that are run-to-run noise), or the fastest
+    when no quality was measured. A reference model's quality is its fp32 evaluation; its size and latency are
+    those of its ONNX Runtime int8 row, the smallest way users ship it.
     """
     ok = [r for r in doc["rows"] if r["status"] == OK and r.get("latency_ms_p50") is not None]
     if not ok:
@@ -134,9 +129,7 @@ def verdict(doc: dict) -> dict | None:
         return None
     best_q = max((_quality(r)[1] for r in arts if _quality(r)), default=None)
     pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - 0.5)]
-    fastest = min(r["latency_ms_p50"] for r in pool)
-    tied = [r for r in pool if r["latency_ms_p50"] <= SPEED_TIE * fastest]
-    student = min(tied, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]))
+    student = min(pool, key=lambda r: (r["latency_ms_p50"], r.get("size_bytes") or 0))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
              "probe": (student.get("quality") or {}).get("probe_accuracy"),
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]

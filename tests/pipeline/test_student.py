@@ -261,3 +261,23 @@ def test_ffn_pruning_drops_the_neurons_that_do_not_reach_the_output(tiny_bert):
         assert_close(new(ids, mask).last_hidden_state, model(ids, mask).last_hidden_state, atol=1e-5, rtol=1e-5)
     with pytest.raises(PocketBertError, match="intermediate_size must be between"):
         prune_ffn(model, size, corpus)
+
+
+def test_table_int4_puts_the_word_table_on_the_int4_export_grid(tmp_path, tiny_bert):
+    """After --table-int4, quantizing the table as the int4 embedding rung does (ExecuTorch's Int4RowEmbedding,
+    the same absmax/7 rule as LiteRT's) gives back the table itself."""
+    from pocketbert.export.executorch import Int4RowEmbedding
+
+    out = tmp_path / "q"
+    assert main(["student", "--teacher", str(tiny_bert), "--layers", "all", "--table-int4", "--out", str(out)]) == 0
+    rec = json.loads((out / "pocketbert.json").read_text())
+    assert rec["table_int4"]["bits"] == 4 and rec["table_int4"]["max_abs_change"] > 0
+    snapped = load_checkpoint(out).model.embeddings.word_embeddings.weight.detach()
+    before = load_checkpoint(tiny_bert).model.embeddings.word_embeddings.weight.detach()
+    assert not torch.equal(snapped, before)
+    emb = Int4RowEmbedding(snapped, 32)
+    ids = torch.arange(snapped.shape[0])[None]
+    assert torch.equal(emb(ids)[0], snapped)
+    # and a second snap changes nothing
+    again = Int4RowEmbedding(emb(ids)[0], 32)
+    assert torch.equal(again(ids)[0], snapped)
