@@ -288,5 +288,5 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
                       "steps": steps},
             "measure": "int4_loss: 1 - mean cosine to fp32 with only that part's weights at int4 (eager PyTorch, "
                        "probe sentences); parts go back to int8 in order of int4_loss per weight until the probe's "
-                       "top-10 overlap with the rest at int4 reaches min_top10_overlap + PLAN_MARGIN (eager does not model the "
-                       "runtimes' int8 activations)"}
+                       "top-10 overlap with the rest at int4 reaches min_top10_overlap + PLAN_MARGIN (eager does not see what the "
+                       "runtimes' int4 kernels add)"}

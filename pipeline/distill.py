@@ -302,10 +302,7 @@ def shrink_student(spec, student: Encoder, record: dict, train_ids: list[list[in
         record = {**record, "pruned_ffn": pruned}
         print(f"distill: feed-forward blocks pruned to {spec.intermediate_size} neurons (importance kept "
               f"{pruned['importance_kept']})", file=sys.stderr, flush=True)
-    if spec.embedding_size is not None:
-        if spec.embedding_size >= student.config.hidden_size:
-            raise PocketBertError(f"student.embedding_size {spec.embedding_size} must be below the student's "
-                                  f"hidden size {student.config.hidden_size}")
+    if spec.embedding_size is not None:  # factorize_embeddings checks the size against the student's width
         student, fitted = factorize_embeddings(student, spec.embedding_size, train_ids, steps=0 if resume else 800,
                                                seed=seed)
         record = {**record, "factorized": fitted}

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from pocketbert.errors import PocketBertError
+from pocketbert.pipeline.data import collate
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
 
@@ -160,14 +161,9 @@ def factorize_embeddings(model: Encoder, embedding_size: int, token_ids: list[li
     first = last = None
     for _ in range(steps):
         pick = torch.randint(len(token_ids), (batch_size,), generator=gen).tolist()
-        width = max(rand_len, max(len(token_ids[i]) for i in pick))
-        ids = torch.full((2 * batch_size, width), cfg.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(2 * batch_size, width)
-        for row, i in enumerate(pick):
-            ids[row, :len(token_ids[i])] = torch.tensor(token_ids[i])
-            mask[row, :len(token_ids[i])] = 1.0
-        ids[batch_size:, :rand_len] = torch.randint(cfg.vocab_size, (batch_size, rand_len), generator=gen)
-        mask[batch_size:, :rand_len] = 1.0
+        rand = torch.randint(cfg.vocab_size, (batch_size, rand_len), generator=gen).tolist()
+        ids, mask = collate([token_ids[i] for i in pick] + rand, cfg.pad_token_id)  # (2B, T)
+        mask = mask.float()
         with torch.no_grad():
             target = old(ids, None)  # (2B, T, H)
         out = mapping(emb(ids, None))
@@ -216,12 +212,7 @@ def prune_ffn(model: Encoder, intermediate_size: int, token_ids: list[list[int]]
         with torch.no_grad():
             for _ in range(batches):
                 pick = torch.randint(len(token_ids), (batch_size,), generator=gen).tolist()
-                width = max(len(token_ids[i]) for i in pick)
-                ids = torch.full((batch_size, width), cfg.pad_token_id, dtype=torch.long)
-                mask = torch.zeros(batch_size, width, dtype=torch.long)
-                for row, i in enumerate(pick):
-                    ids[row, :len(token_ids[i])] = torch.tensor(token_ids[i])
-                    mask[row, :len(token_ids[i])] = 1
+                ids, mask = collate([token_ids[i] for i in pick], cfg.pad_token_id)
                 model(ids, mask)
                 m = mask.unsqueeze(-1).float()  # (B, T, 1)
                 for k in range(len(layers)):
