@@ -65,6 +65,8 @@ def _part_regex(part: str) -> str:
 
     if part == "embeddings":
         return "Embedding_word_embeddings"
+    if part == "embedding_mapping":  # its own ops only: layer 0's query, key and value carry its path before `;;`
+        return "^[^;]*_encoder/[^;/]*Linear_embedding_hidden_mapping_in;\\d*;$"  # the quantizer appends a `;`
     alternatives = []
     for path in part_modules(part):
         layer, *steps = path.removeprefix("encoder.encoder.layer.").split(".")

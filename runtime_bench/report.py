@@ -93,6 +93,18 @@ def _quality(r: dict) -> tuple[str, float] | None:
     return next(((k, v) for k, v in (r.get("quality") or {}).items() if isinstance(v, (int, float))), None)
 
 
+# Differences the card treats as ties. Quality: STS Spearman x100 differences below 0.5 are within run-to-run
+# noise (0.005 on a 0-1 scale). Latency: p50s within 10% of each other count as equal, and size decides (an int8
+# and an int4-mixed artifact of one student were 8% apart on this host; on a phone the download is the cost).
+QUALITY_NOISE = 0.5
+LATENCY_NOISE = 0.10
+
+
+def quality_noise(values: list[float]) -> float:
+    """QUALITY_NOISE on the scale of `values`: points (x100) or a 0-1 fraction."""
+    return QUALITY_NOISE if max(abs(v) for v in values) > 1.0 else QUALITY_NOISE / 100
+
+
 def quality_limits(values: list[float], span: float = 5.0) -> tuple[float, float]:
     """Honest quality axis: at least `span` points and a point of margin, so that artifacts 0.1 apart do
     not look a world apart (STS Spearman x100 differences below 0.5 are within run-to-run noise)."""
@@ -113,10 +125,14 @@ def verdict(doc: dict) -> dict | None:
     """The answer a reader wants first: the student against the teacher and the peers at the largest
     bucket and the fewest threads: quality, size, p50 and speed-up, and one sentence on which to ship.
 
-    The student is its best artifact: among those that did not fail the geometry gate, the fastest whose
-    quality is within 0.5 of the best artifact's (differences below that are run-to-run noise), or the fastest
-    when no quality was measured. A reference model's quality is its fp32 evaluation; its size and latency are
-    those of its ONNX Runtime int8 row, the smallest way users ship it.
+    The student is its best artifact, among those that did not fail the geometry gate: of those whose quality
+    is within noise of the best artifact's (`quality_noise`), and whose p50 is within LATENCY_NOISE of the
+    fastest of them, the smallest (on a phone the download and the memory are the other costs). Without
+    quality, the same on p50 alone. A reference model's quality is its fp32 evaluation; its size and latency
+    are those of its ONNX Runtime int8 row, the smallest way users ship it.
+
+    The sentence calls the student and the best peer a tie when their quality differs by less than the noise;
+    a student that ties and runs faster is the one to ship.
     """
     ok = [r for r in doc["rows"] if r["status"] == OK and r.get("latency_ms_p50") is not None]
     if not ok:
@@ -127,9 +143,13 @@ def verdict(doc: dict) -> dict | None:
     arts = [r for r in arts if (r.get("gate") or {}).get("status") != "failed"] or arts
     if not arts:
         return None
-    best_q = max((_quality(r)[1] for r in arts if _quality(r)), default=None)
-    pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - 0.5)]
-    student = min(pool, key=lambda r: (r["latency_ms_p50"], r.get("size_bytes") or 0))
+    measured = [_quality(r)[1] for r in arts if _quality(r)]
+    noise = quality_noise(measured) if measured else 0.0
+    best_q = max(measured, default=None)
+    pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - noise)]
+    fastest = min(r["latency_ms_p50"] for r in pool)
+    near = [r for r in pool if r["latency_ms_p50"] <= fastest * (1 + LATENCY_NOISE)]
+    student = min(near, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
              "probe": (student.get("quality") or {}).get("probe_accuracy"),
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
@@ -161,6 +181,10 @@ def verdict(doc: dict) -> dict | None:
             sentence = (f"Ship the student ({s['row']}): {metric} {s['quality']:.2f} against {best['model']}'s "
                         f"{best['quality']:.2f}, {size}, {best['speedup']:.1f}x faster than its ONNX Runtime int8 "
                         f"at seq {n}, {t0} thread(s).")
+        elif best["quality"] - s["quality"] < noise and best["speedup"] > 1.0:
+            sentence = (f"Ship the student ({s['row']}): it ties {best['model']} on {metric} ({s['quality']:.2f} "
+                        f"against {best['quality']:.2f}, within the {noise:g} of run-to-run noise), {size}, "
+                        f"{best['speedup']:.1f}x faster than its ONNX Runtime int8 at seq {n}, {t0} thread(s).")
         else:
             sentence = (f"Ship {best['model']} where quality matters most: {metric} {best['quality']:.2f} against the "
                         f"student's {s['quality']:.2f}. The student ({s['row']}) is {best['speedup']:.1f}x faster and "

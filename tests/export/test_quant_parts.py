@@ -51,3 +51,67 @@ def test_tflite_part_regex_finds_exactly_the_parts_ops(part, ops):
 
     regex = _part_regex(part)
     assert {op for op, name in TFLITE_NAMES.items() if re.search(regex, name)} == ops
+
+
+@pytest.fixture(scope="module")
+def factorized(tmp_path_factory):
+    """A tiny factorized (ALBERT) student, E = 64 -> H = 128: two int4 blocks per row of the mapping, so its
+    int8 (one scale per row) and int4 (two) forms differ in every runtime."""
+    from pocketbert.export.wrapper import TaskModule
+    from pocketbert.pipeline.checkpoint import load_checkpoint
+
+    from conftest import make_hf_checkpoint
+
+    path = make_hf_checkpoint(tmp_path_factory.mktemp("albert") / "ckpt", "albert", embedding_size=64, hidden_size=128,
+                              num_hidden_layers=2, intermediate_size=128, num_hidden_groups=2)
+    return TaskModule(load_checkpoint(path).model).eval()
+
+
+@pytest.mark.integration
+def test_the_factorized_mapping_is_a_part_each_runtime_keeps_at_int8(factorized, tmp_path):
+    """The E -> H mapping is quantized by every int4 recipe, so the plan must see it (eager) and int4-mixed
+    must be able to keep it at int8 in ExecuTorch, LiteRT and ONNX Runtime."""
+    import copy
+
+    import onnx
+    import torch
+
+    from pocketbert.export import executorch, tflite
+    from pocketbert.export import onnx as ox
+    from pocketbert.export.gate import _quantized, model_parts
+    from pocketbert.export.quant import EMBEDDING_MAPPING
+
+    assert part_modules("embedding_mapping") == [EMBEDDING_MAPPING]
+    assert model_parts(factorized)[:2] == ["embeddings", "embedding_mapping"]
+    with torch.inference_mode():  # as in mixed_plan
+        quantized = _quantized(factorized, {"embedding_mapping": 4}, 32)
+    changed = {n for n, p in factorized.named_parameters() if not torch.equal(p, quantized.get_parameter(n))}
+    assert changed == {EMBEDDING_MAPPING + ".weight"}
+
+    keep = ["embedding_mapping"]
+    et = executorch._torchao_int4(copy.deepcopy(factorized), 32, keep)  # XNNPACK's quantized weights
+    assert et.get_submodule(EMBEDDING_MAPPING).weight.qdata.max() > 7  # int8
+    assert et.get_submodule("encoder.encoder.layer.0.attention.self.query").weight.qdata.max() <= 7  # int4
+
+    example = (torch.ones(1, 16, dtype=torch.int32), torch.ones(1, 16, dtype=torch.int32))
+    tflite.export(factorized, example, tmp_path / "m.tflite", "int4-mixed", keep_int8=keep)
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    scales = {}  # FULLY_CONNECTED output name -> number of weight scales (int8: one per row; int4: one per 32 inputs)
+    for op in interp._get_ops_details():
+        if op["op_name"] == "FULLY_CONNECTED":
+            scales[tensors[op["outputs"][0]]["name"]] = len(tensors[op["inputs"][1]]["quantization_parameters"]["scales"])
+    assert [n for n, s in scales.items() if s == 128] == [n for n in scales if "Linear_embedding_hidden_mapping_in;" in n
+                                                          and ";;" not in n]
+    assert sum(s == 128 * 128 // 32 for s in scales.values()) == len(scales) - 1  # the layers' linears at int4
+
+    ox.export(factorized, example, tmp_path / "m.onnx", "int4-mixed", keep_int8=keep)
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
+    assert ops.count("MatMulInteger") == 1 and ops.count("MatMulNBits") == 2 * 6
+
+    from pocketbert.export import coreml
+
+    notes = coreml.export(factorized, example, tmp_path / "m.mlpackage", "int4-mixed", keep_int8=keep)
+    assert notes["weight_dtypes"]["int8"] == 1 and notes["weight_dtypes"]["int4"] == 1 + 2 * 6  # table + layers

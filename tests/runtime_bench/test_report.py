@@ -37,7 +37,7 @@ def results_file(tmp_path) -> Path:
     for seq in (32, 128):
         for t in (1, 2):
             s = seq / 128 / t ** 0.8
-            rows += [_row(f"s3_litert_int8_seq{seq}.tflite", "tflite", "int8", seq, t, 3.0 * s, 17_000_000, quality=0.80),
+            rows += [_row(f"s3_litert_int8_seq{seq}.tflite", "tflite", "int8", seq, t, 3.0 * s, 17_000_000, quality=0.808),
                      _row(f"s3_onnxruntime_fp32_seq{seq}.onnx", "onnx", "fp32", seq, t, 7.0 * s, 69_000_000, quality=0.81),
                      _row("teacher_pytorch_fp32", "pytorch", "fp32", seq, t, 22.0 * s, 90_000_000, "baseline", 0.82),
                      _row("teacher_onnx_int8", "onnx", "int8", seq, t, 9.3 * s, 23_000_000, "baseline", 0.815)]
@@ -151,8 +151,9 @@ def test_verdict_card_leads_the_report_and_names_what_to_ship(results_file, tmp_
     card = verdict(beaten)
     assert (card["seq_len"], card["threads"]) == (128, 1)
     student = card["rows"][0]
-    # the fastest artifact within 0.5 of the best artifact's quality: the int8 .tflite (0.80 vs 0.81)
-    assert student["row"] == "s3_litert_int8_seq128.tflite" and student["quality"] == 0.80
+    # the fastest artifact whose quality is within noise of the best artifact's (0.005 on this 0-1 scale):
+    # the int8 .tflite (0.808 vs 0.81)
+    assert student["row"] == "s3_litert_int8_seq128.tflite" and student["quality"] == 0.808
     models = [r["model"] for r in card["rows"]]
     assert models == ["student", "teacher", "peer_l3"]
     peer = card["rows"][2]
@@ -234,6 +235,26 @@ def test_verdict_carries_the_held_out_probe(results_file, tmp_path):
     assert head[3] == "probe accuracy" and lines[0][3] == "82.50"
     # without a probe the table keeps its columns
     assert "probe accuracy" not in verdict_table(verdict(json.loads(_with_peer(results_file, 0.79).read_text())))[0]
+
+
+def test_verdict_breaks_ties_by_size_and_calls_a_tie_with_a_peer_a_tie(results_file):
+    """Within noise on quality and within 10% on p50, the smaller artifact is the student; a student within
+    noise of the best peer and faster than it is the one to ship."""
+    from pocketbert.runtime_bench.report import verdict
+
+    doc = json.loads(_with_peer(results_file, 0.79).read_text())
+    smaller = dict(next(r for r in doc["rows"] if r["name"] == "s3_litert_int8_seq128.tflite" and r["threads"] == 1),
+                   name="s3_litert_int4-mixed_seq128.tflite", quant="int4-mixed", size_bytes=11_000_000)
+    smaller["latency_ms_p50"] *= 1.08
+    doc["rows"].append(smaller)
+    card = verdict(doc)
+    assert card["rows"][0]["row"] == "s3_litert_int4-mixed_seq128.tflite"
+    smaller["latency_ms_p50"] *= 1.05  # now 13% slower than the int8 one: speed decides again
+    assert verdict(doc)["rows"][0]["row"] == "s3_litert_int8_seq128.tflite"
+
+    tie = verdict(json.loads(_with_peer(results_file, 0.811).read_text()))  # the student 0.808: 0.003 below
+    assert tie["sentence"].startswith("Ship the student (s3_litert_int8_seq128.tflite): it ties peer_l3")
+    assert "0.81 against 0.81" in tie["sentence"]
 
 
 def test_verdict_skips_gate_failures(results_file):
