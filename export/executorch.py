@@ -32,10 +32,11 @@ class Int8RowEmbedding(nn.Module):
 
     def __init__(self, weight: torch.Tensor):
         super().__init__()
-        w = weight.detach().float()
-        scale = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0  # (V, 1)
-        self.register_buffer("q", torch.clamp(torch.round(w / scale), -127, 127).to(torch.int8))  # (V, E)
-        self.register_buffer("scale", scale)
+        from pocketbert.pipeline.quantize import symmetric_blocks
+
+        q, scale = symmetric_blocks(weight, 8)  # (V, 1, E), (V, 1, 1)
+        self.register_buffer("q", q.squeeze(1).to(torch.int8))  # (V, E)
+        self.register_buffer("scale", scale.squeeze(1))  # (V, 1)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.q[ids].to(torch.float32) * self.scale[ids]  # (B, T, E)
@@ -50,14 +51,15 @@ class Int4RowEmbedding(nn.Module):
 
     def __init__(self, weight: torch.Tensor, group: int):
         super().__init__()
-        w = weight.detach().float()
-        rows, dim = w.shape
+        from pocketbert.pipeline.quantize import symmetric_blocks
+
+        rows, dim = weight.shape
         if dim % 2:
             raise PocketBertError(f"int4 embedding needs an even embedding size, got {dim}")
         self.group = group if dim % group == 0 else dim
-        wg = w.reshape(rows, dim // self.group, self.group)  # (V, E/g, g)
-        scale = wg.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / 7.0  # (V, E/g, 1)
-        q = (torch.clamp(torch.round(wg / scale), -8, 7).to(torch.int16) + 8).reshape(rows, dim)  # 0..15
+        # rounded with the fp16 scales it dequantizes with (V, E/g, g), (V, E/g, 1)
+        q, scale = symmetric_blocks(weight, 4, self.group, fp16_scale=True)
+        q = (q.to(torch.int16) + 8).reshape(rows, dim)  # 0..15
         self.register_buffer("packed", (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))  # (V, E/2)
         self.register_buffer("scale", scale.squeeze(-1).to(torch.float16))  # (V, E/g)
 

@@ -232,24 +232,17 @@ def model_parts(module: nn.Module) -> list[str]:
     return ["embeddings", *mapping] + [f"layer.{i}.{kind}" for i in range(len(stack.layer)) for kind in PART_LINEARS]
 
 
-def _fake_quant(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
-    """Symmetric round trip per row: int4 in groups of `group` columns (whole rows when it does not divide),
-    int8 with one scale per row (per output channel, as every int8 recipe here)."""
-    rows, cols = w.shape
-    g = group if bits == 4 and cols % group == 0 else cols
-    top = 7.0 if bits == 4 else 127.0
-    wg = w.reshape(rows, cols // g, g)
-    scale = wg.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / top
-    return (torch.clamp(torch.round(wg / scale), -top - 1, top) * scale).reshape(rows, cols)
-
-
 def _quantized(module: nn.Module, bits: dict[str, int], group: int) -> nn.Module:
-    """A copy of `module` whose parts' weights went through `_fake_quant` at `bits[part]` (4 or 8)."""
+    """A copy of `module` whose parts' weights went through a symmetric round trip at `bits[part]`: int4 in
+    groups of `group` columns (fp32 scales), int8 with one scale per row (per output channel, as every int8
+    recipe here)."""
+    from pocketbert.pipeline.quantize import fake_quant
+
     m = copy.deepcopy(module)
     for part, b in bits.items():
         for path in part_modules(part):
             w = m.get_submodule(path).weight
-            w.copy_(_fake_quant(w.float(), b, group))
+            w.copy_(fake_quant(w, b, group if b == 4 else None))
     return m
 
 

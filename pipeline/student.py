@@ -254,16 +254,15 @@ def snap_table_int4(model: Encoder, group: int = TABLE_INT4_GROUP) -> tuple[Enco
     """
     new = Encoder(model.config, with_mlm_head=model.cls is not None)
     new.load_state_dict(model.state_dict())
+    from pocketbert.pipeline.quantize import fake_quant
+
     w = new.embeddings.word_embeddings.weight
-    rows, dim = w.shape
-    g = group if dim % group == 0 else dim
+    g = group if w.shape[1] % group == 0 else w.shape[1]
     with torch.no_grad():
-        wg = w.detach().float().reshape(rows, dim // g, g)
-        scale = (wg.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / 7.0).half().float()  # (V, E/g, 1)
         # a block whose scale underflows fp16 (e.g. the zero padding row) dequantizes to 0 in the runtimes
-        snapped = torch.where(scale > 0, torch.clamp(torch.round(wg / scale.clamp(min=1e-30)), -8, 7) * scale, 0.0)
-        err = float((snapped - wg).abs().max())
-        w.copy_(snapped.reshape(rows, dim))
+        snapped = fake_quant(w, 4, g, fp16_scale=True)  # (V, E)
+        err = float((snapped - w).abs().max())
+        w.copy_(snapped)
     return new.eval(), {"bits": 4, "group": g, "scale": "absmax/7, fp16", "max_abs_change": round(err, 6)}
 
 
