@@ -195,7 +195,7 @@ class DistillRecipe:
         if self.objective == "task" and self.data.label_field is None:
             raise PocketBertError("objective task needs data.label_field (the column with gold labels)")
         if self.teachers:
-            self.teacher = self.teachers[0].path  # `teachers` replaces `teacher` (a recipe's, when overridden)
+            self.teacher = self.teachers[0].path  # `teachers` replaces `teacher` (an override of it: _hidden_override)
             for i, t in enumerate(self.teachers):
                 if t.weight <= 0:
                     raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
@@ -441,6 +441,19 @@ def resolve_recipe_path(name: str, package: str = "pocketbert.pipeline") -> Path
     raise PocketBertError(f"recipe {name} does not exist; pass a YAML file or a shipped recipe ({known})")
 
 
+def _hidden_override(data: dict, changes: dict, prefix: str = "") -> None:
+    """Refuse an override that the merged recipe would ignore: `teacher=X` where the recipe lists `teachers`
+    (which replace `teacher`), at any level (`distill.teacher=X` in a build recipe)."""
+    if "teacher" in changes and "teachers" not in changes and data.get("teachers"):
+        listed = ", ".join(str(t.get("path") if isinstance(t, dict) else t) for t in data["teachers"])
+        raise PocketBertError(f"{prefix}teacher={changes['teacher']} is ignored by a recipe that lists {prefix}teachers "
+                              f"({listed}); override {prefix}teachers instead, e.g. "
+                              f"{prefix}teachers=[{{path: {changes['teacher']}, weight: 1.0}}]")
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            _hidden_override(data[key], value, f"{prefix}{key}.")
+
+
 def load_recipe(cls, path: str, overrides: list[str] | None = None, package: str = "pocketbert.pipeline"):
     """Read a YAML recipe, apply overrides, validate into `cls` (and run its `check`)."""
     p = resolve_recipe_path(path, package)
@@ -450,7 +463,9 @@ def load_recipe(cls, path: str, overrides: list[str] | None = None, package: str
         raise PocketBertError(f"recipe {p} is not valid YAML ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(data, dict):
         raise PocketBertError(f"recipe {p} must be a mapping of keys to values")
-    data = _merge(data, parse_overrides(overrides or []))
+    changes = parse_overrides(overrides or [])
+    data = _merge(data, changes)
+    _hidden_override(data, changes)
     recipe = build(cls, data)
     recipe.check()
     return recipe

@@ -63,6 +63,17 @@ def test_wrong_values_name_the_key(override, message):
         load_recipe(DistillRecipe, "distill-minilm-sts", [override])
 
 
+def test_a_teacher_override_hidden_by_a_teachers_list_is_an_error():
+    with pytest.raises(PocketBertError, match=r"teacher=paraphrase-minilm-l3 is ignored by a recipe that lists teachers"):
+        load_recipe(DistillRecipe, "distill-ensemble-sts", ["teacher=paraphrase-minilm-l3"])
+    recipe = load_recipe(DistillRecipe, "distill-ensemble-sts", ["teachers=[{path: paraphrase-minilm-l3, weight: 1.0}]"])
+    assert recipe.teacher == "paraphrase-minilm-l3" and len(recipe.teacher_list()) == 1
+    from pocketbert.build import BuildRecipe
+
+    with pytest.raises(PocketBertError, match=r"distill.teacher=minilm is ignored .* override distill.teachers"):
+        load_recipe(BuildRecipe, "build-sts", ["distill.teacher=minilm"], package="pocketbert")
+
+
 # -- bad input through the real CLI: one line, exit 2, nothing written --------------------------
 
 
