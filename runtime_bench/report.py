@@ -183,7 +183,7 @@ def verdict(doc: dict) -> dict | None:
                         f"at seq {n}, {t0} thread(s).")
         elif best["quality"] - s["quality"] < noise and best["speedup"] > 1.0:
             sentence = (f"Ship the student ({s['row']}): it ties {best['model']} on {metric} ({s['quality']:.2f} "
-                        f"against {best['quality']:.2f}, within the {noise:g} of run-to-run noise), {size}, "
+                        f"against {best['quality']:.2f}; differences below {noise:g} are run-to-run noise), {size}, "
                         f"{best['speedup']:.1f}x faster than its ONNX Runtime int8 at seq {n}, {t0} thread(s).")
         else:
             sentence = (f"Ship {best['model']} where quality matters most: {metric} {best['quality']:.2f} against the "
