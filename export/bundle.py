@@ -62,6 +62,7 @@ class ExportConfig:
     gate: bool = True  # run the geometry gate (embedding bundles)
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
     max_sts_drop: float = 1.0  # gate: STS points below fp32 that still pass
+    max_mb: float | None = None  # int4-mixed: a size budget (keep at int8 the most that fits; gate.mixed_plan)
     command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
     def __post_init__(self) -> None:
@@ -89,6 +90,11 @@ class ExportConfig:
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if self.max_mb is not None:
+            if self.max_mb <= 0:
+                raise PocketBertError(f"--max-mb {self.max_mb}: give a size budget in MB > 0")
+            if "int4-mixed" not in self.quants and not self.auto:
+                raise PocketBertError("--max-mb is the size budget of int4-mixed; add int4-mixed to --quant")
         if self.gate_sample <= 10:
             raise PocketBertError(f"--gate-sample {self.gate_sample}: give more than 10 sentences (top-10 needs them)")
         if self.sts and not Path(self.sts).is_file():
@@ -395,7 +401,8 @@ def main(cfg: ExportConfig) -> dict:
                                      cfg.seq_lens, cfg.sts) if gating and texts else None)
         gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
         mixed = (mixed_plan(module, _encode(tok, _probe_texts(texts, cfg.gate_sample), cfg.seq_lens), INT4_GROUP,
-                            gate_cfg.min_top10_overlap) if "int4-mixed" in rungs else None)
+                            gate_cfg.min_top10_overlap, None if cfg.max_mb is None else int(cfg.max_mb * 1e6))
+                 if "int4-mixed" in rungs else None)
 
         artifacts, auto = [], {}
         for fmt in cfg.formats:

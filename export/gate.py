@@ -246,15 +246,35 @@ def _quantized(module: nn.Module, bits: dict[str, int], group: int) -> nn.Module
     return m
 
 
+def estimated_bytes(module: nn.Module, int4: list[str], group: int) -> int:
+    """Weight bytes of the int4-mixed artifact with `int4` parts at int4 and the other parts at int8: int8 one
+    byte per weight plus an fp32 scale per row, int4 half a byte plus an fp32 scale per `group` (fp16 where a
+    runtime stores them: an upper bound), every other parameter (LayerNorms, biases, positions) fp32. The
+    graph adds a few percent (LiteRT int8 of the build-sts student: 7.33 MB for 7.04 estimated)."""
+    parts = model_parts(module)
+    in_parts = {path + ".weight" for p in parts for path in part_modules(p)}
+    total = sum(4 * t.numel() for name, t in module.named_parameters() if name not in in_parts)
+    for p in parts:
+        for path in part_modules(p):
+            w = module.get_submodule(path).weight
+            total += w.numel() // 2 + 4 * (w.numel() // group) if p in int4 else w.numel() + 4 * w.shape[0]
+    return total
+
+
 @torch.inference_mode()
 def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]], group: int,
-               min_overlap: float) -> dict:
+               min_overlap: float, max_bytes: int | None = None) -> dict:
     """The parts int4-mixed keeps at int8, chosen greedily on eager fake-quantized weights.
 
     Each part's sensitivity is 1 - mean cosine to fp32 with only that part at int4. Parts are restored to
     int8 in order of sensitivity per weight (the most harm per byte saved first) until the top-10 overlap
     of the probe sentences with every other part at int4 reaches `min_overlap` + PLAN_MARGIN (at least one part
     is kept; the rung would otherwise be int4). Returns the manifest's `notes.sensitivity`.
+
+    With `max_bytes` (a size budget) the plan runs the other way: it starts with every part at int8 and moves
+    parts to int4, the least harm per weight first, until `estimated_bytes` fits the budget. It keeps the most
+    at int8 that fits (on a small student, often the word table alone at int4 and every linear at int8, so the
+    artifact keeps int8's speed). Raises PocketBertError when even all int4 does not fit.
 
     probe: (bucket, input_ids (1, N), attention_mask (1, N)) per sentence, more than TOP_K of them.
     """
@@ -273,17 +293,37 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
     order = sorted(parts, key=lambda p: loss[p] / weights[p], reverse=True)
     kept: list[str] = []
     steps = []
-    for p in [None, *order]:
+    if max_bytes is not None:
+        int4: list[str] = []
+        for p in [None, *reversed(order)]:
+            if p is not None:
+                int4.append(p)
+            if estimated_bytes(module, int4, group) <= max_bytes:
+                break
+        else:
+            raise PocketBertError(f"int4-mixed: even all int4 is about {estimated_bytes(module, int4, group) / 1e6:.2f} MB, "
+                                  f"over the {max_bytes / 1e6:g} MB budget; raise the budget or shrink the model "
+                                  f"(trim the vocabulary, factorize the embedding)")
+        kept = [p for p in parts if p not in int4]
+        overlap, cos = measure(kept, int4)
+        steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})
+    for p in [None, *order] if max_bytes is None else []:
         if p is not None:
             kept.append(p)
         overlap, cos = measure(kept, [q for q in parts if q not in kept])
         steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})
         if kept and (overlap >= target or len(kept) == len(parts)):
             break
-    return {"int4_loss": {p: round(v, 6) for p, v in loss.items()}, "weights": weights, "kept_int8": kept,
+    plan = {"int4_loss": {p: round(v, 6) for p, v in loss.items()}, "weights": weights, "kept_int8": kept,
             "probe": {"sentences": len(probe), "min_top10_overlap": min_overlap, "target_top10_overlap": round(target, 4),
                       "steps": steps},
             "measure": "int4_loss: 1 - mean cosine to fp32 with only that part's weights at int4 (eager PyTorch, "
                        "probe sentences); parts go back to int8 in order of int4_loss per weight until the probe's "
                        "top-10 overlap with the rest at int4 reaches min_top10_overlap + PLAN_MARGIN (eager does not see what the "
                        "runtimes' int4 kernels add)"}
+    if max_bytes is not None:
+        plan["budget"] = {"max_mb": round(max_bytes / 1e6, 3),
+                          "estimated_mb": round(estimated_bytes(module, [p for p in parts if p not in kept], group) / 1e6, 3)}
+        plan["measure"] = ("int4_loss as above; under a size budget every part starts at int8 and parts go to int4 in "
+                           "order of least int4_loss per weight until the estimated weight bytes fit max_mb")
+    return plan

@@ -34,6 +34,7 @@ class ExportSection:
     gate: bool = True
     gate_sample: int = 200  # corpus sentences for the top-10 overlap and cosines (the STS file is scored whole)
     max_sts_drop: float = 1.0  # STS points below PyTorch fp32 a rung may lose and pass
+    max_mb: float | None = None  # int4-mixed under a size budget: the most at int8 that fits (export --max-mb)
 
 
 @dataclass
@@ -297,7 +298,8 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
     export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
                           quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
-                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, command=f"{command} [stage export]")
+                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, max_mb=e.max_mb,
+                          command=f"{command} [stage export]")
     # the key holds the corpus files (their content is an input), not their sentences
     stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
                         lambda resume: _export_summary(export_main(export)), "bundle",

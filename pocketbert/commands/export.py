@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--sts", default=None, help="STS-B TSV for the gate's STS delta (required by --quant auto)")
     p.add_argument("--max-sts-drop", type=float, default=1.0,
                    help="gate: STS Spearman points below PyTorch fp32 that still pass (default 1.0)")
+    p.add_argument("--max-mb", type=float, default=None,
+                   help="int4-mixed under a size budget: every part starts at int8 and the least sensitive go to int4 "
+                        "until the estimated weights fit this many MB (default: plan for the gate instead)")
     p.add_argument("--gate-sample", type=int, default=200, help="corpus sentences for the top-10 overlap (default 200)")
     p.add_argument("--no-gate", action="store_true", help="skip the geometry gate")
 
@@ -58,7 +61,8 @@ def run(args):
     cfg = ExportConfig(checkpoint=args.checkpoint, out=args.out, formats=parse_csv(args.formats, "--formats"),
                        quants=parse_csv(args.quant, "--quant"), seq_lens=parse_seq_lens(args.seq_len),
                        task=args.task, name=args.name, command=args.command_line, corpus=corpus, sts=args.sts,
-                       gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop)
+                       gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop,
+                       max_mb=args.max_mb)
     manifest = main(cfg)
     rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}
             | {"parity": a["parity"]["status"], "max_abs_diff": a["parity"].get("max_abs_diff"),

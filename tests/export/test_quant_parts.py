@@ -115,3 +115,31 @@ def test_the_factorized_mapping_is_a_part_each_runtime_keeps_at_int8(factorized,
 
     notes = coreml.export(factorized, example, tmp_path / "m.mlpackage", "int4-mixed", keep_int8=keep)
     assert notes["weight_dtypes"]["int8"] == 1 and notes["weight_dtypes"]["int4"] == 1 + 2 * 6  # table + layers
+
+
+def test_int4_mixed_under_a_size_budget_keeps_the_most_at_int8_that_fits(factorized, tiny_student, tmp_path, capsys):
+    """`max_bytes`: every part starts at int8; the least sensitive per weight go to int4 until the estimate
+    fits. A budget even all-int4 cannot meet is a one-line error, and so is --max-mb without int4-mixed."""
+    import torch
+
+    from pocketbert.cli import main
+    from pocketbert.errors import PocketBertError
+    from pocketbert.export.gate import estimated_bytes, mixed_plan, model_parts
+
+    parts = model_parts(factorized)
+    all8, all4 = estimated_bytes(factorized, [], 32), estimated_bytes(factorized, parts, 32)
+    assert all4 < estimated_bytes(factorized, parts[:1], 32) < all8
+    ids = torch.randint(5, 200, (1, 12)).numpy()
+    probe = [(16, ids, ids * 0 + 1) for _ in range(12)]
+    roomy = mixed_plan(factorized, probe, 32, 0.9, max_bytes=all8)
+    assert roomy["kept_int8"] == parts and roomy["budget"]["estimated_mb"] <= roomy["budget"]["max_mb"]
+    tight = mixed_plan(factorized, probe, 32, 0.9, max_bytes=(all8 + all4) // 2)
+    int4 = [p for p in parts if p not in tight["kept_int8"]]
+    assert int4 and tight["kept_int8"] and estimated_bytes(factorized, int4, 32) <= (all8 + all4) // 2
+    with pytest.raises(PocketBertError, match="even all int4 is about .* MB, over the"):
+        mixed_plan(factorized, probe, 32, 0.9, max_bytes=all4 - 1)
+
+    out = tmp_path / "b"
+    assert main(["export", str(tiny_student), "--out", str(out), "--quant", "int8", "--max-mb", "6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "add int4-mixed to --quant" in err and not out.exists()
