@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from pocketbert.errors import PocketBertError
@@ -143,3 +144,32 @@ def test_int4_mixed_under_a_size_budget_keeps_the_most_at_int8_that_fits(factori
     assert main(["export", str(tiny_student), "--out", str(out), "--quant", "int8", "--max-mb", "6"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "add int4-mixed to --quant" in err and not out.exists()
+
+
+@pytest.mark.integration
+def test_onnx_int4_table_is_on_the_shared_grid(factorized, tmp_path):
+    """ONNX Runtime's int4 word table holds the same grid as ExecuTorch and LiteRT (absmax / 7, fp16 scales),
+    so a table snapped to it (`table_int4`) survives exactly, where ORT's own quantizer (absmax / 8) re-rounded it."""
+    import copy
+
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    from pocketbert.export import onnx as ox
+    from pocketbert.export.quant import EMBEDDING_TABLE
+    from pocketbert.pipeline.quantize import fake_quant
+
+    module = copy.deepcopy(factorized)
+    table = module.get_submodule(EMBEDDING_TABLE).weight
+    with torch.no_grad():
+        table.copy_(fake_quant(table, 4, 32, fp16_scale=True))
+    example = (torch.ones(1, 16, dtype=torch.int32), torch.ones(1, 16, dtype=torch.int32))
+    ox.export(module, example, tmp_path / "m.onnx", "int4")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    inits = {t.name: t for t in model.graph.initializer}
+    node = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized" and "word_embeddings" in n.input[0])
+    q = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)  # (V, E) int4 values
+    scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)  # (V, E/32) fp16
+    restored = (q.reshape(q.shape[0], -1, 32) * scales[..., None]).reshape(q.shape)
+    assert np.array_equal(restored, table.detach().numpy())
