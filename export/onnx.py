@@ -117,8 +117,12 @@ def _symmetric_tables(model, tables: dict) -> None:
         table = torch.from_numpy(np.ascontiguousarray(tables[name], dtype=np.float32))
         q, scale = symmetric_blocks(table, 4, INT4_GROUP, fp16_scale=True)  # (V, E/32, 32), (V, E/32, 1)
         data, scales = inits[node.input[0]], inits[node.input[2]]
-        data.CopyFrom(helper.make_tensor(data.name, TensorProto.INT4, list(table.shape),
-                                         q.reshape(table.shape).to(torch.int8).flatten().tolist()))
+        # packed raw bytes, two values per byte, the first in the low nibble (a value list would be stored as
+        # varints, 1.4x the size)
+        nibbles = (q.reshape(-1).to(torch.int16) & 0x0F).numpy().astype(np.uint8)
+        nibbles = np.concatenate([nibbles, np.zeros(len(nibbles) % 2, np.uint8)])
+        packed = (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+        data.CopyFrom(helper.make_tensor(data.name, TensorProto.INT4, list(table.shape), packed, raw=True))
         scales.CopyFrom(numpy_helper.from_array(scale.squeeze(-1).numpy().astype(np.float32), scales.name))
 
 

@@ -173,3 +173,4 @@ def test_onnx_int4_table_is_on_the_shared_grid(factorized, tmp_path):
     scales = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)  # (V, E/32) fp16
     restored = (q.reshape(q.shape[0], -1, 32) * scales[..., None]).reshape(q.shape)
     assert np.array_equal(restored, table.detach().numpy())
+    assert len(inits[node.input[0]].raw_data) == q.size // 2  # packed: half a byte per value
