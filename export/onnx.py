@@ -114,7 +114,7 @@ def _symmetric_tables(model, tables: dict) -> None:
         name = node.input[0].removesuffix("_Q4")
         if node.op_type != "GatherBlockQuantized" or name not in tables or len(node.input) > 3:
             continue
-        table = torch.from_numpy(np.ascontiguousarray(tables[name], dtype=np.float32))
+        table = torch.from_numpy(np.array(tables[name], dtype=np.float32))  # a writable copy
         q, scale = symmetric_blocks(table, 4, INT4_GROUP, fp16_scale=True)  # (V, E/32, 32), (V, E/32, 1)
         data, scales = inits[node.input[0]], inits[node.input[2]]
         # packed raw bytes, two values per byte, the first in the low nibble (a value list would be stored as

@@ -16,7 +16,8 @@ ALLOWED = {
     "pocketbert/bundle": ("pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
     "export": ("pocketbert.export", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files",
                "pocketbert.pipeline.models", "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer",
-               "pocketbert.pipeline.evaluate"),
+               "pocketbert.pipeline.evaluate",
+               "pocketbert.pipeline.quantize"),  # the one int4 / int8 grid: the table snap and every exporter share it
     "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
 }
 
