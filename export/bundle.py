@@ -337,12 +337,13 @@ def main(cfg: ExportConfig) -> dict:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
             (then nothing is written either).
     """
-    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, parent_record, read_config
+    from pocketbert.pipeline.checkpoint import find_teacher, parent_record, read_config
+    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
 
     out = Path(cfg.out)
     check_output_dir(out, MANIFEST)
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = load(cfg.checkpoint)
     model = ckpt.model.eval()
     mcfg = model.config
     task = cfg.task or mcfg.task
