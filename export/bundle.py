@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pocketbert.bundle.manifest import MANIFEST, SCHEMA_VERSION, path_size, validate_manifest
+from pocketbert.bundle.manifest import MANIFEST, Artifact, Manifest, path_size
 from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
-from pocketbert.bundle.parity import bucket_invariance, case_inputs, compare, tolerance
+from pocketbert.bundle.parity import Tolerance, bucket_invariance, case_inputs, compare, tolerance
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
@@ -185,7 +185,7 @@ def _reference(module: TaskModule, golden: dict, seq_len: int, pad_id: int) -> t
     return inputs, refs
 
 
-def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: dict,
+def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: Tolerance,
                     seq_len: int, out_name: str, out_shape: list[int], quant: str,
                     outputs_out: list | None = None) -> dict:
     """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare).
@@ -230,7 +230,7 @@ def _probe_texts(texts: list[str], gate_sample: int) -> list[str]:
 
 def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
                 ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
-                strict: bool) -> tuple[dict, dict]:
+                strict: bool) -> tuple[Artifact, dict]:
     """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
     (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
     parity failure when `strict`."""
@@ -261,12 +261,9 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
         notes["calibration"] = {"texts": len(calibration), "seq_len": seq_len}
     if keep is not None:
         notes["sensitivity"] = mixed
-    return {
-        "file": fname, "format": fmt, "backend": backend_of(fmt), "quant": quant,
-        "seq_len": seq_len, "size_bytes": path_size(path), "sha256": path_sha256(path),
-        "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
-        "parity": parity, "notes": notes,
-    }, dict(zip(case_names, outs))
+    return Artifact(file=fname, format=fmt, backend=backend_of(fmt), quant=quant, seq_len=seq_len,
+                    size_bytes=path_size(path), sha256=path_sha256(path), export_seconds=round(seconds, 3),
+                    tool_versions=formats.tool_versions(fmt), parity=parity, notes=notes), dict(zip(case_names, outs))
 
 
 def _remove(path: Path) -> None:
@@ -285,13 +282,13 @@ def _gate_line(g: dict) -> str:
             f"threads {g['thread_invariance']['min_cosine']:.6f}" + (f" ({'; '.join(g['reasons'])})" if "reasons" in g else ""))
 
 
-def _tried_row(quant: str, family: list[dict], failed: list[dict]) -> dict:
+def _tried_row(quant: str, family: list[Artifact], failed: list[Artifact]) -> dict:
     """One rung as `quant_auto` records it."""
-    g = family[0].get("gate", {"status": "skipped"})
-    row = {"quant": quant, "size_bytes": sum(a["size_bytes"] for a in family), "gate": g["status"],
+    g = family[0].gate or {"status": "skipped"}
+    row = {"quant": quant, "size_bytes": sum(a.size_bytes for a in family), "gate": g["status"],
            "sts_drop": -g["sts"]["delta"] if "sts" in g else None, "top10_overlap": g.get("top10_overlap"),
            "passed": not failed and g["status"] == "passed"}
-    reasons = [f"parity failed at seq {a['seq_len']}: {a['parity'].get('reason')}" for a in failed] + g.get("reasons", [])
+    reasons = [f"parity failed at seq {a.seq_len}: {a.parity.get('reason')}" for a in failed] + g.get("reasons", [])
     if reasons:
         row["reasons"] = reasons
     return row
@@ -313,25 +310,27 @@ def _no_rung_line(fmt: str, budget: float, tried: list[dict]) -> str:
             f"({what}; {'; '.join(best.get('reasons', []))}); raise --max-sts-drop or choose --quant yourself")
 
 
-def _record_invariance(artifacts: list[dict], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
+def _record_invariance(artifacts: list[Artifact], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
                        task: str) -> None:
     """Bucket invariance of one format's artifacts, recorded as `invariance` on each (BUNDLE.md).
 
     Raises:
-        PocketBertError: one text's outputs at two buckets disagree beyond INVARIANCE_MIN_COSINE.
+        PocketBertError: one text's outputs at two buckets disagree beyond the quantization's
+            `min_invariance_cosine`.
     """
     n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
     for quant, by_len in ran.items():
-        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=task == "mlm").items():
-            a = next(a for a in artifacts if (a["format"], a["quant"], a["seq_len"]) == (fmt, quant, seq_len))
-            a["invariance"] = inv
-            log.info("%s: bucket invariance %s", a["file"], inv)
+        need = tolerance(quant).min_invariance_cosine
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, need, per_position=task == "mlm").items():
+            a = next(a for a in artifacts if (a.format, a.quant, a.seq_len) == (fmt, quant, seq_len))
+            a.invariance = inv
+            log.info("%s: bucket invariance %s", a.file, inv)
             if inv["status"] == "failed":
-                raise PocketBertError(f"{a['file']}: {inv['reason']}; nothing was written")
+                raise PocketBertError(f"{a.file}: {inv['reason']}; nothing was written")
 
 
-def main(cfg: ExportConfig) -> dict:
-    """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest.
+def main(cfg: ExportConfig) -> Manifest:
+    """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest it wrote.
 
     Raises:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
@@ -421,7 +420,7 @@ def main(cfg: ExportConfig) -> dict:
                     done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
                                         calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]
                     family = [row for row, _ in done]
-                    ran = {row["seq_len"]: outs for row, outs in done if outs}  # seq_len -> {case: output}
+                    ran = {row.seq_len: outs for row, outs in done if outs}  # seq_len -> {case: output}
                     _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)
                 except PocketBertError as e:
                     if not cfg.auto:
@@ -431,12 +430,12 @@ def main(cfg: ExportConfig) -> dict:
                     tried.append({"quant": quant, "size_bytes": None, "gate": "not run", "sts_drop": None,
                                   "top10_overlap": None, "passed": False, "reasons": [str(e)]})
                     continue
-                failed = [a for a in family if a["parity"]["status"] == "failed"]
+                failed = [a for a in family if a.parity["status"] == "failed"]
                 if reference is not None and not failed:
-                    result = gate_family(fmt, {a["seq_len"]: tmp / a["file"] for a in family}, reference, gate_cfg)
+                    result = gate_family(fmt, {a.seq_len: tmp / a.file for a in family}, reference, gate_cfg)
                     log.info("%s/%s gate: %s", fmt, quant, _gate_line(result))
                     for a in family:
-                        a["gate"] = result
+                        a.gate = result
                 if not cfg.auto:
                     artifacts += family
                     continue
@@ -448,36 +447,26 @@ def main(cfg: ExportConfig) -> dict:
                                  "tried": tried}
                     break
                 for a in family:  # a rejected rung leaves nothing behind
-                    _remove(tmp / a["file"])
+                    _remove(tmp / a.file)
             if cfg.auto and fmt not in auto:
                 raise PocketBertError(_no_rung_line(fmt, cfg.max_sts_drop, tried))
 
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "model": {
-                "name": name, "task": task, "config": mcfg.to_dict(),
-                "num_parameters": sum(p.numel() for p in model.parameters()),
-                "parent": parent_record(ckpt),
-            },
-            "inputs": [{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}}
-                       for n in INPUT_NAMES],
-            "outputs": outputs,
-            "seq_lens": cfg.seq_lens,
-            "tokenizer": _tokenizer_section(tok, max(cfg.seq_lens)),
-            "tolerances": {f"{a['format']}/{a['quant']}": tolerance(a["quant"]) for a in artifacts},
-            "golden": {"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")},
-            "artifacts": artifacts,
-            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
-        }
+        model_section = {"name": name, "task": task, "config": mcfg.to_dict(),
+                         "num_parameters": sum(p.numel() for p in model.parameters()), "parent": parent_record(ckpt)}
         teacher = find_teacher(ckpt.path)
         if teacher is not None and (teacher / "model.safetensors").is_file():
-            manifest["model"]["teacher"] = {"path": str(teacher.resolve()),
-                                            "weights_sha256": path_sha256(teacher / "model.safetensors"),
-                                            "config": read_config(teacher).to_dict()}
-        if cfg.auto:
-            manifest["quant_auto"] = {"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto}
-        if task == "classification":
-            manifest["labels"] = [mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
-        validate_manifest(manifest, "manifest being written")
-        write_json(tmp / MANIFEST, manifest)
+            model_section["teacher"] = {"path": str(teacher.resolve()),
+                                        "weights_sha256": path_sha256(teacher / "model.safetensors"),
+                                        "config": read_config(teacher).to_dict()}
+        manifest = Manifest(
+            model=model_section,
+            inputs=[{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}} for n in INPUT_NAMES],
+            outputs=outputs, seq_lens=cfg.seq_lens, tokenizer=_tokenizer_section(tok, max(cfg.seq_lens)),
+            golden={"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")}, artifacts=artifacts,
+            provenance=provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
+            tolerances={a.key: tolerance(a.quant) for a in artifacts},
+            labels=([mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
+                    if task == "classification" else None),
+            quant_auto={"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto} if cfg.auto else None)
+        manifest.write(tmp)
     return manifest

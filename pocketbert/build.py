@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from pocketbert.bundle.manifest import Manifest
 from pocketbert.errors import PocketBertError
 from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
 from pocketbert.pipeline.recipe import DistillRecipe, FinetuneRecipe, PretrainRecipe, load_recipe
@@ -328,11 +329,11 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     return stages
 
 
-def _export_summary(manifest: dict) -> dict:
-    out = {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
-                         | ({"gate": a["gate"]["status"]} if "gate" in a else {}) for a in manifest["artifacts"]]}
-    if "quant_auto" in manifest:
-        out["quant_auto"] = {f: c["chosen"] for f, c in manifest["quant_auto"]["formats"].items()}
+def _export_summary(manifest: Manifest) -> dict:
+    out = {"artifacts": [{"file": a.file, "size_bytes": a.size_bytes, "parity": a.parity["status"]}
+                         | ({"gate": a.gate["status"]} if a.gate else {}) for a in manifest.artifacts]}
+    if manifest.quant_auto:
+        out["quant_auto"] = {f: c["chosen"] for f, c in manifest.quant_auto["formats"].items()}
     return out
 
 

@@ -64,13 +64,13 @@ def run(args):
                        gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop,
                        max_mb=args.max_mb)
     manifest = main(cfg)
-    rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}
-            | {"parity": a["parity"]["status"], "max_abs_diff": a["parity"].get("max_abs_diff"),
-               "min_cosine": a["parity"].get("min_cosine"), "gate": a.get("gate", {}).get("status", "-"),
-               "sts_delta": a.get("gate", {}).get("sts", {}).get("delta"),
-               "top10_overlap": a.get("gate", {}).get("top10_overlap")}
-            for a in manifest["artifacts"]]
-    lines = [f"bundle {args.out}: {len(rows)} artifact(s), task {manifest['model']['task']}, buckets {manifest['seq_lens']}",
+    rows = [{"file": a.file, "format": a.format, "quant": a.quant, "seq_len": a.seq_len, "size_bytes": a.size_bytes,
+             "export_seconds": a.export_seconds, "parity": a.parity["status"],
+             "max_abs_diff": a.parity.get("max_abs_diff"), "min_cosine": a.parity.get("min_cosine"),
+             "gate": (a.gate or {}).get("status", "-"), "sts_delta": (a.gate or {}).get("sts", {}).get("delta"),
+             "top10_overlap": (a.gate or {}).get("top10_overlap")}
+            for a in manifest.artifacts]
+    lines = [f"bundle {args.out}: {len(rows)} artifact(s), task {manifest.model['task']}, buckets {manifest.seq_lens}",
              f"{'file':<52} {'MB':>8} {'sec':>7} {'parity':>8} {'max|d|':>10} {'cosine':>10} {'gate':>8} {'STS d':>6} {'top10':>6}"]
     for r in rows:
         d = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
@@ -79,6 +79,6 @@ def run(args):
         top = "-" if r["top10_overlap"] is None else f"{r['top10_overlap']:.3f}"
         lines.append(f"{r['file']:<52} {r['size_bytes'] / 1e6:8.2f} {r['export_seconds']:7.1f} {r['parity']:>8} {d:>10} "
                      f"{c:>10} {r['gate']:>8} {sts:>6} {top:>6}")
-    for fmt, choice in manifest.get("quant_auto", {}).get("formats", {}).items():
+    for fmt, choice in (manifest.quant_auto or {}).get("formats", {}).items():
         lines.append(f"auto {fmt}: {choice['reason']}")
-    return {"out": args.out, "artifacts": rows, "manifest": manifest}, "\n".join(lines)
+    return {"out": args.out, "artifacts": rows, "manifest": manifest.to_dict()}, "\n".join(lines)
