@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import shutil
 import sys
@@ -32,7 +33,7 @@ from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, p
 
 from . import formats
 from .evaluate import _encode
-from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, gate_family, mixed_plan
+from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, check_budget, gate_family, mixed_plan
 from .golden import build_golden
 from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, TaskModule, output_name
@@ -61,7 +62,7 @@ class ExportConfig:
     sts: str | None = None  # STS-B TSV for the gate's STS delta (required by --quant auto)
     gate: bool = True  # run the geometry gate (embedding bundles)
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
-    max_sts_drop: float = 1.0  # gate: STS points below fp32 that still pass
+    max_sts_drop: float = GateConfig.max_sts_drop  # gate: STS points below fp32 that still pass
     max_mb: float | None = None  # int4-mixed: a size budget (keep at int8 the most that fits; gate.mixed_plan)
     command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
@@ -90,15 +91,22 @@ class ExportConfig:
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if not math.isfinite(self.max_sts_drop) or self.max_sts_drop < 0:
+            raise PocketBertError(f"--max-sts-drop {self.max_sts_drop}: give the STS points a rung may lose against "
+                                  "fp32, a number >= 0 (0: no loss at all)")
         if self.max_mb is not None:
-            if self.max_mb <= 0:
+            if not math.isfinite(self.max_mb) or self.max_mb <= 0:
                 raise PocketBertError(f"--max-mb {self.max_mb}: give a size budget in MB > 0")
             if "int4-mixed" not in self.quants and not self.auto:
                 raise PocketBertError("--max-mb is the size budget of int4-mixed; add int4-mixed to --quant")
         if self.gate_sample <= 10:
             raise PocketBertError(f"--gate-sample {self.gate_sample}: give more than 10 sentences (top-10 needs them)")
-        if self.sts and not Path(self.sts).is_file():
-            raise PocketBertError(f"--sts {self.sts}: no such file; pass an STS-B TSV such as ../shared/data/stsb/dev.tsv")
+        if self.sts:
+            if not Path(self.sts).is_file():
+                raise PocketBertError(f"--sts {self.sts}: no such file; pass an STS-B TSV such as ../shared/data/stsb/dev.tsv")
+            from pocketbert.pipeline.evaluate import read_sts
+
+            read_sts(self.sts)  # a malformed file fails here, not after the first artifacts
         if not self.seq_lens or any(n < 2 for n in self.seq_lens):
             raise PocketBertError(f"--seq-len {self.seq_lens}: each length must be an integer >= 2")
         self.formats = list(dict.fromkeys(self.formats))
@@ -366,9 +374,21 @@ def main(cfg: ExportConfig) -> Manifest:
     tok = Tokenizer(ckpt.path)
     if len(tok.vocab) != mcfg.vocab_size:
         raise PocketBertError(f"{ckpt.path}: vocab.txt has {len(tok.vocab)} tokens but the model {mcfg.vocab_size}")
+    if cfg.auto and task != "embedding":
+        raise PocketBertError(f"--quant auto chooses by the geometry gate, which measures embeddings; a {task} "
+                              "export needs its rungs named, e.g. --quant fp32,int8")
     name = model_slug(cfg.name or (ckpt.path.name if cfg.checkpoint != "minilm" else "all-minilm-l6-v2"))
     module = TaskModule(model).eval()
     out_name = output_name(task)
+
+    def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
+        return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
+
+    rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
+    if cfg.max_mb is not None and "int4-mixed" in rungs:
+        check_budget(module, INT4_GROUP, int(cfg.max_mb * 1e6))
+    gating = cfg.gate and task == "embedding"
+    texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
     log.info("export %s -> %s: formats=%s quants=%s seq_lens=%s task=%s", ckpt.path, out, cfg.formats,
              cfg.quants, cfg.seq_lens, task)
 
@@ -387,12 +407,6 @@ def main(cfg: ExportConfig) -> Manifest:
         refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
                 for n in cfg.seq_lens}
         out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
-        def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
-            return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
-
-        rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
-        gating = cfg.gate and task == "embedding"
-        texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
         calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
         if gating and not texts:
             log.info("gate skipped: no corpus sentences given (--corpus)")

@@ -16,9 +16,12 @@ onnx fp32,int8,int8-static,int4-mixed,int4. auto: per format, the smallest rung 
 
 
 def add_arguments(p) -> None:
-    from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+    from pocketbert.commands import default
+    from pocketbert.export.bundle import ExportConfig
 
-    formats, quants, seq_lens = ",".join(DEFAULT_FORMATS), ",".join(DEFAULT_QUANTS), ",".join(map(str, DEFAULT_SEQ_LENS))
+    formats, quants = ",".join(default(ExportConfig, "formats")), ",".join(default(ExportConfig, "quants"))
+    seq_lens = ",".join(map(str, default(ExportConfig, "seq_lens")))
+    max_sts_drop, gate_sample = default(ExportConfig, "max_sts_drop"), default(ExportConfig, "gate_sample")
     p.add_argument("checkpoint", help="checkpoint folder or `minilm`")
     p.add_argument("--out", required=True, help="bundle folder to write (must not exist, or be a previous bundle)")
     p.add_argument("--formats", default=formats, help=f"comma-separated: executorch,tflite,coreml,onnx (default {formats})")
@@ -32,12 +35,13 @@ def add_arguments(p) -> None:
                    help="text/TSV/CSV/JSONL files whose sentences calibrate int8-static and int4-mixed and feed the "
                         "gate, or `default` (the embedded default corpus, the default)")
     p.add_argument("--sts", default=None, help="STS-B TSV for the gate's STS delta (required by --quant auto)")
-    p.add_argument("--max-sts-drop", type=float, default=1.0,
-                   help="gate: STS Spearman points below PyTorch fp32 that still pass (default 1.0)")
+    p.add_argument("--max-sts-drop", type=float, default=max_sts_drop,
+                   help=f"gate: STS Spearman points below PyTorch fp32 that still pass, >= 0 (default {max_sts_drop:g})")
     p.add_argument("--max-mb", type=float, default=None,
                    help="int4-mixed under a size budget: every part starts at int8 and the least sensitive go to int4 "
                         "until the estimated weights fit this many MB (default: plan for the gate instead)")
-    p.add_argument("--gate-sample", type=int, default=200, help="corpus sentences for the top-10 overlap (default 200)")
+    p.add_argument("--gate-sample", type=int, default=gate_sample,
+                   help=f"corpus sentences for the top-10 overlap (default {gate_sample})")
     p.add_argument("--no-gate", action="store_true", help="skip the geometry gate")
 
 
