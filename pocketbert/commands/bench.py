@@ -74,8 +74,6 @@ def run(args):
     from pocketbert.runtime_bench.bench import BenchOptions, main
 
     wanted = set((args.baseline or "").split(","))
-    if (args.baseline or args.peer) and args.device != "host":
-        raise PocketBertError(f"--baseline and --peer are measured on this host: drop them with --device {args.device}")
     opts = BenchOptions(
         bundle=args.bundle, out=args.out, device=args.device, threads=_int_list(args.threads, "--threads"),
         seq_lens=_int_list(args.seq_len, "--seq-len") if args.seq_len else None, runs=args.runs,
@@ -84,6 +82,8 @@ def run(args):
         baseline="teacher" if "teacher" in wanted else None, quality=args.quality or [], profile=not args.no_profile,
         cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
         command=args.command_line)
+    if (args.baseline or args.peer) and opts.device != "host":
+        raise PocketBertError(f"--baseline and --peer are measured on this host: drop them with --device {opts.device}")
     # Every option is checked: now the teacher and peers are resolved (a named peer is imported the first time).
     opts.teacher, opts.peers = references(args.teacher, (["default"] if "peers" in wanted else []) + args.peer,
                                           args.peer_tokenizer)
