@@ -37,8 +37,8 @@ def _encode(tok, texts: list[str], buckets: list[int]) -> list[tuple[int, np.nda
 def _parent_row(bundle, texts: list[str], largest: int) -> tuple[dict, np.ndarray | None]:
     """The PyTorch fp32 row of the bundle's parent checkpoint (truncated as the artifacts are) and its embeddings."""
     from pocketbert.files import path_sha256
-    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.evaluate import embed_texts
+    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.tokenizer import Tokenizer
 
     parent = bundle.manifest["model"]["parent"]

@@ -390,7 +390,8 @@ def shipped_recipes(package: str = "pocketbert.pipeline") -> list[Path]:
 
 
 def resolve_recipe_path(name: str, package: str = "pocketbert.pipeline") -> Path:
-    """A recipe file, or the name of a shipped recipe (`distill-tiny` -> pipeline/recipes/distill-tiny.yaml)."""
+    """A recipe file, or the name of a shipped recipe (`distill-embedding-tiny` ->
+    pipeline/recipes/distill-embedding-tiny.yaml)."""
     path = Path(name)
     if path.is_file():
         return path

@@ -8,6 +8,7 @@ report). Nothing is passed as command-line text. The resolved recipe of every st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from pocketbert.bundle.manifest import Manifest
 from pocketbert.errors import PocketBertError
-from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS, ExportConfig
 from pocketbert.pipeline.recipe import (
     DistillRecipe,
     FinetuneRecipe,
@@ -25,6 +27,7 @@ from pocketbert.pipeline.recipe import (
     load_recipe,
 )
 from pocketbert.pipeline.static_student import StaticRecipe
+from pocketbert.runtime_bench.bench import BenchOptions
 from pocketbert.stages import Stage, run_stages
 
 STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval", "bench", "report")
@@ -32,15 +35,18 @@ STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval",
 
 @dataclass
 class ExportSection:
+    """The export stage's keys; each default is ExportConfig's (`pocketbert export`'s)."""
+
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))  # or [auto]: the smallest rung that passes
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))  # static buckets, e.g. [32, 128]
     # The geometry gate (export/gate.py) of each format x quant of an embedding model: on sentences of the
     # recipe's own corpus (trim_vocab, else the training data) and on eval.sts when set.
-    gate: bool = True
-    gate_sample: int = 200  # corpus sentences for the top-10 overlap and cosines (the STS file is scored whole)
-    max_sts_drop: float = 1.0  # STS points below PyTorch fp32 a rung may lose and pass
-    max_mb: float | None = None  # int4-mixed under a size budget: the most at int8 that fits (export --max-mb)
+    gate: bool = ExportConfig.gate
+    gate_sample: int = ExportConfig.gate_sample  # corpus sentences for the top-10 overlap and cosines (the STS file
+    #   is scored whole)
+    max_sts_drop: float = ExportConfig.max_sts_drop  # STS points below PyTorch fp32 a rung may lose and pass
+    max_mb: float | None = ExportConfig.max_mb  # int4-mixed under a size budget: the most at int8 that fits
 
 
 @dataclass
@@ -54,10 +60,12 @@ class EvalSection:
 
 @dataclass
 class BenchSection:
-    threads: list[int] = field(default_factory=lambda: [1])
+    """The bench stage's keys; runs and warmup default to BenchOptions' (`pocketbert bench`'s)."""
+
+    threads: list[int] = field(default_factory=lambda: [1])  # the build measures 1 thread (`bench`: 1 and 2)
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
-    runs: int = 50
-    warmup: int = 10
+    runs: int = BenchOptions.runs
+    warmup: int = BenchOptions.warmup
     # teacher | peers | teacher,peers | null: the teacher the recipe names and/or pocketbert's named peers,
     # each as users run it (PyTorch eager fp32, ONNX Runtime fp32 and int8), interleaved with the artifacts
     baseline: str | None = "teacher"
@@ -282,6 +290,29 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     from pocketbert.pipeline.student import main as student_main
     from pocketbert.pipeline.suite import load_suite
 
+    # The export and bench configs first: a bad value of their sections fails before anything is written.
+    checkpoint = ("student" if recipe.trim_vocab or recipe.table_int4 else "distilled" if recipe.distill is not None
+                  else "static" if recipe.static is not None else "pretrained")  # what export reads
+    e = recipe.export
+    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
+    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
+    corpus = read_texts(sources).texts if sources else None
+    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
+    with _section("export"):
+        export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
+                              quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
+                              gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, max_mb=e.max_mb,
+                              command=f"{command} [stage export]")
+    # The models the bench compares with: the teacher the recipe names and the peers it asks for.
+    with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
+    teacher = _bench_teacher(recipe, out) if with_teacher else None
+    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
+    if recipe.bench.enabled:
+        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
+                   if recipe.eval.sts or recipe.eval.suite else [])
+        with _section("bench"):
+            bench = _bench_stage(recipe.bench, out, teacher, peers, quality, command)
+
     (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
     stages = []
     if recipe.finetune is not None:
@@ -290,15 +321,13 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
         teachers = [TeacherConfig(path=str(out / "teacher"))] if recipe.finetune is not None else None
         stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, command,
                                       teachers=teachers))
-        checkpoint = "distilled"
     elif recipe.static is not None:
         stages.append(_static_stage(recipe.static, out, static_student.main, command))
-        checkpoint = "static"
     else:
         stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
-        checkpoint = "pretrained"
-    if recipe.trim_vocab or recipe.table_int4:
-        trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
+    if checkpoint == "student":
+        source = "distilled" if recipe.distill is not None else "static" if recipe.static is not None else "pretrained"
+        trim = StudentConfig(teacher=str(out / source), layers="all", out=str(out / "student"),
                              trim_vocab=[p if is_wordfreq_spec(p) else str(Path(p).resolve())
                                          for p in recipe.trim_vocab],
                              table_int4=recipe.table_int4, command=f"{command} [stage trim]")
@@ -310,16 +339,6 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                             describe="pocketbert student --layers all"
                                      + (f" --trim-vocab {' '.join(trim.trim_vocab)}" if trim.trim_vocab else "")
                                      + (" --table-int4" if trim.table_int4 else "")))
-        checkpoint = "student"
-    e = recipe.export
-    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
-    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
-    corpus = read_texts(sources).texts if sources else None
-    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
-    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
-                          quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
-                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, max_mb=e.max_mb,
-                          command=f"{command} [stage export]")
     # the key holds the corpus files (their content is an input), not their sentences
     stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
                         lambda resume: _export_summary(export_main(export)), "bundle",
@@ -328,10 +347,6 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                         f"{','.join(export.quants)}; seq {export.seq_lens}"
                         + (f"; gate on {len(sources)} corpus file(s){' and ' + sts if sts else ''}" if e.gate else "")
                         + ")"))
-    # The models the bench compares with: the teacher the recipe names and the peers it asks for.
-    with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
-    teacher = _bench_teacher(recipe, out) if with_teacher else None
-    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
     evaluated = recipe.eval.sts or recipe.eval.suite
     if evaluated:
         sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts else None
@@ -344,19 +359,26 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                             describe="pocketbert eval bundle" + (f" --sts {sts}" if sts else "")
                             + (f" --suite {suite.name}" if suite else "") + (f" (and {', '.join(refs)})" if refs else "")))
     if recipe.bench.enabled:
-        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
-                   if evaluated else [])
-        stages.append(_bench_stage(recipe.bench, out, teacher, peers, quality, command))
+        stages.append(bench)
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages
 
 
-def _export_summary(manifest: dict) -> dict:
-    out = {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
-                         | ({"gate": a["gate"]["status"]} if "gate" in a else {}) for a in manifest["artifacts"]]}
-    if "quant_auto" in manifest:
-        out["quant_auto"] = {f: c["chosen"] for f, c in manifest["quant_auto"]["formats"].items()}
+@contextlib.contextmanager
+def _section(name: str):
+    """Name the recipe section in a stage config's validation error (whose message names the command's flag)."""
+    try:
+        yield
+    except PocketBertError as e:
+        raise PocketBertError(f"recipe section `{name}`: {e}") from None
+
+
+def _export_summary(manifest: Manifest) -> dict:
+    out = {"artifacts": [{"file": a.file, "size_bytes": a.size_bytes, "parity": a.parity["status"]}
+                         | ({"gate": a.gate["status"]} if a.gate else {}) for a in manifest.artifacts]}
+    if manifest.quant_auto:
+        out["quant_auto"] = {f: c["chosen"] for f, c in manifest.quant_auto["formats"].items()}
     return out
 
 
@@ -381,8 +403,6 @@ def _eval(out: Path, sts: str | None, refs: list[str], checkpoint: Path, probe: 
 
 def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[str], quality: list[str],
                  command: str) -> Stage:
-    from pocketbert.runtime_bench.bench import BenchOptions
-
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
                         seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if b.references()[0] else None,
                         quality=quality, command=f"{command} [stage bench]")

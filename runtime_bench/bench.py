@@ -433,9 +433,16 @@ class BenchOptions:
             raise PocketBertError(f"--runs {self.runs}: give at least 1")
         if self.warmup < 0:
             raise PocketBertError(f"--warmup {self.warmup}: give 0 or more")
+        if self.rounds is not None and not 1 <= self.rounds <= self.runs:
+            raise PocketBertError(f"--rounds {self.rounds}: give a number from 1 to --runs ({self.runs}); each round "
+                                  "times every row once")
         d = self.device
         if not (d in ("host", "adb") or d.startswith(("adb:", "qemu"))):
             raise PocketBertError(f"--device {d!r}: use host, adb, adb:SERIAL or qemu[:CORE]")
+        if not self.timeout > 0:
+            raise PocketBertError(f"--timeout {self.timeout}: give the seconds to wait for the phone, > 0")
+        if self.binary and not d.startswith("adb"):
+            raise PocketBertError(f"--binary runs on a phone: add --device adb (not --device {d})")
 
 
 def _teacher_from_manifest(bundle) -> Reference:

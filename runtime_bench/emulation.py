@@ -415,6 +415,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
     import platform
     import socket
 
+    from pocketbert.bundle import parity as contract_parity
     from pocketbert.bundle.manifest import load_bundle
 
     from . import schema
@@ -464,7 +465,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
             log(f"[bench qemu:{core}] {a['file']}: skipped ({reason})")
             continue
         spec = json.dumps({"bundle": str(bundle.root), "files": [a["file"]], "threads": threads,
-                           "timed_runs": timed_runs})
+                           "timed_runs": timed_runs, "parity": contract_parity.__file__})  # the runner loads it
         t0 = time.perf_counter()
         proc = env.python([str(RUNNER), spec], core=core, timeout=timeout)
         wall = time.perf_counter() - t0

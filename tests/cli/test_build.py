@@ -146,6 +146,19 @@ def test_missing_corpus_fails_before_training(tmp_path, tiny_recipe, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("override", "needle"), [
+    ("export.max_sts_drop=-1", "recipe section `export`: --max-sts-drop -1"),
+    ("export.gate_sample=5", "recipe section `export`: --gate-sample 5"),
+    ("bench.runs=0", "recipe section `bench`: --runs 0"),
+])
+def test_bad_export_or_bench_value_fails_before_anything_is_written(tmp_path, tiny_recipe, capsys, override, needle):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), override, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()
+
+
 def test_ctrl_c_then_rerun_keeps_finished_stages(tmp_path, tiny_recipe):
     """Interrupt a real build process after training finished; the re-run does not train again."""
     out = tmp_path / "b"
