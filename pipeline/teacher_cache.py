@@ -55,6 +55,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,7 +355,10 @@ def export_onnx(teacher: SentenceTeacher, root: Path, quant: str) -> Path:
         tmp = folder / f".fp32.onnx.tmp-{os.getpid()}"
         module = teacher.module.to("cpu").eval()
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # the exporter's progress lines are not our output
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                # stdout: the exporter's progress lines are not our output; its warning that the two inputs
+                # share the batch and length axes is what we asked for.
+                warnings.simplefilter("ignore", UserWarning)
                 torch.onnx.export(module, (ids, mask), str(tmp), dynamo=True, external_data=False, optimize=True,
                                   opset_version=ONNX_OPSET, input_names=["input_ids", "attention_mask"],
                                   dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}), verbose=False)
@@ -469,10 +473,10 @@ class PassProgress:
             self.bar = tqdm(total=total, desc=desc, unit=" sent", file=self.stream, ncols=width, mininterval=0.5,
                             smoothing=0.1)
 
-    def line(self) -> str:
+    def line(self, now: float) -> str:
         from pocketbert.pipeline.train import clock
 
-        elapsed = self.now() - self.start
+        elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         return (f"{self.desc}: {self.done}/{self.total} sentences | {clock(elapsed)} | {rate:.1f} sentences/s"
@@ -484,9 +488,11 @@ class PassProgress:
             return
         if self.bar is not None:
             self.bar.update(n)
-        elif self.printed_at is None or self.now() - self.printed_at >= self.every_s or self.done >= self.total:
-            print(self.line(), file=self.stream, flush=True)
-            self.printed_at = self.now()
+            return
+        now = self.now()
+        if self.printed_at is None or now - self.printed_at >= self.every_s or self.done >= self.total:
+            print(self.line(now), file=self.stream, flush=True)
+            self.printed_at = now
 
     def close(self) -> None:
         if self.bar is not None:
