@@ -13,7 +13,7 @@ from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import losses, teacher_cache
+from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
 from conftest import make_hf_checkpoint
@@ -64,33 +64,26 @@ def _ensemble(tmp_path: Path, teachers: list[Path], corpus: Path, out: str, *ext
 def test_teacher_embeddings_are_cached_on_disk(tmp_path, tiny_bert, second_teacher, monkeypatch):
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 120)
-    calls = []
-    real = teacher_cache.embed_texts
-
-    def counting(model, tokenizer, texts, **kw):  # every teacher forward of the objective goes through here
-        calls.append(len(texts))
-        return real(model, tokenizer, texts, **kw)
-
-    monkeypatch.setattr(teacher_cache, "embed_texts", counting)
     assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "a")) == 0
     first = json.loads((tmp_path / "a" / "pocketbert.json").read_text())
     n_texts = first["data"]["texts"]
-    assert calls == [n_texts, n_texts]
+    # every teacher forward of the objective is a teacher pass, recorded with what it computed
+    assert [t["pass"]["computed_sentences"] for t in first["teachers"]] == [n_texts, n_texts]
     assert [t["hit"] for t in first["teachers"]] == [False, False]
     assert set(first["metrics"]["final_terms"]) == {"sim_mse", "proj_cos", "proj_mse"}
     assert len(list((tmp_path / "cache" / "teacher_emb").glob("*.npy"))) == 2
 
-    calls.clear()
     assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "b")) == 0
     second = json.loads((tmp_path / "b" / "pocketbert.json").read_text())
-    assert calls == []  # no teacher forward on the second run
-    assert [t["hit"] for t in second["teachers"]] == [True, True]
+    assert [t["hit"] for t in second["teachers"]] == [True, True]  # no teacher pass on the second run
     assert [t["key"] for t in second["teachers"]] == [t["key"] for t in first["teachers"]]
     # one more text is a new corpus: a new key, and a teacher pass again
     with open(corpus, "a") as f:
         f.write("a completely new sentence about cheese\n")
     assert main(_ensemble(tmp_path, [tiny_bert], corpus, "c")) == 0
-    assert calls == [n_texts + 1]
+    third = json.loads((tmp_path / "c" / "pocketbert.json").read_text())
+    assert third["teachers"][0]["hit"] is False
+    assert third["teachers"][0]["pass"]["computed_sentences"] == n_texts + 1
     # the projection is training-only: the checkpoint holds an encoder of the student's width and nothing else
     assert load_checkpoint(tmp_path / "a").model.config.hidden_size == 32
 
