@@ -31,7 +31,7 @@ from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.objectives import Setup
 from pocketbert.pipeline.recipe import DistillRecipe, to_dict
 from pocketbert.pipeline.student import factorize_embeddings, parse_layers, prune_ffn, select_layers
-from pocketbert.pipeline.suite import dev_sentences
+from pocketbert.pipeline.suite import dev_sentences, load_suite, score_suite
 from pocketbert.pipeline.teacher_cache import SentenceTeacher, load_sentence_teacher
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import TrainData, fit, start_run, write_and_verify
@@ -154,7 +154,9 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
         print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
               "added to each batch", file=sys.stderr, flush=True)
-    evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx])
+    suite = load_suite(cfg.eval.suite) if cfg.eval.suite else None
+    evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx],
+                              (lambda embed: score_suite(suite, embed)) if suite else None)
     run.ddp = ddp = init_distributed(run.device)  # before the teacher passes, which ranks share
     objective = kind.create(setup)
     student = objective.student

@@ -157,10 +157,14 @@ def classification_accuracy(model: Encoder, ids: list[list[int]], labels: list[i
 
 
 def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokenizer,
-                   holdout_ids: list[list[int]]) -> Callable[[Encoder], dict] | None:
+                   holdout_ids: list[list[int]],
+                   suite: Callable[[Callable[[list[str]], np.ndarray]], dict] | None = None
+                   ) -> Callable[[Encoder], dict] | None:
     """The evaluation a recipe asks for, as one function model -> {metric: value}; None if it asks for none.
 
-    Inputs are read here, before training, so a bad evaluation file fails the run at once.
+    Inputs are read here, before training, so a bad evaluation file fails the run at once. `suite` scores a
+    model given as `embed(texts)` on the dev suite (`suite.score_suite` of a loaded suite, passed in by the
+    stage that read `eval.suite`): its mean is `suite_mean`, each task `suite_<task>`.
     """
     sts = read_sts(eval_cfg.sts) if eval_cfg.sts else None
     cls_ids = cls_labels = None
@@ -174,7 +178,7 @@ def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokeni
     held = holdout_ids[: eval_cfg.max_examples] if eval_cfg.mlm else []
     if eval_cfg.mlm and not held:
         raise PocketBertError("eval.mlm needs held-out text: set data.holdout (e.g. 0.05)")
-    if sts is None and cls_ids is None and not held:
+    if sts is None and cls_ids is None and not held and suite is None:
         return None
     specials = sorted(tokenizer.special_ids.values())
 
@@ -186,6 +190,9 @@ def make_evaluator(eval_cfg: EvalConfig, data_cfg: DataConfig, tokenizer: Tokeni
             m["sts"] = round(evaluate_sts(model, tokenizer, sts), 4)
         if cls_ids is not None and model.classifier is not None:
             m["accuracy"] = round(classification_accuracy(model, cls_ids, cls_labels, tokenizer.pad_id), 4)
+        if suite is not None:
+            scores = suite(lambda texts: embed_texts(model, tokenizer, texts))
+            m |= {f"suite_{k}": v for k, v in scores.items()}
         if held and model.cls is not None:
             m["mlm_accuracy"] = round(mlm_accuracy(model, held, tokenizer.pad_id, specials, tokenizer.mask_id,
                                                    model.config.vocab_size), 4)

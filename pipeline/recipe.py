@@ -22,11 +22,12 @@ import yaml
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline.objectives import OBJECTIVES
+from pocketbert.pipeline.suite import SUITES
 from pocketbert.pipeline.teacher_cache import BACKENDS
 from pocketbert.pipeline.validate import check_choice, check_masking, check_positive
 
 PRECISIONS = ("auto", "fp32", "bf16")
-METRICS = ("auto", "sts", "accuracy", "mlm_accuracy", "loss")
+METRICS = ("auto", "suite_mean", "sts", "accuracy", "mlm_accuracy", "loss")
 
 
 @dataclass
@@ -94,15 +95,18 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     sts: str | None = None  # STS-B TSV: Spearman x100 of embedding cosines (e.g. ../shared/data/stsb/dev.tsv)
+    suite: str | None = None  # `dev`: the dev suite's four numbers and their mean (`suite_mean`; pipeline/suite.py)
     classification: str | None = None  # labelled dev file (same text_field / label_field as the data): accuracy
     mlm: bool = False  # MLM accuracy on the held-out texts (data.holdout) with fixed masks
     max_examples: int = 2000  # cap on held-out / classification examples per evaluation
     at_start: bool = True  # also evaluate the teacher and the untrained student before training (step 0)
-    metric: str = "auto"  # the one that picks the best checkpoint: auto (sts > accuracy > mlm_accuracy) | ...
+    metric: str = "auto"  # the one that picks the best checkpoint: auto (suite_mean > sts > accuracy > mlm_accuracy) | ...
 
     def check(self, prefix: str) -> None:
         check_positive(self.max_examples, f"{prefix}.max_examples")
         check_choice(self.metric, METRICS, f"{prefix}.metric")
+        if self.suite is not None:
+            check_choice(self.suite, tuple(SUITES), f"{prefix}.suite")
 
 
 @dataclass

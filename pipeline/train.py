@@ -219,7 +219,7 @@ def write_curves(metrics_path: Path, png: Path) -> None:
 def pick_metric(metrics: dict, preferred: str) -> str | None:
     if preferred not in ("auto", "loss"):
         return preferred if preferred in metrics else None
-    for key in ("sts", "accuracy", "mlm_accuracy"):
+    for key in ("suite_mean", "sts", "accuracy", "mlm_accuracy"):
         if key in metrics:
             return key
     return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_suite import make_suite_data
 from test_train import synthetic_corpus
 
 from pocketbert.cli import main
@@ -316,3 +317,19 @@ def test_a_missing_teacher_is_named_before_the_anchor(tmp_path):
 
     with pytest.raises(PocketBertError, match=r"teachers\[1\]: /nope/teacher does not exist"):
         load_recipe(DistillRecipe, "distill-ensemble-sts", ["teachers=[minilm, /nope/teacher]"])
+
+
+@pytest.mark.integration
+def test_eval_suite_scores_each_evaluation_and_picks_the_best_on_its_mean(tmp_path, tiny_bert, monkeypatch):
+    """`eval.suite: dev` in a recipe: every evaluation carries the suite's four numbers and their mean, and the
+    best checkpoint is chosen on `suite_mean` (the metric `auto` prefers)."""
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("POCKETBERT_DATA", str(make_suite_data(tmp_path / "data")))
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 80)
+    assert main(_ensemble(tmp_path, [tiny_bert], corpus, "s", "eval.suite=dev", "train.eval_every=3")) == 0
+    rec = json.loads((tmp_path / "s" / "pocketbert.json").read_text())
+    assert rec["metrics"]["best_metric"] == "suite_mean"
+    rows = [json.loads(line) for line in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in rows if "suite_mean" in r]
+    assert scored and all({"suite_stsb", "suite_sickr", "suite_sst2", "suite_agnews"} <= set(r) for r in scored)
+    assert max(r["suite_mean"] for r in scored) == pytest.approx(rec["metrics"]["best_value"])
