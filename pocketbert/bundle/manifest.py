@@ -42,6 +42,15 @@ def bucket_for(seq_lens: list[int], n_tokens: int) -> int:
     return buckets[-1]
 
 
+def input_length(artifact: dict, n_tokens: int) -> int:
+    """The input length an app feeds `artifact` for a text of `n_tokens` ids (truncated to its bucket):
+    the bucket (`seq_len`, padded), or, for a dynamic-length artifact (`min_seq_len`), the text's own length
+    within [min_seq_len, seq_len], not padded."""
+    if "min_seq_len" not in artifact:
+        return artifact["seq_len"]
+    return max(artifact["min_seq_len"], min(n_tokens, artifact["seq_len"]))
+
+
 @dataclass
 class Bundle:
     """A checked bundle: its folder and manifest dict."""
@@ -144,6 +153,8 @@ def validate_manifest(manifest: dict, where: str = "manifest") -> None:
     for a in manifest["artifacts"]:
         if a["seq_len"] not in buckets:
             raise PocketBertError(f"{where}: artifact {a['file']} has seq_len {a['seq_len']} not in seq_lens {buckets}")
+        if a.get("min_seq_len", a["seq_len"]) > a["seq_len"]:
+            raise PocketBertError(f"{where}: artifact {a['file']} has min_seq_len {a['min_seq_len']} > seq_len {a['seq_len']}")
         key = f"{a['format']}/{a['quant']}"
         if key not in manifest["tolerances"]:
             raise PocketBertError(f"{where}: no tolerance for {key} (artifact {a['file']})")

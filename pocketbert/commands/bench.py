@@ -11,6 +11,11 @@ Results follow runtime_bench/results.schema.json and are saved as each group fin
   pocketbert bench s3_bundle --device adb --out phone.json            # the Android demo's headless benchmark
   pocketbert bench s3_bundle --device adb:SERIAL --binary benchmark_model --out phone.json
   pocketbert bench s3_bundle --device qemu:cortex-a55 --out a55.json    # golden parity on an emulated Arm core
+  pocketbert bench new_bundle --compare old=old_bundle --threads 1 --out ab.json   # two exports, one interleaved run
+
+Latency at real lengths: the dev suite's sentences (or --texts FILE...) are tokenized as the apps tokenize,
+and each format/quant is timed on a seeded sample of them (--text-sample) the way an app calls it: the
+smallest bucket that holds the text, padded, or the text's own length for a dynamic-length artifact.
 """
 
 
@@ -48,6 +53,15 @@ def add_arguments(p) -> None:
                    help="`pocketbert eval ... --json` outputs (of this bundle and/or the teacher) to attach STS "
                         "quality to rows, for the report's quality-vs-latency plot")
     p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
+    p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]BUNDLE",
+                   help="another bundle of the same student (e.g. an older export) whose artifacts run in the same "
+                        "interleaved rounds, rows named LABEL:file; each artifact gets its speed-up over the compared "
+                        "one of the same format and quantization (repeatable)")
+    p.add_argument("--texts", nargs="+", default=None, metavar="FILE",
+                   help="text/TSV/CSV files whose sentences give the latency at real lengths, each text called as an "
+                        "app calls it (default: the dev suite's sentences in ../shared/data, when found)")
+    p.add_argument("--text-sample", type=int, default=300,
+                   help="texts sampled (seeded) from --texts for the real-length latency; 0 skips it (default 300)")
     p.add_argument("--device", default="host", help="host (default), adb / adb:SERIAL for an Android phone, or qemu[:CORE] for an emulated Arm core "
                         "(cortex-a55 default, cortex-a76, ...; run `pocketbert setup-arm64` first)")
     p.add_argument("--binary", default=None,
@@ -74,5 +88,5 @@ def run(args):
         formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
         baseline="teacher" if "teacher" in wanted else None, teacher=teacher, peers=peers, quality=args.quality or [], profile=not args.no_profile,
         cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
-        command=args.command_line)
+        command=args.command_line, compare=args.compare, texts=args.texts, text_sample=args.text_sample)
     return main(opts, log=lambda s: print(s, file=sys.stderr))
