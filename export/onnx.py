@@ -17,9 +17,12 @@ import torch
 
 from pocketbert.errors import PocketBertError
 
-from .wrapper import INPUT_NAMES
+from .wrapper import INPUT_NAMES, dynamic_shapes
 
 OPSET = 18
+# ONNX Runtime plans per run; the dynamic int8 graph cost the same as a static one at equal length
+# (2-layer student: 2.80 vs 2.96 ms CPU at 32 tokens, 10.53 vs 10.56 at 128).
+DYNAMIC_LENGTH = True
 
 
 def _rename_io(model, output_name: str) -> None:
@@ -153,11 +156,13 @@ def _fp16_gather_scales(model) -> None:
 
 
 def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
+           calibration: list | None = None, keep_int8: list[str] | None = None, dynamic: bool = False) -> dict:
     """Write `path` (.onnx, weights inside the file). Returns notes for the manifest.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
     keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
+    dynamic: the graph's sequence axis is symbolic (`seq_len`, any length from wrapper.MIN_SEQ_LEN to the example's N;
+        ONNX Runtime plans per run), otherwise exactly N.
     """
     import onnx
 
@@ -165,7 +170,8 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         torch.onnx.export(module, example_inputs, str(fp32), dynamo=True, external_data=False, optimize=True,
-                          opset_version=OPSET, input_names=list(INPUT_NAMES), verbose=False)
+                          opset_version=OPSET, input_names=list(INPUT_NAMES), verbose=False,
+                          dynamic_shapes=dynamic_shapes(example_inputs[0].shape[1]) if dynamic else None)
         model = onnx.load(str(fp32))
         _rename_io(model, output_name)
         onnx.checker.check_model(model)
