@@ -207,7 +207,7 @@ OPS_OUTSIDE_XNNPACK = {
     "aten::embedding": "table gathers (word rows, int8 / int4 packed, their scales; position rows): XNNPACK has no gather",
     "aten::select_copy": "row 0 of the token-type table (every sentence is segment 0)",
     "aten::slice_copy": "the first T position ids",
-    "aten::unsqueeze_copy": "the attention mask to (B, 1, 1, T) before the delegate",
+    "aten::unsqueeze_copy": "the attention mask to (B, 1, 1, T) before the delegate; int4 group scales to (B, T, E/g, 1)",
     "dim_order_ops::_to_dim_order_copy": "int32 ids to int64 and the int mask to float: XNNPACK computes in float",
     "aten::sum": "mean pooling's two sums over T (XNNPACK's reductions are means over 4-D inner dims)",
     "aten::sym_size": "the dynamic length T, read once (dynamic-length programs)",
@@ -216,8 +216,6 @@ OPS_OUTSIDE_XNNPACK = {
     "aten::sub": "int4 table: the low nibble and the -8 offset (int32)",
     "aten::mul": "int4 table: the high nibble times 16 (int32); the rows times their fp16 group scales",
     "aten::cat": "int4 table: low and high nibbles interleaved (stack)",
-    "aten::view_copy": "int4 table: (B, T, E/2, 2) -> (B, T, E) and the group view",
-    "aten::unsqueeze": "int4 table: the group scales to (B, T, E/g, 1)",
     "executorch_prim::et_view": "int4 table: a view of the unpacked rows (no copy) where T is dynamic",
 }
 
