@@ -178,6 +178,19 @@ class Worker:
             self.proc.wait()
 
 
+def _start(target: Target, threads: int, cores: list[int] | None, row: dict, what: str, log,
+           **worker_args) -> tuple[Worker | None, dict]:
+    """A loaded worker and its ready reply; (None, reply) with `row` marked failed when it did not load."""
+    w = Worker(target, threads, cores, **worker_args)
+    ready = w.read()
+    if "error" in ready:
+        w.kill()
+        row.update(status="failed", error=f"failed to load: {ready['error']}")
+        log(f"  {what}: FAILED to load: {ready['error']}")
+        return None, ready
+    return w, ready
+
+
 def cores_for(threads: int) -> list[int] | None:
     """Pin to the first `threads` available cores; None where the OS has no affinity API."""
     if not hasattr(os, "sched_setaffinity"):
@@ -258,12 +271,9 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
         if t.skip_reason:
             row.update(status="skipped", error=t.skip_reason)
             continue
-        w = Worker(t, threads, cores)  # started one at a time: load time is measured on a quiet machine
-        ready = w.read()
-        if "error" in ready:
-            w.kill()
-            row.update(status="failed", error=f"failed to load: {ready['error']}")
-            log(f"  {t.name} seq{t.seq_len} t{threads}: FAILED to load: {ready['error']}")
+        # started one at a time: load time is measured on a quiet machine
+        w, ready = _start(t, threads, cores, row, f"{t.name} seq{t.seq_len} t{threads}", log)
+        if w is None:
             continue
         row.update(load_ms=ready["load_ms"], first_inference_ms=ready["first_inference_ms"])
         workers[t.name] = w
@@ -452,12 +462,9 @@ def run_texts(rows: list[TextRow], threads: int, rounds: int, warmup: int, log: 
             spec = Target(name=r.name, format=r.format, backend=r.backend, quant=r.quant, seq_len=len(r.calls[0][1]),
                           role=r.role, path=r.paths[0], runner=r.runner, size_bytes=None, config={},
                           vocab_size=r.vocab_size)
-            w = Worker(spec, threads, cores, paths=r.paths, texts_file=str(texts_file))
-            ready = w.read()
-            if "error" in ready:
-                w.kill()
-                entry.update(status="failed", error=f"failed to load: {ready['error']}")
-                log(f"  {r.name} real lengths: FAILED to load: {ready['error']}")
+            w, _ = _start(spec, threads, cores, entry, f"{r.name} real lengths", log, paths=r.paths,
+                          texts_file=str(texts_file))
+            if w is None:
                 continue
             first = {}  # warm-up: each program's first text, then the first `warmup` texts
             for k, (prog, _, _) in enumerate(r.calls):
