@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import shutil
 import sys
@@ -24,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pocketbert.bundle.manifest import MANIFEST, SCHEMA_VERSION, path_size, validate_manifest
+from pocketbert.bundle.manifest import MANIFEST, Artifact, Manifest, path_size
 from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
-from pocketbert.bundle.parity import bucket_invariance, case_inputs, compare, tolerance
+from pocketbert.bundle.parity import Tolerance, bucket_invariance, case_inputs, compare, tolerance
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
 from . import formats
 from .evaluate import _encode
-from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, gate_family, mixed_plan
+from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, check_budget, gate_family, mixed_plan
 from .golden import build_golden
 from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
 from .wrapper import INPUT_NAMES, MIN_SEQ_LEN, TaskModule, output_name
@@ -61,7 +62,7 @@ class ExportConfig:
     sts: str | None = None  # STS-B TSV for the gate's STS delta (required by --quant auto)
     gate: bool = True  # run the geometry gate (embedding bundles)
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
-    max_sts_drop: float = 1.0  # gate: STS points below fp32 that still pass
+    max_sts_drop: float = GateConfig.max_sts_drop  # gate: STS points below fp32 that still pass
     max_mb: float | None = None  # int4-mixed: a size budget (keep at int8 the most that fits; gate.mixed_plan)
     # Formats whose runtime takes a dynamic length (ExecuTorch, ONNX Runtime: the exporters' DYNAMIC_LENGTH) export
     # each bucket's embedding / classification artifact with a dynamic length up to the bucket (`min_seq_len` in
@@ -94,15 +95,22 @@ class ExportConfig:
         for fmt in self.formats:
             if fmt not in FORMATS:
                 raise PocketBertError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+        if not math.isfinite(self.max_sts_drop) or self.max_sts_drop < 0:
+            raise PocketBertError(f"--max-sts-drop {self.max_sts_drop}: give the STS points a rung may lose against "
+                                  "fp32, a number >= 0 (0: no loss at all)")
         if self.max_mb is not None:
-            if self.max_mb <= 0:
+            if not math.isfinite(self.max_mb) or self.max_mb <= 0:
                 raise PocketBertError(f"--max-mb {self.max_mb}: give a size budget in MB > 0")
             if "int4-mixed" not in self.quants and not self.auto:
                 raise PocketBertError("--max-mb is the size budget of int4-mixed; add int4-mixed to --quant")
         if self.gate_sample <= 10:
             raise PocketBertError(f"--gate-sample {self.gate_sample}: give more than 10 sentences (top-10 needs them)")
-        if self.sts and not Path(self.sts).is_file():
-            raise PocketBertError(f"--sts {self.sts}: no such file; pass an STS-B TSV such as ../shared/data/stsb/dev.tsv")
+        if self.sts:
+            if not Path(self.sts).is_file():
+                raise PocketBertError(f"--sts {self.sts}: no such file; pass an STS-B TSV such as ../shared/data/stsb/dev.tsv")
+            from pocketbert.pipeline.evaluate import read_sts
+
+            read_sts(self.sts)  # a malformed file fails here, not after the first artifacts
         if not self.seq_lens or any(n < 2 for n in self.seq_lens):
             raise PocketBertError(f"--seq-len {self.seq_lens}: each length must be an integer >= 2")
         self.formats = list(dict.fromkeys(self.formats))
@@ -189,7 +197,7 @@ def _reference(module: TaskModule, golden: dict, seq_len: int, pad_id: int) -> t
     return inputs, refs
 
 
-def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: dict,
+def verify_artifact(fmt: str, path: Path, inputs: list, refs: list[np.ndarray], tol: Tolerance,
                     seq_len: int, out_name: str, out_shape: list[int], quant: str,
                     outputs_out: list | None = None) -> dict:
     """Run the artifact in its runtime on `inputs` and compare with `refs` (see bundle.parity.compare).
@@ -234,7 +242,7 @@ def _probe_texts(texts: list[str], gate_sample: int) -> list[str]:
 
 def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
                 ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
-                strict: bool, dynamic: bool = False) -> tuple[dict, dict]:
+                strict: bool, dynamic: bool = False) -> tuple[Artifact, dict]:
     """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
     (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
     parity failure when `strict`.
@@ -272,13 +280,10 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
         notes["calibration"] = {"texts": len(calibration), "seq_len": seq_len}
     if keep is not None:
         notes["sensitivity"] = mixed
-    return {
-        "file": fname, "format": fmt, "backend": backend_of(fmt), "quant": quant,
-        "seq_len": seq_len, **({"min_seq_len": MIN_SEQ_LEN} if dynamic else {}),
-        "size_bytes": path_size(path), "sha256": path_sha256(path),
-        "export_seconds": round(seconds, 3), "tool_versions": formats.tool_versions(fmt),
-        "parity": parity, "notes": notes,
-    }, dict(zip(case_names, outs))
+    return Artifact(file=fname, format=fmt, backend=backend_of(fmt), quant=quant, seq_len=seq_len,
+                    min_seq_len=MIN_SEQ_LEN if dynamic else None, size_bytes=path_size(path),
+                    sha256=path_sha256(path), export_seconds=round(seconds, 3),
+                    tool_versions=formats.tool_versions(fmt), parity=parity, notes=notes), dict(zip(case_names, outs))
 
 
 def _remove(path: Path) -> None:
@@ -297,13 +302,13 @@ def _gate_line(g: dict) -> str:
             f"threads {g['thread_invariance']['min_cosine']:.6f}" + (f" ({'; '.join(g['reasons'])})" if "reasons" in g else ""))
 
 
-def _tried_row(quant: str, family: list[dict], failed: list[dict]) -> dict:
+def _tried_row(quant: str, family: list[Artifact], failed: list[Artifact]) -> dict:
     """One rung as `quant_auto` records it."""
-    g = family[0].get("gate", {"status": "skipped"})
-    row = {"quant": quant, "size_bytes": sum(a["size_bytes"] for a in family), "gate": g["status"],
+    g = family[0].gate or {"status": "skipped"}
+    row = {"quant": quant, "size_bytes": sum(a.size_bytes for a in family), "gate": g["status"],
            "sts_drop": -g["sts"]["delta"] if "sts" in g else None, "top10_overlap": g.get("top10_overlap"),
            "passed": not failed and g["status"] == "passed"}
-    reasons = [f"parity failed at seq {a['seq_len']}: {a['parity'].get('reason')}" for a in failed] + g.get("reasons", [])
+    reasons = [f"parity failed at seq {a.seq_len}: {a.parity.get('reason')}" for a in failed] + g.get("reasons", [])
     if reasons:
         row["reasons"] = reasons
     return row
@@ -325,36 +330,39 @@ def _no_rung_line(fmt: str, budget: float, tried: list[dict]) -> str:
             f"({what}; {'; '.join(best.get('reasons', []))}); raise --max-sts-drop or choose --quant yourself")
 
 
-def _record_invariance(artifacts: list[dict], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
+def _record_invariance(artifacts: list[Artifact], fmt: str, ran: dict[str, dict[int, dict]], golden: dict,
                        task: str) -> None:
     """Bucket invariance of one format's artifacts, recorded as `invariance` on each (BUNDLE.md).
 
     Raises:
-        PocketBertError: one text's outputs at two buckets disagree beyond INVARIANCE_MIN_COSINE.
+        PocketBertError: one text's outputs at two buckets disagree beyond the quantization's
+            `min_invariance_cosine`.
     """
     n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
     for quant, by_len in ran.items():
-        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=task == "mlm").items():
-            a = next(a for a in artifacts if (a["format"], a["quant"], a["seq_len"]) == (fmt, quant, seq_len))
-            a["invariance"] = inv
-            log.info("%s: bucket invariance %s", a["file"], inv)
+        need = tolerance(quant).min_invariance_cosine
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, need, per_position=task == "mlm").items():
+            a = next(a for a in artifacts if (a.format, a.quant, a.seq_len) == (fmt, quant, seq_len))
+            a.invariance = inv
+            log.info("%s: bucket invariance %s", a.file, inv)
             if inv["status"] == "failed":
-                raise PocketBertError(f"{a['file']}: {inv['reason']}; nothing was written")
+                raise PocketBertError(f"{a.file}: {inv['reason']}; nothing was written")
 
 
-def main(cfg: ExportConfig) -> dict:
-    """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest.
+def main(cfg: ExportConfig) -> Manifest:
+    """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest it wrote.
 
     Raises:
         PocketBertError: bad input (before anything is written) or an artifact that fails parity
             (then nothing is written either).
     """
-    from pocketbert.pipeline.checkpoint import find_teacher, load_checkpoint, parent_record, read_config
+    from pocketbert.pipeline.checkpoint import find_teacher, parent_record, read_config
+    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
 
     out = Path(cfg.out)
     check_output_dir(out, MANIFEST)
-    ckpt = load_checkpoint(cfg.checkpoint)
+    ckpt = load(cfg.checkpoint)
     model = ckpt.model.eval()
     mcfg = model.config
     task = cfg.task or mcfg.task
@@ -379,9 +387,21 @@ def main(cfg: ExportConfig) -> dict:
     tok = Tokenizer(ckpt.path)
     if len(tok.vocab) != mcfg.vocab_size:
         raise PocketBertError(f"{ckpt.path}: vocab.txt has {len(tok.vocab)} tokens but the model {mcfg.vocab_size}")
+    if cfg.auto and task != "embedding":
+        raise PocketBertError(f"--quant auto chooses by the geometry gate, which measures embeddings; a {task} "
+                              "export needs its rungs named, e.g. --quant fp32,int8")
     name = model_slug(cfg.name or (ckpt.path.name if cfg.checkpoint != "minilm" else "all-minilm-l6-v2"))
     module = TaskModule(model).eval()
     out_name = output_name(task)
+
+    def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
+        return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
+
+    rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
+    if cfg.max_mb is not None and "int4-mixed" in rungs:
+        check_budget(module, INT4_GROUP, int(cfg.max_mb * 1e6))
+    gating = cfg.gate and task == "embedding"
+    texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
     log.info("export %s -> %s: formats=%s quants=%s seq_lens=%s task=%s", ckpt.path, out, cfg.formats,
              cfg.quants, cfg.seq_lens, task)
 
@@ -400,12 +420,6 @@ def main(cfg: ExportConfig) -> dict:
         refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
                 for n in cfg.seq_lens}
         out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
-        def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
-            return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
-
-        rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
-        gating = cfg.gate and task == "embedding"
-        texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
         calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
         if gating and not texts:
             log.info("gate skipped: no corpus sentences given (--corpus)")
@@ -436,7 +450,7 @@ def main(cfg: ExportConfig) -> dict:
                                         calibration.get(n), mixed, strict=not cfg.auto, dynamic=dynamic)
                             for n in cfg.seq_lens]
                     family = [row for row, _ in done]
-                    ran = {row["seq_len"]: outs for row, outs in done if outs}  # seq_len -> {case: output}
+                    ran = {row.seq_len: outs for row, outs in done if outs}  # seq_len -> {case: output}
                     _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)
                 except PocketBertError as e:
                     if not cfg.auto:
@@ -446,12 +460,12 @@ def main(cfg: ExportConfig) -> dict:
                     tried.append({"quant": quant, "size_bytes": None, "gate": "not run", "sts_drop": None,
                                   "top10_overlap": None, "passed": False, "reasons": [str(e)]})
                     continue
-                failed = [a for a in family if a["parity"]["status"] == "failed"]
+                failed = [a for a in family if a.parity["status"] == "failed"]
                 if reference is not None and not failed:
-                    result = gate_family(fmt, {a["seq_len"]: tmp / a["file"] for a in family}, reference, gate_cfg)
+                    result = gate_family(fmt, {a.seq_len: tmp / a.file for a in family}, reference, gate_cfg)
                     log.info("%s/%s gate: %s", fmt, quant, _gate_line(result))
                     for a in family:
-                        a["gate"] = result
+                        a.gate = result
                 if not cfg.auto:
                     artifacts += family
                     continue
@@ -463,36 +477,26 @@ def main(cfg: ExportConfig) -> dict:
                                  "tried": tried}
                     break
                 for a in family:  # a rejected rung leaves nothing behind
-                    _remove(tmp / a["file"])
+                    _remove(tmp / a.file)
             if cfg.auto and fmt not in auto:
                 raise PocketBertError(_no_rung_line(fmt, cfg.max_sts_drop, tried))
 
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "model": {
-                "name": name, "task": task, "config": mcfg.to_dict(),
-                "num_parameters": sum(p.numel() for p in model.parameters()),
-                "parent": parent_record(ckpt),
-            },
-            "inputs": [{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}}
-                       for n in INPUT_NAMES],
-            "outputs": outputs,
-            "seq_lens": cfg.seq_lens,
-            "tokenizer": _tokenizer_section(tok, max(cfg.seq_lens)),
-            "tolerances": {f"{a['format']}/{a['quant']}": tolerance(a["quant"]) for a in artifacts},
-            "golden": {"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")},
-            "artifacts": artifacts,
-            "provenance": provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
-        }
+        model_section = {"name": name, "task": task, "config": mcfg.to_dict(),
+                         "num_parameters": sum(p.numel() for p in model.parameters()), "parent": parent_record(ckpt)}
         teacher = find_teacher(ckpt.path)
         if teacher is not None and (teacher / "model.safetensors").is_file():
-            manifest["model"]["teacher"] = {"path": str(teacher.resolve()),
-                                            "weights_sha256": path_sha256(teacher / "model.safetensors"),
-                                            "config": read_config(teacher).to_dict()}
-        if cfg.auto:
-            manifest["quant_auto"] = {"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto}
-        if task == "classification":
-            manifest["labels"] = [mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
-        validate_manifest(manifest, "manifest being written")
-        write_json(tmp / MANIFEST, manifest)
+            model_section["teacher"] = {"path": str(teacher.resolve()),
+                                        "weights_sha256": path_sha256(teacher / "model.safetensors"),
+                                        "config": read_config(teacher).to_dict()}
+        manifest = Manifest(
+            model=model_section,
+            inputs=[{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}} for n in INPUT_NAMES],
+            outputs=outputs, seq_lens=cfg.seq_lens, tokenizer=_tokenizer_section(tok, max(cfg.seq_lens)),
+            golden={"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")}, artifacts=artifacts,
+            provenance=provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
+            tolerances={a.key: tolerance(a.quant) for a in artifacts},
+            labels=([mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
+                    if task == "classification" else None),
+            quant_auto={"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto} if cfg.auto else None)
+        manifest.write(tmp)
     return manifest

@@ -34,51 +34,67 @@ def _encode(tok, texts: list[str], buckets: list[int]) -> list[tuple[int, np.nda
     return out
 
 
-def _parent_row(bundle, texts: list[str], index, pairs, largest: int) -> dict:
+def _parent_row(bundle, texts: list[str], largest: int) -> tuple[dict, np.ndarray | None]:
+    """The PyTorch fp32 row of the bundle's parent checkpoint (truncated as the artifacts are) and its embeddings."""
     from pocketbert.files import path_sha256
-    from pocketbert.pipeline.checkpoint import load_checkpoint
-    from pocketbert.pipeline.evaluate import embed_texts, sts_spearman
+    from pocketbert.pipeline.evaluate import embed_texts
+    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.tokenizer import Tokenizer
 
     parent = bundle.manifest["model"]["parent"]
     path = Path(parent["path"])
     row = {"artifact": "pytorch (parent checkpoint)", "format": "pytorch", "quant": "fp32", "seq_len": largest}
     if not (path / "model.safetensors").is_file():
-        return {**row, "status": "skipped", "spearman": None, "reason": f"parent checkpoint {path} not found"}
+        return {**row, "status": "skipped", "reason": f"parent checkpoint {path} not found"}, None
     if path_sha256(path / "model.safetensors") != parent["weights_sha256"]:
-        return {**row, "status": "skipped", "spearman": None,
-                "reason": f"parent checkpoint {path} changed since export (sha256 differs)"}
-    model = load_checkpoint(path).model
-    t0 = time.perf_counter()
-    emb = embed_texts(model, Tokenizer(path), texts, max_length=largest)
-    rho = sts_spearman(emb[[index[t] for t in pairs.s1]], emb[[index[t] for t in pairs.s2]], pairs.scores)
-    return {**row, "status": "ok", "spearman": round(rho, 4), "seconds": round(time.perf_counter() - t0, 2)}
+        return {**row, "status": "skipped",
+                "reason": f"parent checkpoint {path} changed since export (sha256 differs)"}, None
+    model = load(path).model
+    return {**row, "status": "ok"}, embed_texts(model, Tokenizer(path), texts, max_length=largest)
 
 
-def evaluate_bundle(bundle_path, sts_path, formats_filter: list[str] | None = None, threads: int = 1) -> dict:
-    """STS Spearman x100 per runnable (format, quant) of the bundle, plus the PyTorch fp32 parent row.
+def evaluate_bundle(bundle_path, sts_path=None, formats_filter: list[str] | None = None, threads: int = 1,
+                    suite=None) -> dict:
+    """STS Spearman x100 (`sts_path`) and/or the dev suite (`suite`: a name or a loaded `Suite`) per runnable
+    (format, quant) of the bundle, each artifact in its own runtime, plus the PyTorch fp32 parent row.
 
-    Returns `{bundle, pairs, rows}`; a row per (format, quant) with `spearman`, `delta_vs_pytorch`
-    (points) and `status` (`ok` or `skipped` with a reason, e.g. Core ML off macOS).
+    Returns `{bundle, rows}` (+ `sts`, `pairs`; + `suite_name`); a row per (format, quant) with `spearman` and
+    `delta_vs_pytorch` (points), `suite` ({stsb, sickr, sst2, agnews, mean}) and `suite_delta_vs_pytorch` (of
+    the mean), and `status` (`ok` or `skipped` with a reason, e.g. Core ML off macOS).
     Raises:
-        PocketBertError: not an embedding bundle, a bad STS file, a bundle that fails its checks.
+        PocketBertError: not an embedding bundle, a bad STS or suite file, a bundle that fails its checks.
     """
-    from pocketbert.pipeline.evaluate import read_sts, sts_spearman
+    from pocketbert.pipeline.evaluate import read_sts, sts_of
+    from pocketbert.pipeline.suite import load_suite, score_suite
     from pocketbert.pipeline.tokenizer import Tokenizer
 
-    pairs = read_sts(sts_path)
+    if sts_path is None and suite is None:
+        raise PocketBertError("nothing to evaluate: pass an STS file (--sts) and/or a suite (--suite dev)")
+    pairs = read_sts(sts_path) if sts_path else None
+    suite = load_suite(suite) if isinstance(suite, str) else suite
     bundle = load_bundle(bundle_path)
     if bundle.task != "embedding":
-        raise PocketBertError(f"{bundle_path} is a {bundle.task} bundle; eval --sts needs an embedding bundle "
+        raise PocketBertError(f"{bundle_path} is a {bundle.task} bundle; eval needs an embedding bundle "
                               "(export with --task embedding)")
     bundle.check_all_sha256()
     tok = Tokenizer(bundle.root)
-    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+    texts = list(dict.fromkeys((pairs.s1 + pairs.s2 if pairs else []) + (suite.texts() if suite else [])))
     index = {t: i for i, t in enumerate(texts)}
     buckets = bundle.seq_lens
-    encoded = _encode(tok, texts, buckets)
 
-    rows = [_parent_row(bundle, texts, index, pairs, buckets[-1])]
+    def scored(row: dict, emb: np.ndarray, seconds: float) -> dict:
+        def embed(ts: list[str]) -> np.ndarray:
+            return emb[[index[t] for t in ts]]
+
+        if pairs is not None:
+            row["spearman"] = round(sts_of(embed, pairs), 4)
+        if suite is not None:
+            row["suite"] = score_suite(suite, embed)
+        return {**row, "seconds": round(seconds, 2)}
+
+    t0 = time.perf_counter()
+    parent, emb = _parent_row(bundle, texts, buckets[-1])
+    rows = [scored(parent, emb, time.perf_counter() - t0) if emb is not None else {**parent, "spearman": None}]
     groups: dict[tuple[str, str], dict[int, dict]] = {}
     for a in bundle.artifacts:
         if not formats_filter or a["format"] in formats_filter:
@@ -87,6 +103,7 @@ def evaluate_bundle(bundle_path, sts_path, formats_filter: list[str] | None = No
         from .executorch import set_threads
 
         set_threads(threads)
+    encoded = _encode(tok, texts, buckets)
     for (fmt, quant), by_len in groups.items():
         have = sorted(by_len)
         names = ", ".join(by_len[n]["file"] for n in have)
@@ -100,24 +117,42 @@ def evaluate_bundle(bundle_path, sts_path, formats_filter: list[str] | None = No
         runners = {n: mod.load(bundle.artifact_path(by_len[n])) for n in have}
         t0 = time.perf_counter()
         group_inputs = encoded if have == buckets else _encode(tok, texts, have)
-        emb = [np.asarray(runners[n](ids, mask), dtype=np.float32).reshape(-1) for n, ids, mask in group_inputs]
-        emb = np.stack(emb)
-        rho = sts_spearman(emb[[index[t] for t in pairs.s1]], emb[[index[t] for t in pairs.s2]], pairs.scores)
-        rows.append({**row, "status": "ok", "spearman": round(rho, 4),
-                     "seconds": round(time.perf_counter() - t0, 2)})
-    ref = rows[0]["spearman"]
+        emb = np.stack([np.asarray(runners[n](ids, mask), dtype=np.float32).reshape(-1)
+                        for n, ids, mask in group_inputs])
+        rows.append(scored({**row, "status": "ok"}, emb, time.perf_counter() - t0))
+    ref = rows[0]
     for r in rows:
-        r["delta_vs_pytorch"] = None if ref is None or r["spearman"] is None else round(r["spearman"] - ref, 4)
-    return {"bundle": str(bundle_path), "sts": str(sts_path), "pairs": len(pairs.scores), "rows": rows}
+        r["delta_vs_pytorch"] = (None if ref.get("spearman") is None or r.get("spearman") is None
+                                 else round(r["spearman"] - ref["spearman"], 4))
+        if suite is not None:
+            r["suite_delta_vs_pytorch"] = (None if "suite" not in ref or "suite" not in r
+                                           else round(r["suite"]["mean"] - ref["suite"]["mean"], 2))
+    out = {"bundle": str(bundle_path), "rows": rows}
+    if pairs is not None:
+        out |= {"sts": str(sts_path), "pairs": len(pairs.scores)}
+    if suite is not None:
+        out |= {"suite_name": suite.name, "suite_files": suite.files}
+    return out
 
 
 def format_table(result: dict) -> str:
-    lines = [f"STS Spearman x100 on {result['pairs']} pairs ({result['sts']}), bundle {result['bundle']}",
-             f"{'format':<11} {'quant':<5} {'buckets':<10} {'spearman':>9} {'delta':>7}  note"]
+    suite = "suite_name" in result
+    title = [f"STS Spearman x100 on {result['pairs']} pairs ({result['sts']})" if "sts" in result else "",
+             f"dev suite {result['suite_name']!r} (x100)" if suite else ""]
+    lines = [f"{'; '.join(t for t in title if t)}, bundle {result['bundle']}",
+             f"{'format':<11} {'quant':<10} {'buckets':<10} {'spearman':>9} {'delta':>7}"
+             + ("   stsb  sickr   sst2 agnews   mean  delta" if suite else "") + "  note"]
     for r in result["rows"]:
-        rho = "-" if r["spearman"] is None else f"{r['spearman']:.2f}"
-        delta = "-" if r["delta_vs_pytorch"] is None else f"{r['delta_vs_pytorch']:+.2f}"
+        rho = "-" if r.get("spearman") is None else f"{r['spearman']:.2f}"
+        delta = "-" if r.get("delta_vs_pytorch") is None else f"{r['delta_vs_pytorch']:+.2f}"
         buckets = ",".join(map(str, r["seq_len"])) if isinstance(r["seq_len"], list) else str(r["seq_len"])
         note = r.get("reason", "") if r["status"] != "ok" else (f"{r['seconds']:.1f}s" if "seconds" in r else "")
-        lines.append(f"{r['format']:<11} {r['quant']:<5} {buckets:<10} {rho:>9} {delta:>7}  {note}")
+        cells = ""
+        if suite:
+            s = r.get("suite") or {}
+            d = r.get("suite_delta_vs_pytorch")
+            cells = "".join(f" {s[k]:>6.2f}" if k in s else f" {'-':>6}" for k in ("stsb", "sickr", "sst2", "agnews",
+                                                                                  "mean"))
+            cells += f" {d:+6.2f}" if d is not None else f" {'-':>6}"
+        lines.append(f"{r['format']:<11} {r['quant']:<10} {buckets:<10} {rho:>9} {delta:>7}{cells}  {note}")
     return "\n".join(lines)

@@ -48,13 +48,15 @@ PLAN_MARGIN = 0.06
 class GateConfig:
     """Pass marks of the gate. STS only counts when an STS file is given."""
 
-    max_sts_drop: float = 1.0  # points of Spearman x100 below fp32 (negative: a required gain)
+    max_sts_drop: float = 1.0  # points of Spearman x100 below fp32 that still pass (>= 0)
     min_top10_overlap: float = 0.9
     min_cosine: float = 0.9  # worst sample sentence against fp32
     min_bucket_cosine: float = 0.99  # worst pair of buckets, same text
     min_thread_cosine: float = 0.9999  # 1 vs 2 threads, worst case
 
     def __post_init__(self) -> None:
+        if not self.max_sts_drop >= 0:  # NaN too
+            raise PocketBertError(f"gate max_sts_drop = {self.max_sts_drop}: give the STS points a rung may lose, >= 0")
         for name in ("min_top10_overlap", "min_cosine", "min_bucket_cosine", "min_thread_cosine"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -261,6 +263,16 @@ def estimated_bytes(module: nn.Module, int4: list[str], group: int) -> int:
     return total
 
 
+def check_budget(module: nn.Module, group: int, max_bytes: int) -> None:
+    """Raises PocketBertError when even every part at int4 (`estimated_bytes`) is over `max_bytes`: checked before
+    any probe runs."""
+    smallest = estimated_bytes(module, model_parts(module), group)
+    if smallest > max_bytes:
+        raise PocketBertError(f"int4-mixed: even all int4 is about {smallest / 1e6:.2f} MB, over the "
+                              f"{max_bytes / 1e6:g} MB budget; raise the budget or shrink the model (trim the "
+                              "vocabulary, factorize the embedding)")
+
+
 @torch.inference_mode()
 def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]], group: int,
                min_overlap: float, max_bytes: int | None = None) -> dict:
@@ -274,12 +286,14 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
     With `max_bytes` (a size budget) the plan runs the other way: it starts with every part at int8 and moves
     parts to int4, the least harm per weight first, until `estimated_bytes` fits the budget. It keeps the most
     at int8 that fits (on a small student, often the word table alone at int4 and every linear at int8, so the
-    artifact keeps int8's speed). Raises PocketBertError when even all int4 does not fit.
+    artifact keeps int8's speed). Raises PocketBertError when even all int4 does not fit (`check_budget`).
 
     probe: (bucket, input_ids (1, N), attention_mask (1, N)) per sentence, more than TOP_K of them.
     """
     from pocketbert.pipeline.evaluate import cosine_rows
 
+    if max_bytes is not None:
+        check_budget(module, group, max_bytes)
     ref = _eager(module, probe)
     parts = model_parts(module)
     weights = {p: sum(module.get_submodule(path).weight.numel() for path in part_modules(p)) for p in parts}
@@ -295,15 +309,11 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
     steps = []
     if max_bytes is not None:
         int4: list[str] = []
-        for p in [None, *reversed(order)]:
+        for p in [None, *reversed(order)]:  # ends within the budget: check_budget passed with every part at int4
             if p is not None:
                 int4.append(p)
             if estimated_bytes(module, int4, group) <= max_bytes:
                 break
-        else:
-            raise PocketBertError(f"int4-mixed: even all int4 is about {estimated_bytes(module, int4, group) / 1e6:.2f} MB, "
-                                  f"over the {max_bytes / 1e6:g} MB budget; raise the budget or shrink the model "
-                                  f"(trim the vocabulary, factorize the embedding)")
         kept = [p for p in parts if p not in int4]
         overlap, cos = measure(kept, int4)
         steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})

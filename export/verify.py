@@ -2,7 +2,8 @@
 
 Parity here compares with golden.json's stored eager fp32 outputs (no checkpoint needed), through the
 bundle contract's `golden_parity`, the same check emulation and the apps apply; then bucket invariance:
-one text's outputs at every bucket of a format/quant agree (`bucket_invariance`).
+one text's outputs at every bucket of a format/quant agree (`bucket_invariance`). Every threshold is the
+manifest's (`Bundle.tolerance`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def verify_bundle(path, formats_filter: list[str] | None = None) -> dict:
     golden = bundle.golden()
     rows, failed = [], []
     outputs: dict[tuple[str, str], dict[int, dict]] = {}  # (format, quant) -> seq_len -> {case: output}
+    need: dict[tuple[str, str], float] = {}  # (format, quant) -> the manifest's min_invariance_cosine
     for a in bundle.artifacts:
         if formats_filter and a["format"] not in formats_filter:
             continue
@@ -50,6 +52,7 @@ def verify_bundle(path, formats_filter: list[str] | None = None) -> dict:
         parity = check_artifact(bundle, a, golden, ran)
         if ran:
             outputs.setdefault((a["format"], a["quant"]), {})[a["seq_len"]] = ran
+            need[a["format"], a["quant"]] = bundle.tolerance(a).min_invariance_cosine
         rows.append({"file": a["file"], "format": a["format"], "quant": a["quant"], "seq_len": a["seq_len"],
                      "sha256": "ok", **{k: parity.get(k) for k in ("status", "max_abs_diff", "min_cosine", "reason")},
                      **({"argmax_agreement": parity["argmax_agreement"]} if "argmax_agreement" in parity else {})})
@@ -59,7 +62,7 @@ def verify_bundle(path, formats_filter: list[str] | None = None) -> dict:
     n_tokens = {c["name"]: len(c["ids"]) for c in golden["cases"]}
     mlm = golden.get("task") == "mlm"
     for (fmt, quant), by_len in outputs.items():
-        for seq_len, inv in bucket_invariance(by_len, n_tokens, quant, per_position=mlm).items():
+        for seq_len, inv in bucket_invariance(by_len, n_tokens, need[fmt, quant], per_position=mlm).items():
             row = next(r for r in rows if (r["format"], r["quant"], r["seq_len"]) == (fmt, quant, seq_len))
             row["invariance"] = inv
             if inv["status"] == "failed":

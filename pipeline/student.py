@@ -23,9 +23,13 @@ from pathlib import Path
 import torch
 
 from pocketbert.errors import PocketBertError
+from pocketbert.files import check_output_dir, dist_versions
+from pocketbert.pipeline import names
+from pocketbert.pipeline.checkpoint import MARKER, parent_record, save_checkpoint
 from pocketbert.pipeline.data import collate
 from pocketbert.pipeline.models.encoder import Encoder
-from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer
+from pocketbert.pipeline.quantize import fake_quant
+from pocketbert.pipeline.tokenizer import SPECIAL_TOKENS, Tokenizer, tokenizer_options
 
 STRATEGIES = ("all", "every-other", "first", "last", "uniform")
 
@@ -254,7 +258,6 @@ def snap_table_int4(model: Encoder, group: int = TABLE_INT4_GROUP) -> tuple[Enco
     """
     new = Encoder(model.config, with_mlm_head=model.cls is not None)
     new.load_state_dict(model.state_dict())
-    from pocketbert.pipeline.quantize import fake_quant
 
     w = new.embeddings.word_embeddings.weight
     g = group if w.shape[1] % group == 0 else w.shape[1]
@@ -395,7 +398,6 @@ class WordFreqSource:
 
     def record(self, words: list[str]) -> dict:
         """What pocketbert.json keeps of this source: enough to reproduce and check it."""
-        from pocketbert.files import dist_versions
 
         return {"spec": self.spec, "lang": self.lang, "n": self.n, "wordlist": WORDFREQ_LIST,
                 "wordfreq_version": dist_versions("wordfreq")["wordfreq"], "licence": "CC-BY-SA-4.0 (wordfreq data)",
@@ -479,15 +481,12 @@ def main(cfg: StudentConfig) -> dict:
     Raises:
         PocketBertError: an output folder that is not ours, a missing corpus file, a bad teacher or layer spec.
     """
-    from pocketbert.files import check_output_dir
-    from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, parent_record, save_checkpoint
-    from pocketbert.pipeline.tokenizer import tokenizer_options
 
     out = Path(cfg.out)
     check_output_dir(out, MARKER)
     corpus, word_lists = parse_trim_sources(cfg.trim_vocab)
     words = {src: src.words() for src in word_lists}  # before any work: a bad language or N fails here
-    teacher = load_checkpoint(cfg.teacher, tokenizer=cfg.tokenizer)
+    teacher = names.load(cfg.teacher, tokenizer=cfg.tokenizer)
     layers = parse_layers(cfg.layers, teacher.model.config.num_hidden_layers)
     student = select_layers(teacher.model, layers)
     record = {

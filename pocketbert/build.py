@@ -8,6 +8,7 @@ report). Nothing is passed as command-line text. The resolved recipe of every st
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -15,10 +16,18 @@ from pathlib import Path
 
 import yaml
 
+from pocketbert.bundle.manifest import Manifest
 from pocketbert.errors import PocketBertError
-from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
-from pocketbert.pipeline.recipe import DistillRecipe, FinetuneRecipe, PretrainRecipe, load_recipe
+from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS, ExportConfig
+from pocketbert.pipeline.recipe import (
+    DistillRecipe,
+    FinetuneRecipe,
+    PretrainRecipe,
+    TeacherConfig,
+    load_recipe,
+)
 from pocketbert.pipeline.static_student import StaticRecipe
+from pocketbert.runtime_bench.bench import BenchOptions
 from pocketbert.stages import Stage, run_stages
 
 STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval", "bench", "report")
@@ -26,30 +35,37 @@ STAGES = ("finetune", "distill", "pretrain", "static", "trim", "export", "eval",
 
 @dataclass
 class ExportSection:
+    """The export stage's keys; each default is ExportConfig's (`pocketbert export`'s)."""
+
     formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
     quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))  # or [auto]: the smallest rung that passes
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))  # static buckets, e.g. [32, 128]
     # The geometry gate (export/gate.py) of each format x quant of an embedding model: on sentences of the
     # recipe's own corpus (trim_vocab, else the training data) and on eval.sts when set.
-    gate: bool = True
-    gate_sample: int = 200  # corpus sentences for the top-10 overlap and cosines (the STS file is scored whole)
-    max_sts_drop: float = 1.0  # STS points below PyTorch fp32 a rung may lose and pass
-    max_mb: float | None = None  # int4-mixed under a size budget: the most at int8 that fits (export --max-mb)
+    gate: bool = ExportConfig.gate
+    gate_sample: int = ExportConfig.gate_sample  # corpus sentences for the top-10 overlap and cosines (the STS file
+    #   is scored whole)
+    max_sts_drop: float = ExportConfig.max_sts_drop  # STS points below PyTorch fp32 a rung may lose and pass
+    max_mb: float | None = ExportConfig.max_mb  # int4-mixed under a size budget: the most at int8 that fits
 
 
 @dataclass
 class EvalSection:
-    sts: str | None = None  # STS-B TSV scored through every artifact (None: no quality row)
+    sts: str | None = None  # STS-B TSV scored through every artifact (None: no STS row)
+    suite: str | None = None  # `dev`: the dev suite (four tasks and their mean, pipeline/suite.py) through every
+    #   artifact and for the PyTorch student, the teacher and each peer; the verdict decides on its mean
     probe: list[str] = field(default_factory=list)  # [train TSV, dev TSV] (sentence, label): a logistic regression on
     #   the frozen embeddings of the PyTorch student and of each reference ([] = none); see pipeline/evaluate.py
 
 
 @dataclass
 class BenchSection:
-    threads: list[int] = field(default_factory=lambda: [1])
+    """The bench stage's keys; runs and warmup default to BenchOptions' (`pocketbert bench`'s)."""
+
+    threads: list[int] = field(default_factory=lambda: [1])  # the build measures 1 thread (`bench`: 1 and 2)
     seq_len: list[int] = field(default_factory=lambda: list(DEFAULT_SEQ_LENS))
-    runs: int = 50
-    warmup: int = 10
+    runs: int = BenchOptions.runs
+    warmup: int = BenchOptions.warmup
     # teacher | peers | teacher,peers | null: the teacher the recipe names and/or pocketbert's named peers,
     # each as users run it (PyTorch eager fp32, ONNX Runtime fp32 and int8), interleaved with the artifacts
     baseline: str | None = "teacher"
@@ -111,15 +127,15 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
     peers pocketbert knows (pipeline/peers.py). A static peer (`potion-base-2m`, a model2vec folder) is measured
     as model2vec runs it (numpy), one row.
     """
-    from pocketbert.pipeline.checkpoint import read_config, resolve_teacher
     from pocketbert.pipeline.models.static import StaticConfig
+    from pocketbert.pipeline.names import read_config, resolve
     from pocketbert.pipeline.peers import NAMED_PEERS, expand_peers
     from pocketbert.pipeline.static import NAMED_STATIC, StaticModel, is_static
     from pocketbert.runtime_bench.baselines import Reference
 
     ref = None
     if teacher is not None:
-        path = resolve_teacher(teacher)
+        path = resolve(teacher)
         ref = Reference(path, read_config(path).to_dict())
     out = []
     for name in expand_peers(peers):
@@ -129,7 +145,7 @@ def references(teacher: str | None, peers: list[str], tokenizer: str | None = No
             out.append(Reference.peer(str(name) if str(name) in NAMED_STATIC else Path(name).name, model.path,
                                       config, static=True))
             continue
-        path = resolve_teacher(name, tokenizer)
+        path = resolve(name, tokenizer)
         label = str(name) if name in NAMED_PEERS else (Path(name).stem if Path(name).is_file() else Path(name).name)
         out.append(Reference.peer(label, path, read_config(path).to_dict()))
     return ref, out
@@ -142,16 +158,21 @@ def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRec
 
 def preflight(recipe: BuildRecipe) -> None:
     """Everything a stage will read must exist before any training starts."""
-    from pocketbert.pipeline.checkpoint import resolve_teacher
+    from pocketbert.pipeline.names import resolve
     from pocketbert.pipeline.student import WordFreqSource, is_wordfreq_spec
+    from pocketbert.pipeline.suite import load_suite
 
     if recipe.finetune is not None:
-        resolve_teacher(recipe.finetune.model)
+        resolve(recipe.finetune.model)
     elif recipe.distill is not None:
-        resolve_teacher(recipe.distill.teacher)  # missing teacher: one-line error now, not after minutes
+        for i, t in enumerate(recipe.distill.teachers):  # a missing teacher: one line now, not after minutes
+            try:
+                resolve(t.path, t.tokenizer)
+            except PocketBertError as e:
+                raise PocketBertError(f"distill.teachers[{i}]: {e}") from None
     elif recipe.static is not None:
         for t in [*recipe.static.teachers, *recipe.static.target_list()]:
-            resolve_teacher(t)
+            resolve(t)
         for item in recipe.static.data.train:
             if item != "default" and not any(ch in item for ch in "*?[") and not Path(item).exists():
                 raise PocketBertError(f"static.data.train: corpus {item} does not exist; fix the recipe")
@@ -181,6 +202,11 @@ def preflight(recipe: BuildRecipe) -> None:
     for item in recipe.eval.probe:
         if not Path(item).is_file():
             raise PocketBertError(f"eval.probe: {item} does not exist; fix the recipe or set eval.probe=[]")
+    if recipe.eval.suite is not None:
+        try:
+            load_suite(recipe.eval.suite)  # every suite file read and checked now
+        except PocketBertError as e:
+            raise PocketBertError(f"eval.suite: {e}") from None
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -206,20 +232,21 @@ def gate_corpus(recipe: BuildRecipe) -> list[str]:
 
 
 def _training_stage(name: str, section, out: Path, output: str, main, command: str,
-                    teacher: str | None = None) -> Stage:
+                    teachers: list | None = None) -> Stage:
     """A finetune / distill / pretrain stage: the section's recipe with the build's folders filled in."""
     work = out / f"{output}.work"
     cfg = dataclasses.replace(section, out=str(out / output),
                               train=dataclasses.replace(section.train, work_dir=str(work)))
-    if teacher is not None:
-        cfg = dataclasses.replace(cfg, teacher=teacher)
+    if teachers is not None:
+        cfg = dataclasses.replace(cfg, teachers=teachers)
     data = dataclasses.asdict(cfg)
     path = out / "recipes" / f"{name}.yaml"  # the resolved recipe: `pocketbert {name} {path}` re-runs it by hand
     _write_if_changed(path, f"# written by pocketbert build; the stage runs: pocketbert {name} {path}\n"
                       + yaml.safe_dump(data, sort_keys=False))
     corpus = [str(Path(p).resolve()) for p in data["data"]["train"] if p != "default" and Path(p).exists()]
-    source = data.get("teacher") or data.get("model")  # distill teacher / finetune base; pretrain has none
-    outside = [str(Path(source).resolve())] if isinstance(source, str) and Path(source).is_dir() else []
+    # distill teachers / finetune base (pretrain has none): local folders are inputs of the stage
+    sources = [t["path"] for t in data.get("teachers", [])] + ([data["model"]] if isinstance(data.get("model"), str) else [])
+    outside = [str(Path(p).resolve()) for p in sources if Path(p).is_dir()]
     return Stage(name, data, lambda resume: main(cfg, resume=resume, command=f"{command} [stage {name}]"), output,
                  inputs=[*outside, *corpus],
                  resumable=lambda o: work.is_dir(), describe=f"pocketbert {name} {path}")
@@ -246,7 +273,7 @@ def _bench_teacher(recipe: BuildRecipe, out: Path) -> str | None:
         return str(out / "teacher")
     if recipe.static is not None:
         return recipe.static.teachers[0]
-    return recipe.distill.teacher if recipe.distill is not None else None
+    return recipe.distill.teachers[0].path if recipe.distill is not None else None
 
 
 def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> list[Stage]:
@@ -261,24 +288,46 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     from pocketbert.pipeline.peers import expand_peers
     from pocketbert.pipeline.student import StudentConfig, is_wordfreq_spec
     from pocketbert.pipeline.student import main as student_main
+    from pocketbert.pipeline.suite import load_suite
+
+    # The export and bench configs first: a bad value of their sections fails before anything is written.
+    checkpoint = ("student" if recipe.trim_vocab or recipe.table_int4 else "distilled" if recipe.distill is not None
+                  else "static" if recipe.static is not None else "pretrained")  # what export reads
+    e = recipe.export
+    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
+    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
+    corpus = read_texts(sources).texts if sources else None
+    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
+    with _section("export"):
+        export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
+                              quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
+                              gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, max_mb=e.max_mb,
+                              command=f"{command} [stage export]")
+    # The models the bench compares with: the teacher the recipe names and the peers it asks for.
+    with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
+    teacher = _bench_teacher(recipe, out) if with_teacher else None
+    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
+    if recipe.bench.enabled:
+        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
+                   if recipe.eval.sts or recipe.eval.suite else [])
+        with _section("bench"):
+            bench = _bench_stage(recipe.bench, out, teacher, peers, quality, command)
 
     (out / "recipes").mkdir(parents=True, exist_ok=True)  # each training stage's resolved recipe
     stages = []
     if recipe.finetune is not None:
         stages.append(_training_stage("finetune", recipe.finetune, out, "teacher", finetune.main, command))
     if recipe.distill is not None:
-        teacher = str(out / "teacher") if recipe.finetune is not None else None
+        teachers = [TeacherConfig(path=str(out / "teacher"))] if recipe.finetune is not None else None
         stages.append(_training_stage("distill", recipe.distill, out, "distilled", distill.main, command,
-                                      teacher=teacher))
-        checkpoint = "distilled"
+                                      teachers=teachers))
     elif recipe.static is not None:
         stages.append(_static_stage(recipe.static, out, static_student.main, command))
-        checkpoint = "static"
     else:
         stages.append(_training_stage("pretrain", recipe.pretrain, out, "pretrained", pretrain.main, command))
-        checkpoint = "pretrained"
-    if recipe.trim_vocab or recipe.table_int4:
-        trim = StudentConfig(teacher=str(out / checkpoint), layers="all", out=str(out / "student"),
+    if checkpoint == "student":
+        source = "distilled" if recipe.distill is not None else "static" if recipe.static is not None else "pretrained"
+        trim = StudentConfig(teacher=str(out / source), layers="all", out=str(out / "student"),
                              trim_vocab=[p if is_wordfreq_spec(p) else str(Path(p).resolve())
                                          for p in recipe.trim_vocab],
                              table_int4=recipe.table_int4, command=f"{command} [stage trim]")
@@ -290,16 +339,6 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                             describe="pocketbert student --layers all"
                                      + (f" --trim-vocab {' '.join(trim.trim_vocab)}" if trim.trim_vocab else "")
                                      + (" --table-int4" if trim.table_int4 else "")))
-        checkpoint = "student"
-    e = recipe.export
-    # corpus text for the gate, for auto, and for the rungs that calibrate or probe on it (int8-static, int4-mixed)
-    sources = gate_corpus(recipe) if e.gate or AUTO in e.quant or set(NEEDS_CORPUS) & set(e.quant) else []
-    corpus = read_texts(sources).texts if sources else None
-    sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts and (e.gate or AUTO in e.quant) else None
-    export = ExportConfig(checkpoint=str(out / checkpoint), out=str(out / "bundle"), formats=e.formats,
-                          quants=e.quant, seq_lens=e.seq_len, corpus=corpus, sts=sts, gate=e.gate,
-                          gate_sample=e.gate_sample, max_sts_drop=e.max_sts_drop, max_mb=e.max_mb,
-                          command=f"{command} [stage export]")
     # the key holds the corpus files (their content is an input), not their sentences
     stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
                         lambda resume: _export_summary(export_main(export)), "bundle",
@@ -308,48 +347,55 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                         f"{','.join(export.quants)}; seq {export.seq_lens}"
                         + (f"; gate on {len(sources)} corpus file(s){' and ' + sts if sts else ''}" if e.gate else "")
                         + ")"))
-    # The models the bench compares with: the teacher the recipe names and the peers it asks for.
-    with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
-    teacher = _bench_teacher(recipe, out) if with_teacher else None
-    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
-    if recipe.eval.sts:
-        sts = str(Path(recipe.eval.sts).resolve())
+    evaluated = recipe.eval.sts or recipe.eval.suite
+    if evaluated:
+        sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts else None
         probe = [str(Path(p).resolve()) for p in recipe.eval.probe]
-        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs, "probe": probe},
-                            lambda resume: _eval(out, sts, refs, Path(export.checkpoint), probe), "eval.json",
-                            inputs=[sts, *probe],
-                            describe=f"pocketbert eval bundle --sts {sts}" + (f" (and {', '.join(refs)})" if refs else "")))
+        suite = load_suite(recipe.eval.suite) if recipe.eval.suite else None
+        stages.append(Stage("eval", {"bundle": str(out / "bundle"), "sts": sts, "references": refs, "probe": probe,
+                                     "suite": recipe.eval.suite},
+                            lambda resume: _eval(out, sts, refs, Path(export.checkpoint), probe, suite), "eval.json",
+                            inputs=[*([sts] if sts else []), *probe, *(suite.files if suite else [])],
+                            describe="pocketbert eval bundle" + (f" --sts {sts}" if sts else "")
+                            + (f" --suite {suite.name}" if suite else "") + (f" (and {', '.join(refs)})" if refs else "")))
     if recipe.bench.enabled:
-        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
-                   if recipe.eval.sts else [])
-        stages.append(_bench_stage(recipe.bench, out, teacher, peers, quality, command))
+        stages.append(bench)
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
                             "report.html", describe="pocketbert report results.json"))
     return stages
 
 
-def _export_summary(manifest: dict) -> dict:
-    out = {"artifacts": [{k: a[k] for k in ("file", "size_bytes")} | {"parity": a["parity"]["status"]}
-                         | ({"gate": a["gate"]["status"]} if "gate" in a else {}) for a in manifest["artifacts"]]}
-    if "quant_auto" in manifest:
-        out["quant_auto"] = {f: c["chosen"] for f, c in manifest["quant_auto"]["formats"].items()}
+@contextlib.contextmanager
+def _section(name: str):
+    """Name the recipe section in a stage config's validation error (whose message names the command's flag)."""
+    try:
+        yield
+    except PocketBertError as e:
+        raise PocketBertError(f"recipe section `{name}`: {e}") from None
+
+
+def _export_summary(manifest: Manifest) -> dict:
+    out = {"artifacts": [{"file": a.file, "size_bytes": a.size_bytes, "parity": a.parity["status"]}
+                         | ({"gate": a.gate["status"]} if a.gate else {}) for a in manifest.artifacts]}
+    if manifest.quant_auto:
+        out["quant_auto"] = {f: c["chosen"] for f, c in manifest.quant_auto["formats"].items()}
     return out
 
 
-def _eval(out: Path, sts: str, refs: list[str], checkpoint: Path, probe: list[str]) -> dict:
-    """STS through every artifact of the bundle (eval.json), and of each reference model in PyTorch fp32
-    (eval_refs/<n>.json), so that the report's verdict compares like with like; with a probe, its accuracy
-    for the exported PyTorch checkpoint and for each reference."""
+def _eval(out: Path, sts: str | None, refs: list[str], checkpoint: Path, probe: list[str], suite) -> dict:
+    """STS and/or the dev suite through every artifact of the bundle (eval.json), and of each reference model in
+    PyTorch fp32 (eval_refs/<n>.json), so that the report's verdict compares like with like; with a probe, its
+    accuracy for the exported PyTorch checkpoint and for each reference."""
     from pocketbert.export.evaluate import evaluate_bundle
-    from pocketbert.pipeline.evaluate import evaluate_model
+    from pocketbert.pipeline.suite import evaluate_model
 
-    result = evaluate_bundle(out / "bundle", sts)
+    result = evaluate_bundle(out / "bundle", sts, suite=suite)
     if probe:
         student = evaluate_model(checkpoint, sts, probe=probe)
         result |= {"probe_accuracy": student["probe_accuracy"], "probe": student["probe"]}
     (out / "eval_refs").mkdir(exist_ok=True)
     for i, name in enumerate(refs):
-        doc = evaluate_model(name, sts, probe=probe or None)
+        doc = evaluate_model(name, sts, probe=probe or None, suite=suite)
         (out / "eval_refs" / f"{i}.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")  # written last: the stage's output
     return result
@@ -357,11 +403,12 @@ def _eval(out: Path, sts: str, refs: list[str], checkpoint: Path, probe: list[st
 
 def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[str], quality: list[str],
                  command: str) -> Stage:
-    from pocketbert.runtime_bench.bench import BenchOptions
+    from pocketbert.pipeline.suite import dev_files
 
+    # the latency at real lengths: the dev suite's sentences, when the shared data is here
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
                         seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if b.references()[0] else None,
-                        quality=quality, command=f"{command} [stage bench]")
+                        quality=quality, command=f"{command} [stage bench]", texts=[str(p) for p in dev_files()] or None)
     config = {**_key(opts), "teacher": teacher, "peers": peers}
 
     def run(resume: bool) -> dict:

@@ -19,7 +19,7 @@ import sys
 # name -> module under pocketbert.commands; the order is the order of `pocketbert --help`.
 # A name whose module is not there (yet) is left out of the parser.
 COMMANDS = [
-    "build", "student", "distill", "pretrain", "finetune", "export", "verify", "eval", "embed",
+    "build", "student", "distill", "pretrain", "finetune", "encode", "export", "verify", "eval", "embed",
     "bench", "report", "setup-arm64", "setup-swift",
 ]
 

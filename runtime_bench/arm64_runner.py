@@ -1,14 +1,16 @@
 """Run a bundle's artifacts on golden.json inside the emulated aarch64 Python and print JSON.
 
-This file is copied into the emulation cache and executed there by Debian's arm64 python3.11 under
-qemu-aarch64 (see runtime_bench/emulation.py). It imports only the standard library, numpy and the
-runtime of each artifact (ai_edge_litert, onnxruntime, executorch), never pocketbert: the emulated
-site-packages hold only the aarch64 wheels. The host compares the outputs with golden.json using
-pocketbert.bundle.parity, the same check `pocketbert verify` runs.
+Debian's arm64 python3.11 runs this file under qemu-aarch64 (see runtime_bench/emulation.py). The emulated
+site-packages hold only the aarch64 wheels (numpy and the runtime of each artifact: ai_edge_litert,
+onnxruntime, executorch), not pocketbert, so the runner loads the one module of the bundle contract it needs,
+pocketbert/bundle/parity.py (numpy and the standard library only), from the file the spec names: the golden
+cases are padded by the same `cases_for` / `case_inputs` as everywhere else. The host compares the outputs
+with golden.json using the same module's `golden_parity`, the check `pocketbert verify` runs.
 
     qemu-aarch64 -cpu cortex-a55 -L SYSROOT SYSROOT/usr/bin/python3.11 arm64_runner.py SPEC_JSON
 
-SPEC_JSON: {"bundle": DIR, "files": [artifact file names], "threads": 1, "timed_runs": 1}
+SPEC_JSON: {"bundle": DIR, "files": [artifact file names], "threads": 1, "timed_runs": 1,
+"parity": path of pocketbert/bundle/parity.py}
 stdout (one JSON object): {"python", "machine", "versions", "rows": [{file, status, outputs | argmax,
 load_ms, first_inference_ms, inference_ms, error}]}; a row whose runtime cannot load is "failed" with
 its one-line error, the others still run.
@@ -18,15 +20,24 @@ import json
 import sys
 import time
 
+PARITY_MODULE = "pocketbert_bundle_parity"
 
-def case_inputs(np, case, seq_len, pad_id):
-    # Same padding as pocketbert.export.golden.case_inputs: int32 (1, seq_len), mask 1 on real tokens.
-    ids = case["ids"]
-    input_ids = np.full((1, seq_len), pad_id, dtype=np.int32)
-    mask = np.zeros((1, seq_len), dtype=np.int32)
-    input_ids[0, : len(ids)] = ids
-    mask[0, : len(ids)] = 1
-    return input_ids, mask
+
+def load_parity(path):
+    """pocketbert/bundle/parity.py loaded from its file (the emulated Python has no pocketbert to import)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(PARITY_MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PARITY_MODULE] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def host_parity():
+    from pocketbert.bundle import parity
+
+    return parity
 
 
 def load_tflite(np, path, threads):
@@ -93,12 +104,15 @@ def version_of(module):
         return None
 
 
-def run_artifact(np, root, artifact, golden, pad_id, threads, timed_runs, mlm):
+def run_artifact(np, root, artifact, golden, pad_id, threads, timed_runs, mlm, parity=None):
+    """Run one artifact on every golden case that fits its bucket. `parity`: the bundle contract's parity
+    module (None: import it, as the host does)."""
+    parity = parity or host_parity()
     fmt, seq_len = artifact["format"], artifact["seq_len"]
     row = {"file": artifact["file"], "format": fmt, "quant": artifact["quant"], "seq_len": seq_len}
     if fmt not in LOADERS:
         return {**row, "status": "skipped", "error": f"format {fmt} has no aarch64 Linux runtime"}
-    cases = [c for c in golden["cases"] if len(c["ids"]) <= seq_len]
+    cases = parity.cases_for(golden, seq_len)
     try:
         t0 = time.perf_counter()
         run = LOADERS[fmt](np, f"{root}/{artifact['file']}", threads)
@@ -106,14 +120,14 @@ def run_artifact(np, root, artifact, golden, pad_id, threads, timed_runs, mlm):
         outputs = []
         for i, case in enumerate(cases):
             t0 = time.perf_counter()
-            out = run(*case_inputs(np, case, seq_len, pad_id))
+            out = run(*parity.case_inputs(case, seq_len, pad_id))
             if i == 0:
                 row["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
             outputs.append(out)
         times = []
         for _ in range(timed_runs if cases else 0):
             t0 = time.perf_counter()
-            run(*case_inputs(np, cases[0], seq_len, pad_id))
+            run(*parity.case_inputs(cases[0], seq_len, pad_id))
             times.append((time.perf_counter() - t0) * 1e3)
     except Exception as e:  # noqa: BLE001 - one artifact's failure is reported, the others still run
         msg = " ".join(f"{type(e).__name__}: {e}".split())[:300]
@@ -135,6 +149,7 @@ def main(argv):
     import numpy as np
 
     root = spec["bundle"]
+    parity = load_parity(spec["parity"])
     with open(f"{root}/manifest.json", encoding="utf-8") as f:
         manifest = json.load(f)
     with open(f"{root}/{manifest['golden']['file']}", encoding="utf-8") as f:
@@ -142,8 +157,8 @@ def main(argv):
     pad_id = manifest["tokenizer"]["special_tokens"]["[PAD]"]
     mlm = golden.get("task") == "mlm" or any("expected_argmax" in c for c in golden["cases"][:1])
     wanted = set(spec["files"])
-    rows = [run_artifact(np, root, a, golden, pad_id, int(spec.get("threads", 1)), int(spec.get("timed_runs", 1)), mlm)
-            for a in manifest["artifacts"] if a["file"] in wanted]
+    rows = [run_artifact(np, root, a, golden, pad_id, int(spec.get("threads", 1)), int(spec.get("timed_runs", 1)), mlm,
+                         parity) for a in manifest["artifacts"] if a["file"] in wanted]
     versions = {"numpy": np.__version__}
     for fmt in {r["format"] for r in rows}:
         if fmt in RUNTIME_MODULES:

@@ -120,6 +120,18 @@ def _probe(doc: dict) -> dict:
     return {"probe_accuracy": value} if isinstance(value, (int, float)) else {}
 
 
+def _measured(r: dict) -> dict:
+    """The quality numbers of one eval row or document: STS (`sts_spearman_x100`) and the dev suite, flat
+    (`suite_mean_x100` first, then `suite_stsb_x100`, ...), as the results schema's `quality` holds them."""
+    q = {}
+    if isinstance(r.get("suite"), dict) and isinstance(r["suite"].get("mean"), (int, float)):
+        q["suite_mean_x100"] = r["suite"]["mean"]
+        q |= {f"suite_{k}_x100": v for k, v in r["suite"].items() if k != "mean" and isinstance(v, (int, float))}
+    if isinstance(r.get("spearman"), (int, float)):
+        q["sts_spearman_x100"] = r["spearman"]
+    return q
+
+
 def read_quality(paths) -> tuple[dict, dict]:
     """({(format, quant): quality} for bundle artifacts, {checkpoint path: quality}) from eval JSON files."""
     by_artifact, by_checkpoint = {}, {}
@@ -131,12 +143,11 @@ def read_quality(paths) -> tuple[dict, dict]:
         source = f"pocketbert eval: {Path(p).name}"
         if isinstance(doc, dict) and isinstance(doc.get("rows"), list):
             for r in doc["rows"]:
-                if isinstance(r.get("spearman"), (int, float)) and r.get("format") and r.get("quant"):
-                    by_artifact[(r["format"], r["quant"])] = {"sts_spearman_x100": r["spearman"], "source": source,
-                                                              **_probe(doc)}
-        elif isinstance(doc, dict) and isinstance(doc.get("spearman"), (int, float)) and doc.get("checkpoint"):
-            by_checkpoint[str(Path(doc["checkpoint"]).resolve())] = {"sts_spearman_x100": doc["spearman"], "source": source,
-                                                                     **_probe(doc)}
+                if _measured(r) and r.get("format") and r.get("quant"):
+                    by_artifact[(r["format"], r["quant"])] = {**_measured(r), "source": source, **_probe(doc)}
+        elif isinstance(doc, dict) and _measured(doc) and doc.get("checkpoint"):
+            by_checkpoint[str(Path(doc["checkpoint"]).resolve())] = {**_measured(doc), "source": source, **_probe(doc)}
         else:
-            raise PocketBertError(f"--quality {p}: no STS spearman in it; pass `pocketbert eval ... --json` output")
+            raise PocketBertError(f"--quality {p}: no STS spearman or suite in it; pass `pocketbert eval ... --json` "
+                                  "output")
     return by_artifact, by_checkpoint

@@ -630,7 +630,9 @@ class BenchOptions:
     timeout: float = 600
     command: str | None = None  # the `pocketbert ...` line recorded in the results' provenance
     compare: list[str] = field(default_factory=list)  # other bundles (`PATH` or `LABEL=PATH`) measured in the same run
-    texts: list[str] | None = None  # files for latency at real lengths; None: the dev suite's, when found
+    # files whose sentences give the latency at real lengths (None: no such section; `pocketbert bench` and the
+    # build pass the dev suite's files, pipeline/suite.py dev_files, when the shared data is here)
+    texts: list[str] | None = None
     text_sample: int = 300  # texts sampled from them (0: no real-length section)
 
     def __post_init__(self) -> None:
@@ -638,11 +640,20 @@ class BenchOptions:
             raise PocketBertError(f"--runs {self.runs}: give at least 1")
         if self.warmup < 0:
             raise PocketBertError(f"--warmup {self.warmup}: give 0 or more")
+        if self.rounds is not None and not 1 <= self.rounds <= self.runs:
+            raise PocketBertError(f"--rounds {self.rounds}: give a number from 1 to --runs ({self.runs}); each round "
+                                  "times every row once")
         d = self.device
         if not (d in ("host", "adb") or d.startswith(("adb:", "qemu"))):
             raise PocketBertError(f"--device {d!r}: use host, adb, adb:SERIAL or qemu[:CORE]")
+        if not self.timeout > 0:
+            raise PocketBertError(f"--timeout {self.timeout}: give the seconds to wait for the phone, > 0")
+        if self.binary and not d.startswith("adb"):
+            raise PocketBertError(f"--binary runs on a phone: add --device adb (not --device {d})")
         if self.text_sample < 0:
             raise PocketBertError(f"--text-sample {self.text_sample}: give 0 (no real-length latency) or more")
+        if (self.compare or self.texts) and d != "host":
+            raise PocketBertError(f"--compare and --texts are measured on this host: drop them with --device {d}")
         for f in self.texts or []:
             if not Path(f).is_file():
                 raise PocketBertError(f"--texts {f}: no such file; give text, TSV or CSV files of the sentences to time")
@@ -715,6 +726,8 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
                                 command=opts.command)
         return doc, f"wrote {out} ({len(doc['rows'])} rows from {doc['device'].get('name', 'the phone')})\n" + _summary(doc)
 
+    compared = [_compared(c, bundle, seq_lens, opts.formats) for c in opts.compare]
+    texts = list(opts.texts or []) if opts.text_sample else []
     refs = ([opts.teacher or _teacher_from_manifest(bundle)] if opts.baseline == "teacher" else []) + opts.peers
     baselines = []
     cache = Path(opts.cache) if opts.cache else default_cache()
@@ -722,13 +735,12 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
         ref.quality = ref.quality or quality_by_checkpoint.get(str(Path(ref.path).resolve()), {})
         log(f"preparing {ref.name} baselines from {ref.path} (cache {cache})")
         baselines += prepare_baselines(ref, cache)
-    compared = [_compared(c, bundle, seq_lens, opts.formats) for c in opts.compare]
-    texts = _text_sources(opts)
     doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
                     baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command,
                     compared=compared, texts=texts, text_sample=opts.text_sample)
     if not texts and opts.text_sample:
-        doc["notes"].append("no real-length latency: the dev suite's files were not found (pass --texts FILE)")
+        doc["notes"].append("no real-length latency: no texts to time (the dev suite's files were not found; "
+                            "pass --texts FILE)")
     failed = [r for r in doc["rows"] if r["status"] == "failed"]
     text = f"wrote {out}: {len(doc['rows'])} rows" + (f", {len(failed)} failed" if failed else "") + "\n" + _summary(doc)
     return doc, text
@@ -749,15 +761,6 @@ def _compared(spec: str, bundle, seq_lens: list[int], formats: list[str] | None)
     if other.manifest["model"].get("config", {}).get("vocab_size") != bundle.manifest["model"]["config"].get("vocab_size"):
         raise PocketBertError(f"--compare {spec}: its vocabulary size differs; compare bundles of the same student")
     return label, other
-
-
-def _text_sources(opts: BenchOptions) -> list[str]:
-    """The files the real-length section reads: --texts, else the dev suite's (when found), else none."""
-    from .lengths import default_sources
-
-    if not opts.text_sample:
-        return []
-    return list(opts.texts) if opts.texts else [str(p) for p in default_sources()]
 
 
 def _loadavg() -> str:

@@ -473,17 +473,15 @@ def run_pte(env: Environment, bundle, artifact: dict, golden: dict, core: str, t
     when it failed."""
     import tempfile
 
-    import numpy as np
-
-    from . import arm64_runner
+    from pocketbert.bundle.parity import case_inputs, cases_for
 
     pad_id = bundle.manifest["tokenizer"]["special_tokens"]["[PAD]"]
-    cases = [c for c in golden["cases"] if len(c["ids"]) <= artifact["seq_len"]]
+    cases = cases_for(golden, artifact["seq_len"])
     with tempfile.TemporaryDirectory(prefix="pocketbert-pte-") as tmp:
         path = Path(tmp) / "cases.txt"
         lines = []
         for case in cases:
-            ids, mask = arm64_runner.case_inputs(np, case, artifact["seq_len"], pad_id)
+            ids, mask = case_inputs(case, artifact["seq_len"], pad_id)
             lines.append(" ".join(map(str, [ids.shape[1], *ids[0].tolist(), *mask[0].tolist()])))
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         proc = env.run([str(env.pte_runner), str(bundle.artifact_path(artifact)), str(path), str(max(timed_runs, 1))],
@@ -582,6 +580,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
     import platform
     import socket
 
+    from pocketbert.bundle import parity as contract_parity
     from pocketbert.bundle.manifest import load_bundle
 
     from . import schema
@@ -636,7 +635,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
             proc, result = run_pte(env, bundle, a, golden, core, timed_runs, timeout)
         else:
             spec = json.dumps({"bundle": str(bundle.root), "files": [a["file"]], "threads": threads,
-                               "timed_runs": timed_runs})
+                               "timed_runs": timed_runs, "parity": contract_parity.__file__})  # the runner loads it
             proc = env.python([str(RUNNER), spec], core=core, timeout=timeout)
             try:
                 result = json.loads(proc.stdout) if proc.returncode == 0 else None

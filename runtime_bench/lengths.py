@@ -3,14 +3,14 @@
 `pocketbert bench` measures each artifact family (one format and quantization, all its buckets) on a seeded
 sample of these texts exactly as an app calls it: WordPiece ids truncated to the largest bucket, the smallest
 bucket that holds them (`pocketbert.bundle.manifest.bucket_for`), padded to that bucket, or, for an artifact
-with a dynamic length (`min_seq_len` in the manifest), not padded (`input_length`). The texts default to the
-dev suite's sentences (README of the shared data: STS-B dev, SICK test, SST-2 dev, AG News dev).
+with a dynamic length (`min_seq_len` in the manifest), not padded (`input_length`). `pocketbert bench` and
+the build pass the dev suite's files (`pocketbert.pipeline.suite.dev_files`: STS-B dev, SICK test, SST-2 dev,
+AG News dev) unless `--texts` names others.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,23 +18,9 @@ from pathlib import Path
 from pocketbert.bundle.manifest import bucket_for, input_length
 from pocketbert.errors import PocketBertError
 
-# The dev suite's files under the shared data folder, and the columns that hold sentences in them.
-DEV_SUITE = ("stsb/dev.tsv", "sick/test.tsv", "sst2/dev.tsv", "agnews/dev.tsv")
+# The columns of a TSV / CSV that hold sentences (the dev suite's files: STS-B, SICK, SST-2, AG News).
 TEXT_COLUMNS = ("sentence", "sentence1", "sentence2", "sentence_A", "sentence_B", "text")
 SAMPLE_SEED = 0
-
-
-def data_root() -> Path | None:
-    """$POCKETBERT_DATA, else `../shared/data` from here, else beside this checkout (None: not found)."""
-    env = os.environ.get("POCKETBERT_DATA")
-    candidates = [Path(env)] if env else [Path("../shared/data"), Path(__file__).resolve().parents[2] / "shared" / "data"]
-    return next((p for p in candidates if p.is_dir()), None)
-
-
-def default_sources() -> list[Path]:
-    """The dev suite's files that exist ([] without the shared data)."""
-    root = data_root()
-    return [root / f for f in DEV_SUITE if (root / f).is_file()] if root else []
 
 
 def read_sentences(paths: list[str | Path]) -> list[str]:

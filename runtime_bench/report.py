@@ -90,8 +90,22 @@ GATE_NOTE = ("measured at export in each artifact's runtime against PyTorch fp32
              "neighbour overlap and cosines on corpus sentences, one text at every bucket, 1 vs 2 threads (export/gate.py)")
 
 
+SUITE_KEYS = ("stsb", "sickr", "sst2", "agnews")  # the dev suite's tasks (pipeline/suite.py), then their mean
+
+
 def _quality(r: dict) -> tuple[str, float] | None:
-    return next(((k, v) for k, v in (r.get("quality") or {}).items() if isinstance(v, (int, float))), None)
+    """(metric, value) the card decides on: the dev suite's mean where measured, else STS, else the first number."""
+    q = {k: v for k, v in (r.get("quality") or {}).items() if isinstance(v, (int, float))}
+    for key in ("suite_mean_x100", "sts_spearman_x100"):
+        if key in q:
+            return key, q[key]
+    return next(iter(q.items()), None)
+
+
+def _suite(r: dict) -> dict:
+    """The four suite numbers of a row's quality ({} where the suite did not run)."""
+    q = r.get("quality") or {}
+    return {k: q[f"suite_{k}_x100"] for k in SUITE_KEYS if isinstance(q.get(f"suite_{k}_x100"), (int, float))}
 
 
 # Differences the card treats as ties. Quality: STS Spearman x100 differences below 0.5 are within run-to-run
@@ -152,7 +166,7 @@ def verdict(doc: dict) -> dict | None:
     near = [r for r in pool if r["latency_ms_p50"] <= fastest * (1 + LATENCY_NOISE)]
     student = min(near, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
-             "probe": (student.get("quality") or {}).get("probe_accuracy"),
+             "suite": _suite(student), "probe": (student.get("quality") or {}).get("probe_accuracy"),
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
     metric = (_quality(student) or ("sts_spearman_x100", None))[0]
     refs: dict[str, list[dict]] = defaultdict(list)
@@ -164,7 +178,8 @@ def verdict(doc: dict) -> dict | None:
         q = next((_quality(r)[1] for r in group if _quality(r)), None)
         probe = next(((r.get("quality") or {}).get("probe_accuracy") for r in group
                       if (r.get("quality") or {}).get("probe_accuracy") is not None), None)
-        rows.append({"model": name, "row": deploy["name"], "quality": q, "probe": probe,
+        suite = next((_suite(r) for r in group if _suite(r)), {})
+        rows.append({"model": name, "row": deploy["name"], "quality": q, "suite": suite, "probe": probe,
                      "size_mb": (deploy.get("size_bytes") or 0) / 1e6,
                      "p50_ms": deploy["latency_ms_p50"],
                      "speedup": student.get("speedup_vs", {}).get(deploy["name"],
@@ -220,11 +235,14 @@ def real_length_p50(doc: dict, student: dict, rows: list[dict]) -> str:
 
 
 def verdict_table(card: dict) -> tuple[list[str], list[list[str]]]:
+    """The card's table: with the dev suite, its four numbers before the mean the card decides on."""
     probe = any(r.get("probe") is not None for r in card["rows"])
     real = any(r.get("real_p50_ms") is not None for r in card["rows"])
-    head = ["model", "measured row", card["metric"], *(["probe accuracy"] if probe else []), "size MB",
+    suite = [k for k in SUITE_KEYS if any(k in (r.get("suite") or {}) for r in card["rows"])]
+    head = ["model", "measured row", *suite, card["metric"], *(["probe accuracy"] if probe else []), "size MB",
             f"p50 ms (seq {card['seq_len']})", *(["p50 ms (real lengths)"] if real else []), "student x faster"]
-    lines = [[r["model"], r["row"], _fmt(r["quality"]) if r["quality"] is not None else "-",
+    lines = [[r["model"], r["row"], *(_fmt(r["suite"][k]) if k in (r.get("suite") or {}) else "-" for k in suite),
+              _fmt(r["quality"]) if r["quality"] is not None else "-",
               *([_fmt(r["probe"]) if r.get("probe") is not None else "-"] if probe else []), _fmt(r["size_mb"], 1),
               _fmt(r["p50_ms"]), *([_fmt(r.get("real_p50_ms"))] if real else []),
               "-" if r["model"] == "student" else _fmt(r["speedup"])] for r in card["rows"]]

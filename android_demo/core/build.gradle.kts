@@ -1,6 +1,6 @@
 // Plain Kotlin, no Android dependency: tokenizer, manifest, golden self-test, statistics.
 // Here its tests run with `./gradlew :core:test` (they read the same -Dpocketbert.* inputs as the
-// repo's tests/test_android_core.py, which is how the project's CI runs them without Gradle).
+// repo's tests/apps/test_android_core.py, which is how the project's CI runs them without Gradle).
 plugins {
     alias(libs.plugins.kotlin.jvm)
 }

@@ -1,5 +1,6 @@
-"""Read and check a bundle's `manifest.json` without torch (verify, eval, bench, emulation, the build and
-the app fixture generator all read bundles through this module).
+"""A bundle's `manifest.json`, typed and torch-free: `Manifest` and `Artifact` (export fills them and writes
+them with `Manifest.write`), and the reader every other stage uses (verify, eval, bench, emulation, the build
+and the app fixture generator).
 
 A bundle is trusted only through this module: the schema major version must be one we know, every
 path the manifest names must stay inside the bundle, and artifact hashes are checked on request.
@@ -8,15 +9,21 @@ See BUNDLE.md for the format.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.files import path_sha256, read_json
+from pocketbert.files import path_sha256, read_json, write_json
 
-SCHEMA_VERSION = "1.1"  # 1.1: golden cases per bucket, artifacts[].invariance
+from .parity import TOLERANCES, Tolerance
+
+# 1.1: golden cases per bucket, artifacts[].invariance. 1.2: every tolerance entry also holds the MLM argmax
+# agreement and the bucket-invariance cosine, so that no reader keeps a table of its own. 1.3: artifacts[].min_seq_len
+# (a dynamic-length artifact; a reader that ignores it pads to seq_len, which the artifact also takes).
+SCHEMA_VERSION = "1.3"
 SCHEMA_MAJOR = 1
 MANIFEST = "manifest.json"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
@@ -43,12 +50,104 @@ def bucket_for(seq_lens: list[int], n_tokens: int) -> int:
 
 
 def input_length(artifact: dict, n_tokens: int) -> int:
-    """The input length an app feeds `artifact` for a text of `n_tokens` ids (truncated to its bucket):
-    the bucket (`seq_len`, padded), or, for a dynamic-length artifact (`min_seq_len`), the text's own length
-    within [min_seq_len, seq_len], not padded."""
-    if "min_seq_len" not in artifact:
-        return artifact["seq_len"]
-    return max(artifact["min_seq_len"], min(n_tokens, artifact["seq_len"]))
+    """`Artifact.input_length` of a manifest row (a `Bundle.artifacts` dict)."""
+    return Artifact.from_dict(artifact).input_length(n_tokens)
+
+
+@dataclass
+class Artifact:
+    """One artifact row of the manifest (BUNDLE.md `artifacts`); results are the dicts the checks return."""
+
+    file: str  # relative to the bundle: `{model}_{backend}_{quant}_seq{N}.{ext}` (naming.artifact_name)
+    format: str
+    backend: str
+    quant: str
+    seq_len: int
+    size_bytes: int
+    sha256: str  # of the file; of a `.mlpackage` folder's files in sorted path order (files.path_sha256)
+    export_seconds: float  # conversion and quantization, not verification
+    tool_versions: dict[str, str]
+    parity: dict  # parity.compare / golden_parity, or a `skipped` result where the runtime cannot run here
+    notes: dict
+    invariance: dict | None = None  # parity.bucket_invariance at this bucket
+    gate: dict | None = None  # export/gate.py gate_family: the format/quant family's geometry gate
+    # Set: a dynamic-length artifact, which takes any length from min_seq_len ([CLS] [SEP]: 2) to seq_len and
+    # is fed a text's ids unpadded (BUNDLE.md `min_seq_len`); None: exactly seq_len, padded.
+    min_seq_len: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The manifest's `tolerances` key, e.g. `onnx/int8`."""
+        return f"{self.format}/{self.quant}"
+
+    def input_length(self, n_tokens: int) -> int:
+        """The input length an app feeds this artifact for a text of `n_tokens` ids (truncated to its bucket):
+        the bucket (padded), or, for a dynamic-length artifact, the text's own length within
+        [min_seq_len, seq_len], not padded. The Kotlin (`Artifact.inputLength`) and Swift
+        (`Artifact.inputLength(tokens:)`) cores and the bench's real-length rows hold to it (tests/apps)."""
+        if self.min_seq_len is None:
+            return self.seq_len
+        return max(self.min_seq_len, min(n_tokens, self.seq_len))
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Artifact:
+        """A (validated) manifest row; keys a newer 1.x writer added are left out."""
+        return cls(**{f.name: row.get(f.name) for f in dataclasses.fields(cls)})
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class Manifest:
+    """`manifest.json` (BUNDLE.md). `tolerances` holds one entry per format/quant of `artifacts`."""
+
+    model: dict  # name, task, config, num_parameters, parent, optional teacher
+    inputs: list[dict]
+    outputs: list[dict]
+    seq_lens: list[int]
+    tokenizer: dict
+    golden: dict  # {file, sha256}
+    artifacts: list[Artifact]
+    provenance: dict
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    labels: list[str] | None = None  # classification only: label names in logit order
+    quant_auto: dict | None = None  # --quant auto only: what was tried per format and why the kept rung won
+    schema_version: str = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        """The JSON document, keys in BUNDLE.md's order; absent optional sections are left out."""
+        doc = {"schema_version": self.schema_version, "model": self.model, "inputs": self.inputs,
+               "outputs": self.outputs, "seq_lens": self.seq_lens, "tokenizer": self.tokenizer,
+               "labels": self.labels, "tolerances": {k: t.to_dict() for k, t in self.tolerances.items()},
+               "golden": self.golden, "artifacts": [a.to_dict() for a in self.artifacts],
+               "provenance": self.provenance, "quant_auto": self.quant_auto}
+        return {k: v for k, v in doc.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Manifest:
+        """A validated document (`validate_manifest`). A 1.0/1.1 tolerance entry gets the thresholds it lacks
+        from export's table for its quantization."""
+        tolerances = {k: Tolerance.from_dict(t, TOLERANCES.get(k.split("/", 1)[-1])) for k, t in doc["tolerances"].items()}
+        return cls(model=doc["model"], inputs=doc["inputs"], outputs=doc["outputs"], seq_lens=doc["seq_lens"],
+                   tokenizer=doc["tokenizer"], golden=doc["golden"],
+                   artifacts=[Artifact.from_dict(a) for a in doc["artifacts"]], provenance=doc["provenance"],
+                   tolerances=tolerances, labels=doc.get("labels"), quant_auto=doc.get("quant_auto"),
+                   schema_version=doc["schema_version"])
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Validate, then write `folder/manifest.json` (through a temporary file). Returns its path."""
+        doc = self.to_dict()
+        validate_manifest(doc, "manifest being written")
+        path = Path(folder) / MANIFEST
+        write_json(path, doc)
+        return path
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> Manifest:
+        """`folder/manifest.json`, validated. Raises PocketBertError (one line) on a missing, broken or
+        unknown-version manifest."""
+        return cls.from_dict(_read_document(Path(folder)))
 
 
 @dataclass
@@ -88,8 +187,11 @@ class Bundle:
             raise PocketBertError(f"{self.root}: no artifact {want} in the bundle (it has: {have})")
         return max(rows, key=lambda a: a["seq_len"])
 
-    def tolerance(self, artifact: dict) -> dict:
-        return self.manifest["tolerances"][f"{artifact['format']}/{artifact['quant']}"]
+    def tolerance(self, artifact: dict) -> Tolerance:
+        """What `artifact` is held to: the manifest's entry for its format/quant (a 1.0/1.1 entry completed
+        from export's table, `Tolerance.from_dict`)."""
+        return Tolerance.from_dict(self.manifest["tolerances"][f"{artifact['format']}/{artifact['quant']}"],
+                                   TOLERANCES.get(artifact["quant"]))
 
     def check_sha256(self, artifact: dict) -> str | None:
         """None when the artifact's bytes match the manifest, else a one-line problem."""
@@ -169,12 +271,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             a path outside the bundle, a missing file.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise PocketBertError(f"bundle {root} does not exist or is not a folder; pass the --out folder of `pocketbert export`")
-    mpath = root / MANIFEST
-    manifest = read_json(mpath, f"{root} has no {MANIFEST}; pass a bundle written by `pocketbert export`",
-                         "; re-export the bundle")
-    validate_manifest(manifest, str(mpath))
+    manifest = _read_document(root)
     bundle = Bundle(root, manifest)
     tok = manifest["tokenizer"]
     for rel in (tok["vocab_file"], tok["tokenizer_file"], manifest["golden"]["file"], *(a["file"] for a in manifest["artifacts"])):
@@ -182,3 +279,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         if not p.exists():
             raise PocketBertError(f"{root}: {rel} named in the manifest is missing; re-export the bundle")
     return bundle
+
+
+def _read_document(root: Path) -> dict:
+    """`root/manifest.json` as a validated dict."""
+    if not root.is_dir():
+        raise PocketBertError(f"bundle {root} does not exist or is not a folder; pass the --out folder of `pocketbert export`")
+    mpath = root / MANIFEST
+    manifest = read_json(mpath, f"{root} has no {MANIFEST}; pass a bundle written by `pocketbert export`",
+                         "; re-export the bundle")
+    validate_manifest(manifest, str(mpath))
+    return manifest

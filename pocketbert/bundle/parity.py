@@ -1,28 +1,62 @@
 """Parity of an artifact's outputs: the tolerances, the golden case inputs, and the comparisons that
-export, `pocketbert verify`, emulation and the app fixture generator all apply (BUNDLE.md)."""
+export, `pocketbert verify`, emulation and the app fixture generator all apply (BUNDLE.md).
+
+This module imports numpy and the standard library only: the ARM64 runner loads it by file path inside an
+emulated Python that has no pocketbert (runtime_bench/arm64_runner.py).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 
-# Parity tolerances against eager PyTorch fp32 on the golden inputs, per precision. The geometry gate
-# (export/gate.py) is the quality bar of the quantized rungs; these only catch a broken artifact.
-TOLERANCES: dict[str, dict[str, float]] = {
-    "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.9999},
-    "fp16": {"max_abs_diff": 5e-2, "min_cosine": 0.999},
-    "int8": {"max_abs_diff": 0.25, "min_cosine": 0.99},
-    "int8-static": {"max_abs_diff": 0.5, "min_cosine": 0.9},  # per-tensor activation ranges: lossy on odd inputs
-    "int4-mixed": {"max_abs_diff": 0.5, "min_cosine": 0.95},
-    "int4": {"max_abs_diff": 0.5, "min_cosine": 0.95},
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What the artifacts of one format/quant are held to: the manifest's `tolerances` entry (BUNDLE.md).
+
+    Export writes one per format/quant it keeps; every reader (verify, emulation, the Kotlin and Swift cores)
+    applies the manifest's numbers, never a table of its own.
+    """
+
+    max_abs_diff: float  # largest |output - golden| over every value of every case
+    min_cosine: float  # smallest cosine between a case's flattened output and golden's
+    # MLM golden files store the argmax per position, not the logits: the share of real positions, pooled over
+    # the cases, whose argmax must match
+    min_argmax_agreement: float
+    min_invariance_cosine: float  # one text padded to two buckets: the smallest cosine between the two outputs
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, entry: dict, fallback: Tolerance | None = None) -> Tolerance:
+        """A manifest entry. Format 1.0/1.1 entries hold only `max_abs_diff` and `min_cosine`; `fallback`
+        supplies the other two (export's numbers for that quantization, which were in force then)."""
+        base = fallback.to_dict() if fallback is not None else {}
+        return cls(**{f.name: entry.get(f.name, base.get(f.name)) for f in dataclasses.fields(cls)})
+
+
+# What export writes into the manifest per precision (readers use the manifest's copy). Parity is against eager
+# PyTorch fp32 on the golden inputs; the geometry gate (export/gate.py) is the quality bar of the quantized rungs,
+# these only catch a broken artifact.
+# int8-static: per-tensor activation ranges are lossy on odd inputs (parity), and made one text differ by cosine
+# 0.97 between buckets 32 and 128 (2-layer student, ONNX Runtime); the gate fails it below 0.99.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.9999, min_argmax_agreement=0.99, min_invariance_cosine=0.9999),
+    "fp16": Tolerance(max_abs_diff=5e-2, min_cosine=0.999, min_argmax_agreement=0.9, min_invariance_cosine=0.999),
+    "int8": Tolerance(max_abs_diff=0.25, min_cosine=0.99, min_argmax_agreement=0.8, min_invariance_cosine=0.99),
+    "int8-static": Tolerance(max_abs_diff=0.5, min_cosine=0.9, min_argmax_agreement=0.7, min_invariance_cosine=0.9),
+    "int4-mixed": Tolerance(max_abs_diff=0.5, min_cosine=0.95, min_argmax_agreement=0.7, min_invariance_cosine=0.99),
+    "int4": Tolerance(max_abs_diff=0.5, min_cosine=0.95, min_argmax_agreement=0.7, min_invariance_cosine=0.99),
 }
 
-# MLM golden files store the argmax per position, not the logits: parity is the share of real
-# positions whose argmax matches, required to be at least this high.
-MLM_MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.9, "int8": 0.8, "int8-static": 0.7, "int4-mixed": 0.7, "int4": 0.7}
 
-
-def tolerance(quant: str) -> dict[str, float]:
-    return dict(TOLERANCES[quant])
+def tolerance(quant: str) -> Tolerance:
+    """What export writes for `quant` (a reader takes the manifest's entry: `Bundle.tolerance`)."""
+    return TOLERANCES[quant]
 
 
 def cases_for(golden: dict, seq_len: int) -> list[dict]:
@@ -63,7 +97,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(na * nb, 1e-30))
 
 
-def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: dict) -> dict:
+def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: Tolerance) -> dict:
     """`{status, max_abs_diff, min_cosine, cases}`: passed when every case is within `tol`.
 
     Non-finite outputs fail. Cosine is over each case's flattened output (an embedding, the class
@@ -81,17 +115,18 @@ def compare(outputs: list[np.ndarray], refs: list[np.ndarray], tol: dict) -> dic
                     "reason": "output has NaN or Inf"}
         max_abs = max(max_abs, float(np.abs(out - ref).max(initial=0.0)))
         min_cos = min(min_cos, cosine(out, ref))
-    ok = max_abs <= tol["max_abs_diff"] and min_cos >= tol["min_cosine"]
+    ok = max_abs <= tol.max_abs_diff and min_cos >= tol.min_cosine
     result = {"status": "passed" if ok else "failed", "max_abs_diff": max_abs, "min_cosine": min_cos,
               "cases": len(refs)}
     if not ok:
-        result["reason"] = (f"max_abs_diff {max_abs:.3g} (limit {tol['max_abs_diff']:g}), "
-                            f"min_cosine {min_cos:.6f} (limit {tol['min_cosine']:g})")
+        result["reason"] = (f"max_abs_diff {max_abs:.3g} (limit {tol.max_abs_diff:g}), "
+                            f"min_cosine {min_cos:.6f} (limit {tol.min_cosine:g})")
     return result
 
 
-def argmax_agreement(cases: list[dict], outputs: list[np.ndarray], seq_len: int, quant: str) -> dict:
-    """MLM parity: the share of real positions whose argmax equals golden's `expected_argmax`.
+def argmax_agreement(cases: list[dict], outputs: list[np.ndarray], seq_len: int, need: float) -> dict:
+    """MLM parity: the share of real positions whose argmax equals golden's `expected_argmax`, pooled over the
+    cases; passed when at least `need` (the manifest's `min_argmax_agreement`).
 
     Each output is either the logits ((1, seq_len, V) floats) or already the predicted ids per position
     (a 1-D integer array, as the emulated runner returns them).
@@ -105,13 +140,12 @@ def argmax_agreement(cases: list[dict], outputs: list[np.ndarray], seq_len: int,
         agree += int((pred == np.asarray(expected_at(case, seq_len, "expected_argmax")[:n])).sum())
         total += n
     share = agree / max(total, 1)
-    need = MLM_MIN_AGREEMENT[quant]
     return {"status": "passed" if share >= need else "failed", "max_abs_diff": None, "min_cosine": None,
             "cases": len(cases), "argmax_agreement": share,
             **({} if share >= need else {"reason": f"argmax agreement {share:.3f} < {need}"})}
 
 
-def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: dict) -> dict:
+def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: Tolerance) -> dict:
     """Parity of `outputs` (one per `cases_for(golden, artifact["seq_len"])`, in order) against golden.json.
 
     Each output is compared with the case's golden output at this artifact's bucket (golden.json 1.1
@@ -123,35 +157,25 @@ def golden_parity(golden: dict, artifact: dict, outputs: list[np.ndarray], tol: 
         return {"status": "failed", "max_abs_diff": None, "min_cosine": None, "cases": len(cases),
                 "reason": f"{len(outputs)} outputs for {len(cases)} golden cases"}
     if golden.get("task") == "mlm" or (cases and "expected_argmax" in cases[0]):
-        return argmax_agreement(cases, outputs, seq_len, artifact["quant"])
+        return argmax_agreement(cases, outputs, seq_len, tol.min_argmax_agreement)
     refs = [np.asarray(expected_at(c, seq_len), dtype=np.float32) for c in cases]
     return compare(outputs, refs, tol)
 
 
-# Bucket invariance: one text's outputs at two buckets (padded to each) must agree at least this well.
-# The same numbers as the min_cosine tolerances against eager fp32; the outputs are compared with each
-# other here, not with eager PyTorch.
-# int8-static: per-tensor activation ranges made one text differ by cosine 0.97 between buckets 32 and 128
-# (2-layer student, ONNX Runtime); the geometry gate (export/gate.py) fails it below 0.99, this only
-# catches a broken artifact.
-INVARIANCE_MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99, "int8-static": 0.9, "int4-mixed": 0.99,
-                         "int4": 0.99}
-
-
-def bucket_invariance(outputs: dict[int, dict[str, np.ndarray]], n_tokens: dict[str, int], quant: str,
+def bucket_invariance(outputs: dict[int, dict[str, np.ndarray]], n_tokens: dict[str, int], need: float,
                       per_position: bool = False) -> dict[int, dict]:
     """Cosine between each case's outputs at every pair of buckets of one format/quant.
 
     Args:
         outputs: seq_len -> {case name -> that artifact's output on the case padded to seq_len}.
         n_tokens: case name -> number of real tokens (MLM logits are compared on those positions only).
+        need: the smallest cosine that passes (the manifest's `min_invariance_cosine`).
         per_position: outputs are (seq_len, V) logits (MLM), else one vector per case.
 
     Returns:
         seq_len -> `{status, min_cosine, min_cosine_required, other_seq_lens, cases, worst_case}`: the
         minimum over the cases and the other buckets; `skipped` when no other bucket shares a case.
     """
-    need = INVARIANCE_MIN_COSINE[quant]
 
     def rows(out, seq_len, name):
         out = np.asarray(out, dtype=np.float64)

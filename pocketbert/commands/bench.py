@@ -32,11 +32,16 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def add_arguments(p) -> None:
+    from pocketbert.commands import default
+    from pocketbert.runtime_bench.bench import BenchOptions
+
+    threads = ",".join(map(str, default(BenchOptions, "threads")))
+    runs, warmup = default(BenchOptions, "runs"), default(BenchOptions, "warmup")
     p.add_argument("bundle", help="bundle folder written by `pocketbert export`")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    p.add_argument("--threads", default=threads, help=f"comma-separated thread counts (default {threads})")
     p.add_argument("--seq-len", default=None, help="comma-separated buckets to measure (default: all in the bundle)")
-    p.add_argument("--runs", type=int, default=50, help="timed inferences per row (default 50)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed inferences per row before timing (default 10)")
+    p.add_argument("--runs", type=int, default=runs, help=f"timed inferences per row (default {runs})")
+    p.add_argument("--warmup", type=int, default=warmup, help=f"untimed inferences per row before timing (default {warmup})")
     p.add_argument("--rounds", type=int, default=None, help="interleaving rounds (default: --runs, i.e. one timed run per row per round: A B A B ...)")
     p.add_argument("--formats", default=None, help="only these formats, e.g. onnx,tflite (default: all)")
     p.add_argument("--baseline", choices=["teacher", "peers", "teacher,peers"], default=None,
@@ -60,15 +65,19 @@ def add_arguments(p) -> None:
     p.add_argument("--texts", nargs="+", default=None, metavar="FILE",
                    help="text/TSV/CSV files whose sentences give the latency at real lengths, each text called as an "
                         "app calls it (default: the dev suite's sentences in ../shared/data, when found)")
-    p.add_argument("--text-sample", type=int, default=300,
-                   help="texts sampled (seeded) from --texts for the real-length latency; 0 skips it (default 300)")
-    p.add_argument("--device", default="host", help="host (default), adb / adb:SERIAL for an Android phone, or qemu[:CORE] for an emulated Arm core "
+    sample = default(BenchOptions, "text_sample")
+    p.add_argument("--text-sample", type=int, default=sample,
+                   help=f"texts sampled (seeded) from --texts for the real-length latency; 0 skips it (default {sample})")
+    p.add_argument("--device", default=default(BenchOptions, "device"),
+                   help="host (default), adb / adb:SERIAL for an Android phone, or qemu[:CORE] for an emulated Arm core "
                         "(cortex-a55 default, cortex-a76, ...; run `pocketbert setup-arm64` first)")
     p.add_argument("--binary", default=None,
                    help="adb only: a benchmark binary to push and run (LiteRT benchmark_model or ExecuTorch "
                         "executor_runner) instead of the demo app")
-    p.add_argument("--package", default="io.pocketbert.demo", help="adb only: the demo app's package")
-    p.add_argument("--timeout", type=float, default=600, help="adb only: seconds to wait for the phone's results")
+    package, timeout = default(BenchOptions, "package"), default(BenchOptions, "timeout")
+    p.add_argument("--package", default=package, help=f"adb only: the demo app's package (default {package})")
+    p.add_argument("--timeout", type=float, default=timeout,
+                   help=f"adb only: seconds to wait for the phone's results (default {timeout:g})")
     p.add_argument("--out", required=True, help="results JSON file")
 
 
@@ -76,17 +85,24 @@ def run(args):
     import sys
 
     from pocketbert.build import references
+    from pocketbert.errors import PocketBertError
+    from pocketbert.pipeline.suite import dev_files
     from pocketbert.runtime_bench.bench import BenchOptions, main
 
     wanted = set((args.baseline or "").split(","))
-    teacher, peers = references(args.teacher, (["default"] if "peers" in wanted else []) + args.peer,
-                                args.peer_tokenizer)
     opts = BenchOptions(
         bundle=args.bundle, out=args.out, device=args.device, threads=_int_list(args.threads, "--threads"),
         seq_lens=_int_list(args.seq_len, "--seq-len") if args.seq_len else None, runs=args.runs,
         warmup=args.warmup, rounds=args.rounds,
         formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
-        baseline="teacher" if "teacher" in wanted else None, teacher=teacher, peers=peers, quality=args.quality or [], profile=not args.no_profile,
+        baseline="teacher" if "teacher" in wanted else None, quality=args.quality or [], profile=not args.no_profile,
         cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
         command=args.command_line, compare=args.compare, texts=args.texts, text_sample=args.text_sample)
+    if (args.baseline or args.peer) and opts.device != "host":
+        raise PocketBertError(f"--baseline and --peer are measured on this host: drop them with --device {opts.device}")
+    # Every option is checked: now the teacher and peers are resolved (a named peer is imported the first time).
+    opts.teacher, opts.peers = references(args.teacher, (["default"] if "peers" in wanted else []) + args.peer,
+                                          args.peer_tokenizer)
+    if opts.texts is None and opts.device == "host" and opts.text_sample:
+        opts.texts = [str(p) for p in dev_files()] or None  # the dev suite's sentences, when the data is here
     return main(opts, log=lambda s: print(s, file=sys.stderr))

@@ -13,11 +13,11 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    from pocketbert.pipeline.checkpoint import load_checkpoint
     from pocketbert.pipeline.evaluate import cosine_rows, embed_texts
+    from pocketbert.pipeline.names import load
     from pocketbert.pipeline.tokenizer import Tokenizer
 
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load(args.checkpoint)
     tok = Tokenizer(ckpt.path)
     emb = embed_texts(ckpt.model, tok, list(args.texts), max_length=args.max_length)
     n = len(args.texts)

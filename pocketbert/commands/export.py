@@ -16,9 +16,12 @@ onnx fp32,int8,int8-static,int4-mixed,int4. auto: per format, the smallest rung 
 
 
 def add_arguments(p) -> None:
-    from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS
+    from pocketbert.commands import default
+    from pocketbert.export.bundle import ExportConfig
 
-    formats, quants, seq_lens = ",".join(DEFAULT_FORMATS), ",".join(DEFAULT_QUANTS), ",".join(map(str, DEFAULT_SEQ_LENS))
+    formats, quants = ",".join(default(ExportConfig, "formats")), ",".join(default(ExportConfig, "quants"))
+    seq_lens = ",".join(map(str, default(ExportConfig, "seq_lens")))
+    max_sts_drop, gate_sample = default(ExportConfig, "max_sts_drop"), default(ExportConfig, "gate_sample")
     p.add_argument("checkpoint", help="checkpoint folder or `minilm`")
     p.add_argument("--out", required=True, help="bundle folder to write (must not exist, or be a previous bundle)")
     p.add_argument("--formats", default=formats, help=f"comma-separated: executorch,tflite,coreml,onnx (default {formats})")
@@ -32,12 +35,13 @@ def add_arguments(p) -> None:
                    help="text/TSV/CSV/JSONL files whose sentences calibrate int8-static and int4-mixed and feed the "
                         "gate, or `default` (the embedded default corpus, the default)")
     p.add_argument("--sts", default=None, help="STS-B TSV for the gate's STS delta (required by --quant auto)")
-    p.add_argument("--max-sts-drop", type=float, default=1.0,
-                   help="gate: STS Spearman points below PyTorch fp32 that still pass (default 1.0)")
+    p.add_argument("--max-sts-drop", type=float, default=max_sts_drop,
+                   help=f"gate: STS Spearman points below PyTorch fp32 that still pass, >= 0 (default {max_sts_drop:g})")
     p.add_argument("--max-mb", type=float, default=None,
                    help="int4-mixed under a size budget: every part starts at int8 and the least sensitive go to int4 "
                         "until the estimated weights fit this many MB (default: plan for the gate instead)")
-    p.add_argument("--gate-sample", type=int, default=200, help="corpus sentences for the top-10 overlap (default 200)")
+    p.add_argument("--gate-sample", type=int, default=gate_sample,
+                   help=f"corpus sentences for the top-10 overlap (default {gate_sample})")
     p.add_argument("--no-gate", action="store_true", help="skip the geometry gate")
     p.add_argument("--static-shapes", action="store_true",
                    help="every artifact takes exactly its bucket (default: ExecuTorch and ONNX artifacts take any "
@@ -67,13 +71,13 @@ def run(args):
                        gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop,
                        max_mb=args.max_mb, dynamic=not args.static_shapes)
     manifest = main(cfg)
-    rows = [{k: a[k] for k in ("file", "format", "quant", "seq_len", "size_bytes", "export_seconds")}
-            | {"parity": a["parity"]["status"], "max_abs_diff": a["parity"].get("max_abs_diff"),
-               "min_cosine": a["parity"].get("min_cosine"), "gate": a.get("gate", {}).get("status", "-"),
-               "sts_delta": a.get("gate", {}).get("sts", {}).get("delta"),
-               "top10_overlap": a.get("gate", {}).get("top10_overlap")}
-            for a in manifest["artifacts"]]
-    lines = [f"bundle {args.out}: {len(rows)} artifact(s), task {manifest['model']['task']}, buckets {manifest['seq_lens']}",
+    rows = [{"file": a.file, "format": a.format, "quant": a.quant, "seq_len": a.seq_len, "size_bytes": a.size_bytes,
+             "export_seconds": a.export_seconds, "parity": a.parity["status"],
+             "max_abs_diff": a.parity.get("max_abs_diff"), "min_cosine": a.parity.get("min_cosine"),
+             "gate": (a.gate or {}).get("status", "-"), "sts_delta": (a.gate or {}).get("sts", {}).get("delta"),
+             "top10_overlap": (a.gate or {}).get("top10_overlap")}
+            for a in manifest.artifacts]
+    lines = [f"bundle {args.out}: {len(rows)} artifact(s), task {manifest.model['task']}, buckets {manifest.seq_lens}",
              f"{'file':<52} {'MB':>8} {'sec':>7} {'parity':>8} {'max|d|':>10} {'cosine':>10} {'gate':>8} {'STS d':>6} {'top10':>6}"]
     for r in rows:
         d = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2e}"
@@ -82,6 +86,6 @@ def run(args):
         top = "-" if r["top10_overlap"] is None else f"{r['top10_overlap']:.3f}"
         lines.append(f"{r['file']:<52} {r['size_bytes'] / 1e6:8.2f} {r['export_seconds']:7.1f} {r['parity']:>8} {d:>10} "
                      f"{c:>10} {r['gate']:>8} {sts:>6} {top:>6}")
-    for fmt, choice in manifest.get("quant_auto", {}).get("formats", {}).items():
+    for fmt, choice in (manifest.quant_auto or {}).get("formats", {}).items():
         lines.append(f"auto {fmt}: {choice['reason']}")
-    return {"out": args.out, "artifacts": rows, "manifest": manifest}, "\n".join(lines)
+    return {"out": args.out, "artifacts": rows, "manifest": manifest.to_dict()}, "\n".join(lines)

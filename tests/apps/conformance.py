@@ -11,7 +11,9 @@ inside a core. Case families:
 - bundle/<case>: the golden self-test on a bundle exported in the same run, with outputs recorded from
   onnxruntime at every bucket, the same on a static (model2vec-style) student's bundle (fp32, int8, int4
   tables; empty texts give the zero vector), and bad bundles (altered golden id, altered golden output, an output altered
-  at one bucket, no manifest, a newer schema, a missing artifact, a damaged artifact);
+  at one bucket, no manifest, a newer schema, a missing artifact, a damaged artifact); and the thresholds the cores
+  read from the manifest: outputs moved within the exported thresholds pass, and the same outputs fail once the
+  manifest's threshold is tighter (parity `max_abs_diff`, bucket invariance `min_invariance_cosine`);
 - postprocess/<function>: what the apps show from model outputs: similarity ranking (`Similarity.topK`, cosine)
   and label probabilities (`Similarity.classify` / `Classifier.predictions`), against numpy;
 - calls: how the app calls each format/quant for a text (`Bundle.encodeFor` / `ModelBundle.call`: the artifact,
@@ -158,19 +160,48 @@ def tokenizer_families(vocab_dir: Path, data_dir: Path) -> list[Family]:
     return families
 
 
-def _alter_replay_at_one_bucket(replay: dict, manifest: dict, golden: dict, case: str = "plain") -> str:
-    """Turn one recorded output of the largest bucket's artifact slightly (cosine ~0.999 to the original):
-    within reach of a lax check, but not of the 0.9999 fp32 bucket-invariance bound. Returns the artifact."""
+def _replay_row(replay: dict, artifact: str, golden: dict, case: str) -> dict:
+    """The recorded row of golden case `case` in `artifact`'s replay."""
+    ids = next(c["ids"] for c in golden["cases"] if c["name"] == case)
+    return next(r for r in replay[artifact] if r["input_ids"][: len(ids)] == ids and sum(r["attention_mask"]) == len(ids))
+
+
+def _alter_replay_at_one_bucket(replay: dict, manifest: dict, golden: dict, case: str = "plain",
+                                turn: float = 0.045) -> str:
+    """Turn one recorded output of the largest bucket's artifact by `turn` (noise orthogonal to it, `turn` times
+    its norm: cosine 1 / sqrt(1 + turn^2) to the original; 0.045: ~0.999, within reach of a lax check, but not of
+    the 0.9999 fp32 bucket-invariance bound). Returns the artifact."""
     import numpy as np
 
     art = max(manifest["artifacts"], key=lambda a: a["seq_len"])
-    ids = next(c["ids"] for c in golden["cases"] if c["name"] == case)
-    row = next(r for r in replay[art["file"]] if r["input_ids"][: len(ids)] == ids)
+    row = _replay_row(replay, art["file"], golden, case)
     out = np.asarray(row["output"], dtype=np.float64)
     noise = np.random.default_rng(0).standard_normal(out.shape)
     noise -= noise @ out / (out @ out) * out  # orthogonal to the output
-    row["output"] = [float(v) for v in out + 0.045 * np.linalg.norm(out) * noise / np.linalg.norm(noise)]
+    row["output"] = [float(v) for v in out + turn * np.linalg.norm(out) * noise / np.linalg.norm(noise)]
     return art["file"]
+
+
+def _shift_replay(replay: dict, manifest: dict, golden: dict, delta: float, case: str = "plain") -> None:
+    """Move the first value of one case's recorded output by `delta` in every artifact (at every bucket alike, so
+    bucket invariance still holds)."""
+    for a in manifest["artifacts"]:
+        _replay_row(replay, a["file"], golden, case)["output"][0] += delta
+
+
+def _edit_manifest(bundle: Path, change) -> None:
+    path = bundle / "manifest.json"
+    m = json.loads(path.read_text(encoding="utf-8"))
+    change(m)
+    path.write_text(json.dumps(m, indent=2), encoding="utf-8")
+
+
+def _set_tolerances(key: str, value: float):
+    """A manifest change: `key` of every `tolerances` entry set to `value`."""
+    def change(m: dict) -> None:
+        for entry in m["tolerances"].values():
+            entry[key] = value
+    return change
 
 
 def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, Path]) -> Cases:
@@ -217,11 +248,22 @@ def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, P
     altered = json.loads(json.dumps(replay))
     victim = _alter_replay_at_one_bucket(altered, manifest, golden)
     add("output_altered_at_one_bucket", good, "bucket invariance fails", replay_doc=altered, artifact=victim)
+    # The thresholds are the manifest's: the same outputs pass with the exported ones and fail with tighter ones.
+    max_abs = min(t["max_abs_diff"] for t in manifest["tolerances"].values())
+    shifted = json.loads(json.dumps(replay))
+    _shift_replay(shifted, manifest, golden, max_abs / 2)  # half the exported max |diff|: passes
+    add("output_within_max_abs_diff", good, "pass", replay_doc=shifted, n_cases=len(golden["cases"]),
+        n_artifacts=len(manifest["artifacts"]))
+    _edit_manifest(add("tighter_max_abs_diff", good, "every artifact fails on plain", replay_doc=shifted,
+                       n_artifacts=len(manifest["artifacts"])), _set_tolerances("max_abs_diff", max_abs / 4))
+    turned = json.loads(json.dumps(replay))
+    victim = _alter_replay_at_one_bucket(turned, manifest, golden, turn=0.01)  # cosine ~0.99995 between buckets
+    add("turn_within_invariance_cosine", good, "bucket invariance passes", replay_doc=turned,
+        n_artifacts=len(manifest["artifacts"]))
+    _edit_manifest(add("tighter_invariance_cosine", good, "bucket invariance fails", replay_doc=turned, artifact=victim),
+                   _set_tolerances("min_invariance_cosine", 0.99999))
     (add("missing_manifest", good, "refused", words=["manifest.json"]) / "manifest.json").unlink()
-    newer = add("newer_schema", good, "refused", words=["2.0"])
-    m = json.loads((newer / "manifest.json").read_text(encoding="utf-8"))
-    m["schema_version"] = "2.0"
-    (newer / "manifest.json").write_text(json.dumps(m, indent=2), encoding="utf-8")
+    _edit_manifest(add("newer_schema", good, "refused", words=["2.0"]), lambda m: m.update(schema_version="2.0"))
     (add("missing_artifact", good, "refused", words=[first]) / first).unlink()
     damaged = add("sha256_mismatch", good, "refused", words=[first, "sha256"]) / first
     data = bytearray(damaged.read_bytes())
@@ -360,6 +402,14 @@ def judge_bundle(cases: Cases, name: str, answer: dict | None, core: str) -> tup
         if err or len(failed) != spec["n_artifacts"] or any(c["case"] != "plain" or c["target"] == "tokenizer"
                                                                for c in failed):
             problem = f"expected each artifact's check of 'plain' to fail, got {err or show or 'no failure'}"
+    elif expect == "bucket invariance passes":
+        inv = [c for c in checks if "bucket invariance" in c["target"]]
+        got = "; ".join(f"{c['target']}: {c['detail']}" for c in inv) or "none"
+        if err or len(inv) != spec["n_artifacts"] or not all(c["passed"] for c in inv):
+            problem = (f"expected {spec['n_artifacts']} bucket-invariance checks, all within the manifest's threshold, "
+                       f"got {err or got}")
+        elif any(c["target"] == "tokenizer" for c in failed):
+            problem = f"only outputs were altered, but the tokenizer failed: {show}"
     elif expect == "bucket invariance fails":
         inv = [c for c in failed if "bucket invariance" in c["target"]]
         if err or not inv or not any(spec["artifact"].split("_seq")[-1].split(".")[0] in c["target"] for c in inv):

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow  # the Kotlin and Swift toolchains
 
 CORES = ["kotlin", "swift"]
 FAMILIES = ["minilm", *(v[0] for v in conformance.VARIANTS)]
-BUNDLE_CASES = ["good", "static_good", "bad_golden_id", "bad_golden_output", "output_altered_at_one_bucket", "missing_manifest",
-                "newer_schema", "missing_artifact", "sha256_mismatch"]
+BUNDLE_CASES = ["good", "static_good", "bad_golden_id", "bad_golden_output", "output_altered_at_one_bucket",
+                "output_within_max_abs_diff", "tighter_max_abs_diff", "turn_within_invariance_cosine",
+                "tighter_invariance_cosine", "missing_manifest", "newer_schema", "missing_artifact", "sha256_mismatch"]
 SWIFT_CASES = "/work/conformance"
 
 

@@ -51,7 +51,7 @@ def tiny_recipe(tmp_path_factory, tiny_bert) -> Path:
     corpus = synthetic_corpus(d / "corpus.txt", 200)
     recipe = {
         "distill": {
-            "teacher": str(tiny_bert), "objective": "embedding",
+            "teachers": [str(tiny_bert)], "objective": "embedding",
             "student": {"init": "layers", "layers": "0,2"},
             "data": {"train": [str(corpus)], "max_length": 32, "batch_size": 16},
             "train": {"max_steps": 12, "lr": 1e-3, "threads": 1, "save_every": 4},
@@ -132,7 +132,7 @@ def test_changed_input_reruns_from_that_stage(built, tiny_recipe, capsys):
 
 def test_missing_teacher_fails_before_training(tmp_path, tiny_recipe, capsys):
     out = tmp_path / "b"
-    assert main(["build", str(tiny_recipe), "distill.teacher=/nope/teacher", "--out", str(out)]) == 2
+    assert main(["build", str(tiny_recipe), "distill.teachers=[/nope/teacher]", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not exist" in err
     assert not out.exists()
@@ -143,6 +143,19 @@ def test_missing_corpus_fails_before_training(tmp_path, tiny_recipe, capsys):
     assert main(["build", str(tiny_recipe), "distill.data.train=[/nope/corpus.txt]", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "/nope/corpus.txt" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("override", "needle"), [
+    ("export.max_sts_drop=-1", "recipe section `export`: --max-sts-drop -1"),
+    ("export.gate_sample=5", "recipe section `export`: --gate-sample 5"),
+    ("bench.runs=0", "recipe section `bench`: --runs 0"),
+])
+def test_bad_export_or_bench_value_fails_before_anything_is_written(tmp_path, tiny_recipe, capsys, override, needle):
+    out = tmp_path / "b"
+    assert main(["build", str(tiny_recipe), override, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()
 
 
@@ -208,7 +221,7 @@ def test_sst2_bench_baseline_is_the_fine_tuned_classifier(tmp_path, monkeypatch)
     stages = {s.name: s for s in plan(recipe, tmp_path)}
     assert list(stages) == ["finetune", "distill", "export", "bench", "report"]
     assert stages["bench"].config["teacher"] == str(tmp_path / "teacher")
-    assert stages["distill"].config["teacher"] == str(tmp_path / "teacher")
+    assert stages["distill"].config["teachers"][0]["path"] == str(tmp_path / "teacher")
 
 
 def test_sts_export_stage_gates_on_the_recipes_corpus_and_sts(tmp_path, monkeypatch):

@@ -17,6 +17,8 @@ ALLOWED = {
     "export": ("pocketbert.export", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files",
                "pocketbert.pipeline.models", "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer",
                "pocketbert.pipeline.evaluate",
+               "pocketbert.pipeline.names",  # a checkpoint to export is given by name or path, static models too
+               "pocketbert.pipeline.suite",  # the dev suite every artifact is scored on
                "pocketbert.pipeline.quantize"),  # the one int4 / int8 grid: the table snap and every exporter share it
     "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
 }
@@ -42,6 +44,33 @@ def test_imports_flow_one_way():
                 if not name.startswith(allowed) and not any(name == a.rsplit(".", 1)[0] for a in allowed):
                     bad.append(f"{path.relative_to(REPO)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+# pipeline modules that import another pipeline module inside a function, each with its reason. None: the one
+# module that resolves model names (pipeline/names.py) sits above checkpoint, peers and static, so nothing in
+# pipeline/ needs to hide an import loop. Optional heavy dependencies (sklearn, onnx, model2vec, matplotlib) are
+# not pipeline modules and may still be imported where they are used.
+FUNCTION_LEVEL_IMPORTS: dict[str, str] = {}
+
+
+def test_no_function_level_imports_across_pipeline_modules():
+    found = []
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    continue
+                for name in names:
+                    if name.startswith("pocketbert.pipeline") and f"{path.relative_to(REPO)}:{fn.name}" \
+                            not in FUNCTION_LEVEL_IMPORTS:
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno} ({fn.name}) imports {name}")
+                        break
+    assert not found, "imports inside functions across pipeline/ modules:\n" + "\n".join(found)
 
 
 def test_one_import_root_and_console_script(tmp_path):

@@ -11,23 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pocketbert.bundle.parity import INVARIANCE_MIN_COSINE, bucket_invariance
+from pocketbert.bundle.parity import TOLERANCES, bucket_invariance
 from pocketbert.cli import main
+
+FP32 = TOLERANCES["fp32"].min_invariance_cosine
 
 
 def test_invariance_is_the_worst_cosine_across_buckets():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(8), rng.standard_normal(8)
     outs = {32: {"x": a, "y": b}, 128: {"x": a * 1.0000001, "y": b}}
-    res = bucket_invariance(outs, {"x": 3, "y": 4}, "fp32")
+    res = bucket_invariance(outs, {"x": 3, "y": 4}, FP32)
     assert res[32]["status"] == res[128]["status"] == "passed"
     assert res[32]["min_cosine"] == pytest.approx(1.0) and res[32]["other_seq_lens"] == [128]
     outs[128]["y"] = b + 0.05 * np.linalg.norm(b) * rng.standard_normal(8) / np.sqrt(8)
-    res = bucket_invariance(outs, {"x": 3, "y": 4}, "fp32")
+    res = bucket_invariance(outs, {"x": 3, "y": 4}, FP32)
     assert res[128]["status"] == "failed" and res[128]["worst_case"] == "y vs seq32"
-    assert res[128]["min_cosine"] < INVARIANCE_MIN_COSINE["fp32"] and "bucket invariance" in res[128]["reason"]
-    assert bucket_invariance(outs, {"x": 3, "y": 4}, "int8")[128]["status"] == "passed"  # 0.99 for int8
-    assert bucket_invariance({32: {"x": a}}, {"x": 3}, "fp32")[32]["status"] == "skipped"
+    assert res[128]["min_cosine"] < FP32 and "bucket invariance" in res[128]["reason"]
+    int8 = TOLERANCES["int8"].min_invariance_cosine
+    assert bucket_invariance(outs, {"x": 3, "y": 4}, int8)[128]["status"] == "passed"  # 0.99 for int8
+    assert bucket_invariance({32: {"x": a}}, {"x": 3}, FP32)[32]["status"] == "skipped"
 
 
 def test_mlm_invariance_compares_real_positions_only():
@@ -35,7 +38,7 @@ def test_mlm_invariance_compares_real_positions_only():
     real = rng.standard_normal((3, 5))
     at4 = np.concatenate([real, rng.standard_normal((1, 5))])  # padding rows differ freely
     at8 = np.concatenate([real, rng.standard_normal((5, 5))])
-    res = bucket_invariance({4: {"x": at4}, 8: {"x": at8}}, {"x": 3}, "fp32", per_position=True)
+    res = bucket_invariance({4: {"x": at4}, 8: {"x": at8}}, {"x": 3}, FP32, per_position=True)
     assert res[4]["status"] == "passed" and res[4]["min_cosine"] == pytest.approx(1.0)
 
 
@@ -66,11 +69,12 @@ def test_export_records_per_bucket_golden_and_invariance(bundle):
         assert [b["seq_len"] for b in case["buckets"]] == fits, case["name"]
         assert case["buckets"][0]["expected"] == case["expected"] and case["seq_len"] == fits[0]
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["schema_version"] == "1.1"
+    assert manifest["schema_version"] == "1.3"
     for a in manifest["artifacts"]:
         inv = a["invariance"]
         assert inv["status"] == "passed" and inv["other_seq_lens"] == [128 if a["seq_len"] == 32 else 32]
-        assert inv["min_cosine"] >= INVARIANCE_MIN_COSINE[a["quant"]] == inv["min_cosine_required"]
+        need = manifest["tolerances"][f"{a['format']}/{a['quant']}"]["min_invariance_cosine"]
+        assert inv["min_cosine"] >= TOLERANCES[a["quant"]].min_invariance_cosine == inv["min_cosine_required"] == need
         assert inv["cases"] == sum(len(c["buckets"]) == 2 for c in golden["cases"])
 
 

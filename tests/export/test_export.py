@@ -57,10 +57,11 @@ def test_bundle_matches_schema_and_contract(tiny_bundle, tiny_student):
 
     from pocketbert.bundle.manifest import load_bundle, load_schema
     from pocketbert.bundle.naming import artifact_name
+    from pocketbert.bundle.parity import TOLERANCES
 
     m = _manifest(tiny_bundle)
     jsonschema.validate(m, load_schema())
-    assert m["schema_version"] == "1.1"
+    assert m["schema_version"] == "1.3"
     assert m["model"]["task"] == "embedding" and m["model"]["num_parameters"] > 0
     assert m["model"]["parent"]["path"] == str(tiny_student.resolve())
     assert m["seq_lens"] == [SEQ]
@@ -79,7 +80,7 @@ def test_bundle_matches_schema_and_contract(tiny_bundle, tiny_student):
         assert a["file"] == artifact_name("tiny", fmt, quant, SEQ)
         assert (tiny_bundle / a["file"]).exists()
         assert a["size_bytes"] > 0 and a["export_seconds"] > 0 and a["tool_versions"]
-        assert f"{fmt}/{quant}" in m["tolerances"]
+        assert m["tolerances"][f"{fmt}/{quant}"] == TOLERANCES[quant].to_dict()  # every threshold a reader applies
         if fmt == "coreml" and platform.system() != "Darwin":
             assert a["parity"]["status"] == "skipped" and "macOS" in a["parity"]["reason"]
             assert a["parity"]["spec_check"]["status"] == "passed"

@@ -39,6 +39,55 @@ def test_bad_export_options(tiny_student, tmp_path, capsys, args, needle):
     _nothing_written(out)
 
 
+@pytest.fixture
+def no_export_work(monkeypatch):
+    """Fail the test if export gets as far as its first step of work (golden cases, then references, then artifacts)."""
+    from pocketbert.export import bundle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("export started work before it refused the input")
+
+    monkeypatch.setattr(bundle, "build_golden", refuse)
+
+
+def _sts_file(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "sts.tsv"
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--quant", "auto", "--max-sts-drop", "-1"], "--max-sts-drop -1.0: give the STS points a rung may lose"),
+    (["--max-sts-drop", "nan"], "--max-sts-drop nan"),
+    (["--quant", "int4-mixed", "--max-mb", "inf"], "--max-mb inf: give a size budget in MB > 0"),
+    (["--quant", "auto", "--sts", "BROKEN"], "score 'high' is not a number"),
+    (["--quant", "int8-static", "--corpus", "SMALL"], "the corpus has 20 distinct sentences"),
+    (["--quant", "int4-mixed", "--max-mb", "0.001"], "even all int4 is about"),
+])
+def test_bad_values_are_refused_before_any_work(tiny_student, tmp_path, capsys, no_export_work, args, needle):
+    """Each refusal is one line naming the real cause, before the first step of work (`export --quant auto
+    --max-sts-drop -1` used to run the whole ladder first)."""
+    sts = _sts_file(tmp_path, ["a man plays\ta man is playing\t4.5", "a dog runs\tthe cat sleeps\thigh"])
+    small = tmp_path / "small.txt"
+    small.write_text("".join(f"sentence number {i}\n" for i in range(20)), encoding="utf-8")
+    args = [{"BROKEN": str(sts), "SMALL": str(small)}.get(a, a) for a in args]
+    if "--sts" not in args:
+        args += ["--sts", str(_sts_file(tmp_path, ["a man plays\ta man is playing\t4.5"]))]
+    out = tmp_path / "bundle"
+    assert main(["export", str(tiny_student), "--out", str(out), "--formats", "onnx", *args]) == 2
+    assert needle in _one_line_error(capsys)
+    _nothing_written(out)
+
+
+def test_auto_refuses_a_task_the_gate_cannot_measure(tiny_bert_mlm, tmp_path, capsys, no_export_work):
+    out = tmp_path / "bundle"
+    sts = _sts_file(tmp_path, ["a man plays\ta man is playing\t4.5"])
+    assert main(["export", str(tiny_bert_mlm), "--out", str(out), "--formats", "onnx", "--quant", "auto",
+                 "--sts", str(sts)]) == 2
+    assert "--quant auto chooses by the geometry gate, which measures embeddings; a mlm export" in _one_line_error(capsys)
+    _nothing_written(out)
+
+
 def test_seq_len_above_max_positions(tiny_student, tmp_path, capsys):
     out = tmp_path / "bundle"
     assert main(["export", str(tiny_student), "--out", str(out), "--formats", "onnx", "--seq-len", "32,512"]) == 2

@@ -190,14 +190,22 @@ def test_auto_picks_the_smallest_passing_rung(tiny_student, texts, tmp_path):
     assert sorted(p.name for p in out.glob("*.onnx")) == [m["artifacts"][0]["file"]]  # rejected rungs left nothing
 
 
-def test_auto_with_an_impossible_budget_exits_2_naming_the_best_rung(tiny_student, texts, tmp_path, capsys):
+def test_auto_with_an_impossible_budget_exits_2_naming_the_best_rung(tiny_student, texts, tmp_path, capsys,
+                                                                     monkeypatch):
+    import functools
     import logging
+
+    from pocketbert.export import bundle
+    from pocketbert.export.gate import GateConfig
 
     # `export` keeps the handler it added in an earlier test, bound to that test's (closed) stderr
     logging.getLogger("pocketbert").handlers.clear()
+    # No rung can pass: no STS loss at all, and outputs identical to fp32's (every quantized rung's differ). A
+    # negative budget, the impossible one before, is refused before any work (test_export_errors.py).
+    monkeypatch.setattr(bundle, "GateConfig", functools.partial(GateConfig, min_cosine=1.0))
     out = tmp_path / "b"
     assert main(["export", str(tiny_student), "--out", str(out), "--seq-len", str(SEQ), "--formats", "onnx",
-                 "--quant", "auto", "--max-sts-drop", "-50", "--corpus", str(texts["corpus"]),
+                 "--quant", "auto", "--max-sts-drop", "0", "--corpus", str(texts["corpus"]),
                  "--sts", str(texts["sts"]), "--gate-sample", "60"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()  # progress lines, then the error
     errors = [line for line in lines if line.startswith("pocketbert export: error:")]

@@ -13,8 +13,8 @@ from test_train import synthetic_corpus
 from pocketbert.cli import main
 from pocketbert.pipeline.checkpoint import load_checkpoint
 from pocketbert.pipeline.data import collate, tokenize
-from pocketbert.pipeline.distill import EmbeddingObjective
-from pocketbert.pipeline.recipe import LossConfig, TrainConfig
+from pocketbert.pipeline.objectives import EmbeddingLoss, EmbeddingObjective
+from pocketbert.pipeline.recipe import TrainConfig
 from pocketbert.pipeline.student import select_layers
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import Run, TrainData, fit
@@ -45,7 +45,7 @@ def _sst_like(path: Path, n: int, seed: int) -> Path:
 def test_embedding_distillation_tiny(tmp_path, tiny_bert):
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 300)
     out = tmp_path / "emb"
-    assert main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"data.train=[{corpus}]", f"out={out}",
+    assert main(["distill", "distill-embedding-tiny", f"teachers=[{tiny_bert}]", f"data.train=[{corpus}]", f"out={out}",
                  "train.max_steps=40", "train.threads=1"]) == 0
     rec = _record(out)
     assert rec["objective"] == "embedding" and rec["task"] == "embedding"
@@ -66,7 +66,7 @@ def test_teacher_outputs_are_cached_after_the_first_epoch(tmp_path, tiny_bert):
     def run(cache: bool) -> float:
         torch.manual_seed(0)
         student = select_layers(teacher, [0])
-        objective = EmbeddingObjective(student, teacher, LossConfig(alpha_hidden_cos=1.0, cache_teacher=cache))
+        objective = EmbeddingObjective(student, teacher, EmbeddingLoss(alpha_hidden_cos=1.0, cache_teacher=cache))
 
         def make_batch(index, gen):
             input_ids, mask = collate([ids[i] for i in index], tok.pad_id)
@@ -98,7 +98,7 @@ def test_finetune_then_task_distillation_tiny(tmp_path, tiny_bert):
     assert model.config.num_labels == 2 and model.classifier is not None
 
     student = tmp_path / "student"
-    assert main(["distill", "distill-task-tiny", f"teacher={teacher}", f"data.train=[{train}]",
+    assert main(["distill", "distill-task-tiny", f"teachers=[{teacher}]", f"data.train=[{train}]",
                  f"eval.classification={dev}", f"out={student}", "train.max_steps=100", "train.threads=1",
                  "eval.at_start=true"]) == 0
     srec = _record(student)
@@ -157,7 +157,7 @@ def test_real_minilm_embedding_distillation_improves_sts(tmp_path, data_dir):
 def test_student_from_a_pocketbert_student_checkpoint(tmp_path, tiny_bert, tiny_student):
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 100)
     out = tmp_path / "from_ckpt"
-    assert main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"student.init={tiny_student}",
+    assert main(["distill", "distill-embedding-tiny", f"teachers=[{tiny_bert}]", f"student.init={tiny_student}",
                  f"data.train=[{corpus}]", f"out={out}", "train.max_steps=5", "train.threads=1"]) == 0
     rec = _record(out)
     assert rec["student_init"]["layer_map"] == [0, 2] and rec["layer_map"] == [0, 2]
@@ -167,7 +167,7 @@ def test_student_from_a_pocketbert_student_checkpoint(tmp_path, tiny_bert, tiny_
 def test_bf16_on_cpu_is_a_one_line_error(tmp_path, capsys, tiny_bert):
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 50)
     out = tmp_path / "out"
-    assert main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"data.train=[{corpus}]", f"out={out}",
+    assert main(["distill", "distill-embedding-tiny", f"teachers=[{tiny_bert}]", f"data.train=[{corpus}]", f"out={out}",
                  "train.precision=bf16", "train.device=cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bf16 needs a GPU" in err
@@ -175,14 +175,14 @@ def test_bf16_on_cpu_is_a_one_line_error(tmp_path, capsys, tiny_bert):
 
 
 def test_intermediate_losses_project_when_widths_differ(tiny_bert_mlm):
-    from pocketbert.pipeline.distill import TripleObjective
     from pocketbert.pipeline.losses import mask_tokens
     from pocketbert.pipeline.models.encoder import Encoder
+    from pocketbert.pipeline.objectives import TripleLoss, TripleObjective
 
     teacher = load_checkpoint(tiny_bert_mlm).model.eval()
     student = Encoder(teacher.config.replace(hidden_size=16, embedding_size=16, intermediate_size=32, num_hidden_layers=2),
                       with_mlm_head=True)
-    objective = TripleObjective(student, teacher, LossConfig(alpha_hidden_mse=1.0, alpha_attention=1.0), [0, 2])
+    objective = TripleObjective(student, teacher, TripleLoss(alpha_hidden_mse=1.0, alpha_attention=1.0), [0, 2])
     assert tuple(objective.projection.weight.shape) == (32, 16)
     ids = torch.randint(5, teacher.config.vocab_size, (3, 9))
     mask = torch.ones_like(ids)

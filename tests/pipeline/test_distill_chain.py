@@ -43,7 +43,7 @@ def test_tiny_chain_pretrain_then_distil_beats_random_init(tmp_path, capsys):
     teacher_acc = _heldout_accuracy(teacher, heldout)
     assert teacher_acc > 40.0, teacher_acc  # the structure (subject -> verb -> object) is learnt
 
-    common = ["distill", "distill-triple-tiny", f"teacher={teacher}", f"data.train=[{corpus}]", "student.layers=0,3",
+    common = ["distill", "distill-triple-tiny", f"teachers=[{teacher}]", f"data.train=[{corpus}]", "student.layers=0,3",
               f"train.max_steps={STEPS}", "train.threads=1", "train.eval_every=50"]
     distilled, scratch = tmp_path / "distilled", tmp_path / "scratch"
     assert main([*common, f"out={distilled}", "--json"]) == 0

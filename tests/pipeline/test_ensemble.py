@@ -13,7 +13,7 @@ from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import losses, teacher_cache
+from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
 from conftest import make_hf_checkpoint
@@ -55,7 +55,7 @@ def second_teacher(tmp_path_factory) -> Path:
 
 def _ensemble(tmp_path: Path, teachers: list[Path], corpus: Path, out: str, *extra: str) -> list[str]:
     listed = ", ".join(f"{{path: {t}, weight: {w}}}" for t, w in zip(teachers, (1.0, 2.0)))
-    return ["distill", "distill-embedding-tiny", "objective=ensemble", f"teachers=[{listed}]",
+    return ["distill", "distill-ensemble-tiny", f"teachers=[{listed}]",
             f"data.train=[{corpus}]", f"out={tmp_path / out}", "train.max_steps=6", "train.threads=1",
             "loss.alpha_proj_cos=1.0", "loss.alpha_proj_mse=1.0", *extra]
 
@@ -64,33 +64,26 @@ def _ensemble(tmp_path: Path, teachers: list[Path], corpus: Path, out: str, *ext
 def test_teacher_embeddings_are_cached_on_disk(tmp_path, tiny_bert, second_teacher, monkeypatch):
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 120)
-    calls = []
-    real = teacher_cache.embed_texts
-
-    def counting(model, tokenizer, texts, **kw):  # every teacher forward of the objective goes through here
-        calls.append(len(texts))
-        return real(model, tokenizer, texts, **kw)
-
-    monkeypatch.setattr(teacher_cache, "embed_texts", counting)
     assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "a")) == 0
     first = json.loads((tmp_path / "a" / "pocketbert.json").read_text())
     n_texts = first["data"]["texts"]
-    assert calls == [n_texts, n_texts]
+    # every teacher forward of the objective is a teacher pass, recorded with what it computed
+    assert [t["pass"]["computed_sentences"] for t in first["teachers"]] == [n_texts, n_texts]
     assert [t["hit"] for t in first["teachers"]] == [False, False]
     assert set(first["metrics"]["final_terms"]) == {"sim_mse", "proj_cos", "proj_mse"}
     assert len(list((tmp_path / "cache" / "teacher_emb").glob("*.npy"))) == 2
 
-    calls.clear()
     assert main(_ensemble(tmp_path, [tiny_bert, second_teacher], corpus, "b")) == 0
     second = json.loads((tmp_path / "b" / "pocketbert.json").read_text())
-    assert calls == []  # no teacher forward on the second run
-    assert [t["hit"] for t in second["teachers"]] == [True, True]
+    assert [t["hit"] for t in second["teachers"]] == [True, True]  # no teacher pass on the second run
     assert [t["key"] for t in second["teachers"]] == [t["key"] for t in first["teachers"]]
     # one more text is a new corpus: a new key, and a teacher pass again
     with open(corpus, "a") as f:
         f.write("a completely new sentence about cheese\n")
     assert main(_ensemble(tmp_path, [tiny_bert], corpus, "c")) == 0
-    assert calls == [n_texts + 1]
+    third = json.loads((tmp_path / "c" / "pocketbert.json").read_text())
+    assert third["teachers"][0]["hit"] is False
+    assert third["teachers"][0]["pass"]["computed_sentences"] == n_texts + 1
     # the projection is training-only: the checkpoint holds an encoder of the student's width and nothing else
     assert load_checkpoint(tmp_path / "a").model.config.hidden_size == 32
 
@@ -125,14 +118,14 @@ def _trimmed_student(tmp_path: Path, tiny_bert: Path, capsys, monkeypatch) -> tu
 @pytest.mark.integration
 def test_token_aligned_objective_refuses_a_student_with_another_tokenizer(tmp_path, tiny_bert, capsys, monkeypatch):
     corpus, trimmed = _trimmed_student(tmp_path, tiny_bert, capsys, monkeypatch)
-    code = main(["distill", "distill-embedding-tiny", f"teacher={tiny_bert}", f"student.source={trimmed}",
+    code = main(["distill", "distill-embedding-tiny", f"teachers=[{tiny_bert}]", f"student.source={trimmed}",
                  "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "tokenizers differ" in err and "objective ensemble" in err
     assert not (tmp_path / "o").exists()
     # the sentence-level objective takes the same pair: each teacher embeds with its own tokenizer
-    assert main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+    assert main(["distill", "distill-ensemble-tiny", f"teachers=[{tiny_bert}]",
                  f"student.source={trimmed}", "student.layers=0", f"data.train=[{corpus}]",
                  f"out={tmp_path / 'e'}", "train.max_steps=2", "train.threads=1"]) == 0
     assert load_checkpoint(tmp_path / "e").model.config.vocab_size < load_checkpoint(tiny_bert).model.config.vocab_size
@@ -149,14 +142,13 @@ def test_several_teachers_need_the_ensemble_objective(tmp_path, tiny_bert, secon
 def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
     """With an anchor the loss is sim_mse + emb_mse + (1 - cos) to the anchor's pooled embedding + MSE to its
     last hidden states on real tokens, each with its alpha; the anchor is run, the others come from the cache."""
-    from pocketbert.pipeline.distill import EnsembleObjective
-    from pocketbert.pipeline.recipe import LossConfig
+    from pocketbert.pipeline.objectives import EnsembleLoss, EnsembleObjective
 
     torch.manual_seed(3)
     student = load_checkpoint(tiny_bert).model.train()
     anchor = load_checkpoint(second_teacher).model.eval()
     targets = [torch.randn(6, 32), torch.randn(6, 32)]
-    cfg = LossConfig(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0, anchor="b")
+    cfg = EnsembleLoss(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0, anchor="b")
     objective = EnsembleObjective(student, targets, [1.0, 1.0], cfg, anchor=(1, anchor))
     ids = torch.randint(5, 90, (3, 7))
     mask = torch.ones_like(ids)
@@ -177,7 +169,7 @@ def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
     assert torch.allclose(total, plain, atol=1e-5)
     assert terms["token_mse"] == pytest.approx(float(token_mse.detach()), rel=1e-5)
     # anchor_decay: the anchor terms fall linearly with the run's progress (here 3/4 of the way: x 0.4)
-    objective.cfg = LossConfig(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0,
+    objective.cfg = EnsembleLoss(alpha_sim_mse=0.5, alpha_emb_mse=2.0, alpha_emb_cos=3.0, alpha_token_mse=4.0,
                                anchor="b", anchor_decay=0.8)
     late, _ = objective({"input_ids": ids, "attention_mask": mask, "index": [4, 0, 2], "progress": 0.75})
     assert torch.allclose(late, 0.5 * sim + 0.4 * (2.0 * emb_mse + 3.0 * emb_cos + 4.0 * token_mse), atol=1e-5)
@@ -189,7 +181,7 @@ def test_anchor_terms_against_their_formula(tiny_bert, second_teacher):
 def test_a_bad_anchor_is_a_one_line_error(tmp_path, tiny_bert, capsys, monkeypatch, anchor, needle):
     corpus, trimmed = _trimmed_student(tmp_path, tiny_bert, capsys, monkeypatch)
     anchor = str(trimmed) if anchor == "TRIMMED" else anchor
-    code = main(["distill", "distill-embedding-tiny", "objective=ensemble",
+    code = main(["distill", "distill-ensemble-tiny",
                  f"teachers=[{{path: {tiny_bert}}}, {{path: {trimmed}}}]", f"loss.anchor={anchor}",
                  "student.layers=0", f"data.train=[{corpus}]", f"out={tmp_path / 'o'}", "train.max_steps=2"])
     err = capsys.readouterr().err.strip()
@@ -218,16 +210,16 @@ def test_pairs_join_every_batch(tmp_path, tiny_bert, monkeypatch):
     lines = corpus.read_text().splitlines()
     (tmp_path / "pairs.tsv").write_text("".join(f"{lines[i]}\t{lines[i + 1]}\t3.0\n" for i in range(0, 10, 2)))
     seen = []
-    from pocketbert.pipeline import distill
+    from pocketbert.pipeline.objectives import EnsembleObjective
 
-    real = distill.EnsembleObjective.forward
+    real = EnsembleObjective.forward
 
     def spy(self, batch):
         seen.append(list(batch["index"]))
         return real(self, batch)
 
-    monkeypatch.setattr(distill.EnsembleObjective, "forward", spy)
-    assert main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+    monkeypatch.setattr(EnsembleObjective, "forward", spy)
+    assert main(["distill", "distill-ensemble-tiny", f"teachers=[{tiny_bert}]",
                  f"data.train=[{corpus}]", f"data.pairs=[{tmp_path / 'pairs.tsv'}]", "data.pairs_per_batch=2",
                  f"out={tmp_path / 'o'}", "train.max_steps=3", "train.threads=1"]) == 0
     rec = json.loads((tmp_path / "o" / "pocketbert.json").read_text())
@@ -240,7 +232,7 @@ def test_pairs_join_every_batch(tmp_path, tiny_bert, monkeypatch):
 
 @pytest.mark.integration
 def test_pairs_per_batch_needs_pairs(tmp_path, tiny_bert, capsys):
-    code = main(["distill", "distill-embedding-tiny", "objective=ensemble", f"teacher={tiny_bert}",
+    code = main(["distill", "distill-ensemble-tiny", f"teachers=[{tiny_bert}]",
                  "data.pairs_per_batch=4", f"out={tmp_path / 'o'}"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "data.pairs" in err, err

@@ -13,6 +13,7 @@ import torch
 from pocketbert.cli import main
 from pocketbert.pipeline.checkpoint import load_checkpoint
 from pocketbert.pipeline.models.encoder import Encoder, tiny_config
+from pocketbert.pipeline.names import resolve
 from pocketbert.pipeline.peers import PARITY_TOL, import_onnx, read_onnx_encoder, resolve_peer
 from pocketbert.pipeline.tokenizer import Tokenizer
 
@@ -164,11 +165,11 @@ def test_real_l3_import_matches_onnxruntime(tmp_path, monkeypatch):
     from pocketbert.pipeline.peers import named_peer_onnx
 
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
-    out = resolve_peer("paraphrase-minilm-l3")
+    out = resolve("paraphrase-minilm-l3")
     record = json.loads((out / "pocketbert.json").read_text())
     assert record["config"]["num_hidden_layers"] == 3 and record["config"]["num_attention_heads"] == 12
     assert record["parity"]["max_abs_diff_hidden"] <= 1e-5 and record["parity"]["max_abs_diff_pooled"] <= 1e-5
-    ckpt = load_checkpoint("paraphrase-minilm-l3")
+    ckpt = load_checkpoint(out)
     ids, mask = Tokenizer(ckpt.path)(["A man is playing a guitar on stage.", "Two dogs run.", "Markets fell."])
     outs = _ort(named_peer_onnx("paraphrase-minilm-l3"), ids, mask)
     hidden = next(o for o in outs if o.ndim == 3)

@@ -45,8 +45,8 @@ def test_unknown_key_names_the_nearest_valid_one():
     with pytest.raises(PocketBertError, match=r"unknown recipe key 'train.max_step'; did you mean 'train.max_steps'"):
         load_recipe(DistillRecipe, "distill-minilm-sts", ["train.max_step=3"])
     with pytest.raises(PocketBertError, match=r"'loss.alpha_cosine'; did you mean 'loss.alpha_cos"):
-        load_recipe(DistillRecipe, "distill-minilm-sts", ["loss.alpha_cosine=1"])
-    with pytest.raises(PocketBertError, match=r"'techer'; did you mean 'teacher'"):
+        load_recipe(DistillRecipe, "distill-triple-tiny", ["loss.alpha_cosine=1"])
+    with pytest.raises(PocketBertError, match=r"'techer'; did you mean 'teachers'"):
         load_recipe(DistillRecipe, "distill-minilm-sts", ["techer=minilm"])
 
 
@@ -60,18 +60,31 @@ def test_unknown_key_names_the_nearest_valid_one():
 ])
 def test_wrong_values_name_the_key(override, message):
     with pytest.raises(PocketBertError, match=message):
-        load_recipe(DistillRecipe, "distill-minilm-sts", [override])
+        load_recipe(DistillRecipe, "distill-triple-tiny", [override])
 
 
-def test_a_teacher_override_hidden_by_a_teachers_list_is_an_error():
-    with pytest.raises(PocketBertError, match=r"teacher=paraphrase-minilm-l3 is ignored by a recipe that lists teachers"):
+def test_teachers_is_the_one_spelling():
+    """`teachers` lists every objective's teachers; the old single `teacher` key is refused, naming `teachers`."""
+    with pytest.raises(PocketBertError, match=r"unknown recipe key 'teacher'; did you mean 'teachers'"):
         load_recipe(DistillRecipe, "distill-ensemble-sts", ["teacher=paraphrase-minilm-l3"])
-    recipe = load_recipe(DistillRecipe, "distill-ensemble-sts", ["teachers=[{path: paraphrase-minilm-l3, weight: 1.0}]"])
-    assert recipe.teacher == "paraphrase-minilm-l3" and len(recipe.teacher_list()) == 1
+    recipe = load_recipe(DistillRecipe, "distill-ensemble-sts", ["teachers=[paraphrase-minilm-l3]", "loss.anchor=null"])
+    assert [t.path for t in recipe.teachers] == ["paraphrase-minilm-l3"] and recipe.teachers[0].weight == 1.0
     from pocketbert.build import BuildRecipe
 
-    with pytest.raises(PocketBertError, match=r"distill.teacher=minilm is ignored .* override distill.teachers"):
+    with pytest.raises(PocketBertError, match=r"unknown recipe key 'distill.teacher'; did you mean 'distill.teachers'"):
         load_recipe(BuildRecipe, "build-sts", ["distill.teacher=minilm"], package="pocketbert")
+
+
+def test_the_loss_section_is_the_objectives():
+    """Each objective owns its loss keys: another objective's key is named with the objective."""
+    from pocketbert.pipeline.objectives import EnsembleLoss, TripleLoss
+
+    assert isinstance(load_recipe(DistillRecipe, "distill-triple-tiny").loss, TripleLoss)
+    assert isinstance(load_recipe(DistillRecipe, "distill-ensemble-sts").loss, EnsembleLoss)
+    with pytest.raises(PocketBertError, match=r"unknown recipe key 'loss.alpha_ce'.*\(the loss keys of objective ensemble\)"):
+        load_recipe(DistillRecipe, "distill-ensemble-sts", ["loss.alpha_ce=1"])
+    with pytest.raises(PocketBertError, match=r"unknown recipe key 'loss.alpha_hidden_cos'.*\(the loss keys of objective ensemble\)"):
+        load_recipe(DistillRecipe, "distill-embedding-tiny", ["objective=ensemble"])
 
 
 # -- bad input through the real CLI: one line, exit 2, nothing written --------------------------
@@ -90,7 +103,7 @@ def _one_line_error(capsys, argv, out, needle):
 def _tiny_triple(tmp_path, teacher) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the man plays the guitar\nthe dog runs on the road\n" * 20)
-    return ["distill", "distill-triple-tiny", f"teacher={teacher}", f"data.train=[{corpus}]",
+    return ["distill", "distill-triple-tiny", f"teachers=[{teacher}]", f"data.train=[{corpus}]",
             f"out={tmp_path / 'out'}", "student.layers=0,2", "train.max_steps=2"]
 
 

@@ -116,7 +116,7 @@ def test_stage_distils_trains_and_writes_a_model2vec_folder(tmp_path, tiny_bert)
     from model2vec import StaticModel
 
     from pocketbert.pipeline import static_student
-    from pocketbert.pipeline.checkpoint import load_checkpoint
+    from pocketbert.pipeline.names import load
 
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 120)
     summary = static_student.main(_recipe(tmp_path, tiny_bert, corpus))
@@ -125,7 +125,7 @@ def test_stage_distils_trains_and_writes_a_model2vec_folder(tmp_path, tiny_bert)
     assert record["kind"] == "static" and record["distillation"]["library"] == "model2vec"
     assert len(record["training"]["log"]) == 2 and record["training"]["targets"][0]["path"] == str(tiny_bert)
     assert record["vocabulary"]["after"] < record["vocabulary"]["before"]
-    ckpt = load_checkpoint(out)
+    ckpt = load(out)
     assert ckpt.model_type == "static" and ckpt.model.config.hidden_size == 16
     texts = ["the happy dog runs", "a red car"]
     assert _min_cosine(_ours(out, texts), StaticModel.from_pretrained(str(out)).encode(texts)) >= 0.9999

@@ -57,7 +57,7 @@ def test_lr_warmup_then_linear_decay():
 
 def _triple_args(tmp_path: Path, teacher: Path, out: Path, steps: int) -> list[str]:
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 2000)
-    return ["distill", "distill-triple-tiny", f"teacher={teacher}", f"data.train=[{corpus}]", f"out={out}",
+    return ["distill", "distill-triple-tiny", f"teachers=[{teacher}]", f"data.train=[{corpus}]", f"out={out}",
             "student.layers=0,2", f"train.max_steps={steps}", "train.threads=1", "train.log_every=1",
             "train.save_every=10", "train.eval_every=0", "eval.mlm=false", "data.holdout=0"]
 
@@ -131,7 +131,7 @@ def test_outputs_metrics_curves_and_best_weights(tmp_path, tiny_bert_mlm):
 
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 400)
     out = tmp_path / "out"
-    assert main(["distill", "distill-triple-tiny", f"teacher={tiny_bert_mlm}", f"data.train=[{corpus}]",
+    assert main(["distill", "distill-triple-tiny", f"teachers=[{tiny_bert_mlm}]", f"data.train=[{corpus}]",
                  f"out={out}", "student.layers=0,2", "train.max_steps=30", "train.eval_every=10",
                  "train.grad_accum=2", "data.holdout=0.1", "loss.alpha_hidden_mse=1", "loss.alpha_attention=1"]) == 0
     rec = json.loads((out / "pocketbert.json").read_text())
@@ -150,7 +150,7 @@ def test_torchrun_two_cpu_processes(tmp_path, tiny_bert_mlm):
     corpus = synthetic_corpus(tmp_path / "corpus.txt", 600)
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "pocketbert", "distill", "distill-triple-tiny", f"teacher={tiny_bert_mlm}", f"data.train=[{corpus}]",
+           "-m", "pocketbert", "distill", "distill-triple-tiny", f"teachers=[{tiny_bert_mlm}]", f"data.train=[{corpus}]",
            f"out={out}", "student.layers=0,2", "train.max_steps=20", "train.threads=1", "train.eval_every=10",
            "data.batch_size=16", "--json"]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)

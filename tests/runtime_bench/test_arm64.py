@@ -112,6 +112,35 @@ def int8_bundle(tmp_path_factory, tiny_student) -> Path:
     return out
 
 
+@pytest.mark.integration
+def test_the_runner_needs_no_pocketbert_only_the_bundle_contracts_parity_file(int8_bundle, tmp_path):
+    """The runner runs where pocketbert cannot be imported, as in the emulated Python: it loads
+    pocketbert/bundle/parity.py from the path the spec names (the same `case_inputs` as export and verify)."""
+    import os
+    import site
+    import subprocess
+    import sys
+
+    from pocketbert.bundle import parity
+    from pocketbert.bundle.manifest import load_bundle
+
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(site.getsitepackages())}  # numpy, onnxruntime
+    no_pocketbert = subprocess.run([sys.executable, "-S", "-c", "import pocketbert"], cwd=tmp_path, env=env,
+                                   capture_output=True, text=True)
+    assert no_pocketbert.returncode != 0 and "No module named 'pocketbert'" in no_pocketbert.stderr
+    bundle = load_bundle(int8_bundle)
+    onnx = bundle.find("onnx", "int8")
+    spec = json.dumps({"bundle": str(int8_bundle), "files": [onnx["file"]], "threads": 1, "timed_runs": 1,
+                       "parity": parity.__file__})
+    r = subprocess.run([sys.executable, "-S", str(emulation.RUNNER), spec], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = json.loads(r.stdout)["rows"][0]
+    assert row["status"] == "ok" and row["cases"] == len(parity.cases_for(bundle.golden(), SEQ))
+    assert emulation.check_row(bundle, onnx, bundle.golden(), row)["status"] == "passed"
+    assert "def case_inputs" not in emulation.RUNNER.read_text(encoding="utf-8")  # no copy of its own
+
+
 @pytest.mark.slow
 def test_int8_tflite_onnx_and_pte_match_golden_on_emulated_cortex_a55(arm64_env, int8_bundle, tmp_path, capsys):
     out = tmp_path / "a55.json"

@@ -202,6 +202,28 @@ def test_seq_len_not_in_bundle_is_one_line_exit_2(tmp_path, capsys, tiny_bundle)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--rounds", "0"], "--rounds 0: give a number from 1 to --runs (50)"),
+    (["--runs", "3", "--rounds", "5"], "--rounds 5: give a number from 1 to --runs (3)"),
+    (["--timeout", "0"], "--timeout 0.0: give the seconds to wait for the phone"),
+    (["--binary", "benchmark_model"], "--binary runs on a phone: add --device adb"),
+    (["--device", "qemu", "--baseline", "teacher"], "--baseline and --peer are measured on this host"),
+    (["--device", "adb", "--peer", "paraphrase-minilm-l3"], "--baseline and --peer are measured on this host"),
+    (["--runs", "0", "--peer", "paraphrase-minilm-l3"], "--runs 0: give at least 1"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, capsys, tiny_bundle, monkeypatch, args, needle):
+    """One line naming the option, before a peer or teacher is resolved (a named peer is imported the first time)."""
+    import pocketbert.build
+
+    def refuse(*a, **k):
+        raise AssertionError("bench resolved its references before it checked every option")
+
+    monkeypatch.setattr(pocketbert.build, "references", refuse)
+    out = tmp_path / "r.json"
+    _assert_fails(capsys, ["bench", str(tiny_bundle), *args, "--out", str(out)], needle)
+    assert not out.exists()
+
+
 def test_out_that_is_not_a_results_file_is_refused(tmp_path, capsys, tiny_bundle):
     out = tmp_path / "notes.json"
     out.write_text('{"mine": true}')

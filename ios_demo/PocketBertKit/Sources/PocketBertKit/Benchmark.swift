@@ -340,9 +340,15 @@ public struct BenchmarkHarness {
             return row
         }
         row.loadMs = Double(clock() - t0) / 1e6
+        let tolerance: Tolerance
+        do {
+            tolerance = try bundle.tolerance(for: artifact)
+        } catch {
+            row.error = error.localizedDescription
+            return row
+        }
         let checks = SelfTest.artifact(name: artifact.file, runner: runner, golden: bundle.golden,
-                                       tolerance: bundle.tolerance(for: artifact), padId: bundle.tokenizer.padId,
-                                       quant: artifact.quant)
+                                       tolerance: tolerance, padId: bundle.tokenizer.padId)
         let failed = checks.filter { !$0.passed }
         // Time the golden case of this bucket (a real sentence), or an all-ones mask of the bucket's length.
         var inputIds: [Int32]

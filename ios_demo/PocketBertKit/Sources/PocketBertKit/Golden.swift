@@ -164,22 +164,23 @@ public enum SelfTest {
         return (passed, detail)
     }
 
-    /// MLM golden files store the argmax per position, not the logits: the share of real positions whose
-    /// argmax matches, pooled over the cases, must reach this (as `export/verify.py`).
-    public static let mlmMinAgreement: [String: Double] = [
-        "fp32": 0.99, "fp16": 0.9, "int8": 0.8, "int8-static": 0.7, "int4-mixed": 0.7, "int4": 0.7,
-    ]
+    /// The check a format 1.0/1.1 manifest cannot pass: it records no `key` threshold for the artifact.
+    static func unrecorded(target: String, caseName: String, key: String) -> CheckResult {
+        CheckResult(target: target, caseName: caseName, passed: false,
+                    detail: "the manifest records no \(key) for this artifact (format 1.0/1.1); re-export the bundle")
+    }
 
-    /// Runs every golden case that fits the runner's bucket (padded to it, as `export/verify.py` does: the
+    /// Runs every golden case that fits the runner's bucket (padded to it, as `pocketbert verify` does: the
     /// masked model's output does not depend on the amount of padding) and compares each output with the
-    /// stored eager one.
+    /// stored eager one, within `tolerance` (max |diff| and cosine; MLM golden files store the argmax per
+    /// position, so MLM outputs by the share of real positions whose argmax matches, pooled over the cases:
+    /// `tolerance.minArgmaxAgreement`, as pocketbert/bundle/parity.py `argmax_agreement`).
     ///
     /// - Parameters:
     ///   - padId: the `[PAD]` id used to pad a shorter case to the bucket.
-    ///   - quant: the artifact's quantization, which sets the MLM agreement threshold.
     ///   - outputs: receives each case's output (case name, output), for the bucket-invariance check.
     public static func artifact(name: String, runner: EncoderRunner, golden: GoldenFile, tolerance: Tolerance,
-                                padId: Int = 0, quant: String = "fp32",
+                                padId: Int = 0,
                                 outputs sink: ((String, [Float]) -> Void)? = nil) -> [CheckResult] {
         let seqLen = runner.seqLen
         let cases = golden.cases.filter { $0.ids.count <= seqLen }
@@ -211,7 +212,6 @@ public enum SelfTest {
         let pooledAgree = agreement.compactMap { $0?.agree }.reduce(0, +)
         let pooledTotal = agreement.compactMap { $0?.total }.reduce(0, +)
         let share = Double(pooledAgree) / Double(max(pooledTotal, 1))
-        let threshold = mlmMinAgreement[quant] ?? mlmMinAgreement["fp32"]!
 
         return zip(cases, zip(outputs, agreement)).map { c, pair in
             let (outcome, agreed) = pair
@@ -228,6 +228,9 @@ public enum SelfTest {
                 return CheckResult(target: name, caseName: c.name, passed: passed, detail: detail)
             }
             if let agreed {
+                guard let threshold = tolerance.minArgmaxAgreement else {
+                    return unrecorded(target: name, caseName: c.name, key: "min_argmax_agreement")
+                }
                 let pooled = String(format: "%.3f", share) + (share >= threshold ? " >= " : " < ") + String(format: "%.2f", threshold)
                 let detail = "argmax agrees on \(agreed.agree)/\(agreed.total) tokens (all cases \(pooled))"
                 return CheckResult(target: name, caseName: c.name, passed: share >= threshold, detail: detail)
@@ -236,17 +239,13 @@ public enum SelfTest {
         }
     }
 
-    /// Bucket invariance: one text's outputs at two buckets must agree at least this well (BUNDLE.md).
-    public static let invarianceMinCosine: [String: Double] = [
-        "fp32": 0.9999, "fp16": 0.999, "int8": 0.99, "int8-static": 0.9, "int4-mixed": 0.99, "int4": 0.99,
-    ]
-
     /// Bucket invariance over the outputs the artifact checks collected (artifact -> case name -> output): for
     /// each artifact, the minimum cosine between its output on a case and the same format/quant's output on that
-    /// case at every other bucket (MLM: the logits of the real positions), as `pocketbert verify` computes it.
-    /// One result per artifact that shares a case with another bucket.
-    public static func invariance(golden: GoldenFile, runs: [(artifact: Artifact, outputs: [String: [Float]])])
-        -> [CheckResult] {
+    /// case at every other bucket (MLM: the logits of the real positions), as `pocketbert verify` computes it,
+    /// at least the manifest's `minInvarianceCosine` (`tolerances`, keyed `format/quant`). One result per artifact
+    /// that shares a case with another bucket.
+    public static func invariance(golden: GoldenFile, runs: [(artifact: Artifact, outputs: [String: [Float]])],
+                                  tolerances: [String: Tolerance]) -> [CheckResult] {
         let tokens = Dictionary(golden.cases.map { ($0.name, $0.ids.count) }, uniquingKeysWith: { a, _ in a })
         let mlm = golden.cases.contains { $0.expectedArgmax != nil }
         func rows(_ out: [Float], _ seqLen: Int, _ name: String) -> [Float] {
@@ -270,9 +269,13 @@ public enum SelfTest {
                 }
             }
             guard pairs > 0 else { continue }
-            let need = invarianceMinCosine[a.quant] ?? 0.9999
+            let target = "\(a.format)/\(a.quant)/seq\(a.seqLen) bucket invariance"
+            guard let need = tolerances["\(a.format)/\(a.quant)"]?.minInvarianceCosine else {
+                results.append(unrecorded(target: target, caseName: worstCase, key: "min_invariance_cosine"))
+                continue
+            }
             results.append(CheckResult(
-                target: "\(a.format)/\(a.quant)/seq\(a.seqLen) bucket invariance", caseName: worstCase,
+                target: target, caseName: worstCase,
                 passed: worst >= need,
                 detail: String(format: "min cosine %.6f over %d case pairs (>= %.4f)", worst, pairs, need)))
         }
@@ -295,8 +298,10 @@ public enum SelfTest {
                                            detail: error.localizedDescription))
                 continue
             }
+            let tolerance: Tolerance
             let runner: EncoderRunner
             do {
+                tolerance = try bundle.tolerance(for: a)
                 runner = try load(a)
             } catch {
                 results.append(CheckResult(target: label, caseName: "(load)", passed: false,
@@ -304,11 +309,11 @@ public enum SelfTest {
                 continue
             }
             var outputs: [String: [Float]] = [:]
-            results += artifact(name: label, runner: runner, golden: bundle.golden, tolerance: bundle.tolerance(for: a),
-                                padId: bundle.tokenizer.padId, quant: a.quant) { outputs[$0] = $1 }
+            results += artifact(name: label, runner: runner, golden: bundle.golden, tolerance: tolerance,
+                                padId: bundle.tokenizer.padId) { outputs[$0] = $1 }
             runs.append((a, outputs))
         }
-        return results + invariance(golden: bundle.golden, runs: runs)
+        return results + invariance(golden: bundle.golden, runs: runs, tolerances: bundle.manifest.tolerances)
     }
 
     static func firstDifference(_ a: [Int], _ b: [Int]) -> Int {

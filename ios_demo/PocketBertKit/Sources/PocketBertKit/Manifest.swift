@@ -17,7 +17,7 @@ public struct BundleManifest: Decodable, Sendable {
     public let tokenizer: TokenizerSpec
     /// Classification only: label names in logit order.
     public let labels: [String]?
-    /// `"format/quant"` -> tolerance that verify applied to that artifact kind.
+    /// `"format/quant"` -> the thresholds every reader applies to that artifact kind (one per artifact's kind).
     public let tolerances: [String: Tolerance]
     public let golden: GoldenReference
     public let artifacts: [Artifact]
@@ -95,9 +95,14 @@ public struct BundleManifest: Decodable, Sendable {
                 throw PocketBertError.invalidBundle("manifest.json: a classification bundle needs labels (>= 2 names)")
             }
         }
+        for a in artifacts where tolerance(format: a.format, quant: a.quant) == nil {
+            throw PocketBertError.invalidBundle(
+                "manifest.json: no tolerance for \(a.format)/\(a.quant) (artifact \(a.file)); re-export the bundle")
+        }
     }
 
-    /// The tolerance verify applied to `format/quant`, if the manifest records one.
+    /// The thresholds of `format/quant`, if the manifest records them (`read` refuses a manifest that lacks an
+    /// artifact's).
     public func tolerance(format: String, quant: String) -> Tolerance? {
         tolerances["\(format)/\(quant)"]
     }
@@ -224,22 +229,31 @@ public struct TokenizerSpec: Decodable, Sendable {
     }
 }
 
+/// What the artifacts of one format/quant are held to: the manifest's `tolerances` entry (BUNDLE.md), read from
+/// the bundle, never from a table of the app's. `minArgmaxAgreement` and `minInvarianceCosine` are nil in a format
+/// 1.0/1.1 manifest, which did not record them: the checks that need them then fail, asking for a re-export.
 public struct Tolerance: Decodable, Sendable, Equatable {
     public let maxAbsDiff: Double
     public let minCosine: Double
+    /// MLM: the share of real positions, pooled over the cases, whose argmax must match golden's.
+    public let minArgmaxAgreement: Double?
+    /// Bucket invariance: the smallest cosine between one text's outputs at two buckets.
+    public let minInvarianceCosine: Double?
 
-    public init(maxAbsDiff: Double, minCosine: Double) {
+    public init(maxAbsDiff: Double, minCosine: Double, minArgmaxAgreement: Double? = nil,
+                minInvarianceCosine: Double? = nil) {
         self.maxAbsDiff = maxAbsDiff
         self.minCosine = minCosine
+        self.minArgmaxAgreement = minArgmaxAgreement
+        self.minInvarianceCosine = minInvarianceCosine
     }
 
     enum CodingKeys: String, CodingKey {
         case maxAbsDiff = "max_abs_diff"
         case minCosine = "min_cosine"
+        case minArgmaxAgreement = "min_argmax_agreement"
+        case minInvarianceCosine = "min_invariance_cosine"
     }
-
-    /// What an fp32 runtime must reach against eager PyTorch when the manifest records nothing.
-    public static let fp32Default = Tolerance(maxAbsDiff: 1e-4, minCosine: 0.9999)
 }
 
 public struct GoldenReference: Decodable, Sendable {

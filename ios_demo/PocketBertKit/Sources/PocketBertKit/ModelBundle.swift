@@ -76,9 +76,15 @@ public struct ModelBundle: Sendable {
         return url
     }
 
-    /// The tolerance for `artifact` (the manifest's, else the fp32 default).
-    public func tolerance(for artifact: Artifact) -> Tolerance {
-        manifest.tolerance(format: artifact.format, quant: artifact.quant) ?? .fp32Default
+    /// The thresholds `artifact` is held to: the manifest's entry for its format/quant.
+    ///
+    /// - Throws: `PocketBertError.invalidBundle` when the manifest has none (`open` already refuses such a bundle).
+    public func tolerance(for artifact: Artifact) throws -> Tolerance {
+        guard let tolerance = manifest.tolerance(format: artifact.format, quant: artifact.quant) else {
+            throw PocketBertError.invalidBundle(
+                "manifest.json: no tolerance for \(artifact.format)/\(artifact.quant); re-export the bundle")
+        }
+        return tolerance
     }
 
     /// Tokenizes `text` as the deployed model expects it (bucket chosen, truncated, padded).

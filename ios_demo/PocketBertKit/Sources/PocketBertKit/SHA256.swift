@@ -3,7 +3,7 @@ import Foundation
 import CryptoKit
 #endif
 
-/// SHA-256 of files and folders, as the manifest records them (`pocketbert.files.sha256_file`).
+/// SHA-256 of files and folders, as the manifest records them (pocketbert/files.py `path_sha256`).
 ///
 /// CryptoKit does the hashing on Apple platforms; `PortableSHA256` (FIPS 180-4, plain Swift) is the
 /// fallback elsewhere and is tested against CryptoKit and the FIPS vectors.
@@ -21,7 +21,7 @@ public enum FileHash {
         return hasher.finalizeHex()
     }
 
-    /// Hex sha256 of a `.mlpackage` folder, as `export/manifest.py` `path_sha256`: one running hash
+    /// Hex sha256 of a `.mlpackage` folder, as pocketbert/files.py `path_sha256`: one running hash
     /// over, for each file in sorted relative-path order, its "/"-separated relative path in UTF-8, a
     /// zero byte, then its bytes.
     public static func sha256(folder url: URL) throws -> String {

@@ -23,7 +23,7 @@ final class BundleTests: XCTestCase {
     func testManifestOfTheFixture() throws {
         let bundle = try Fixture.bundle()
         let m = bundle.manifest
-        XCTAssertEqual(m.schemaVersion, "1.1")
+        XCTAssertEqual(m.schemaVersion, "1.3")
         XCTAssertEqual(m.model.task, .embedding)
         XCTAssertEqual(m.seqLens, [16, 32])
         XCTAssertEqual(m.maxSeqLen, 32)
@@ -34,6 +34,9 @@ final class BundleTests: XCTestCase {
         XCTAssertEqual(m.tokenizer.specialTokens["[CLS]"], bundle.tokenizer.clsId)
         XCTAssertEqual(bundle.tokenizer.vocabularySize, m.model.config.vocabSize)
         XCTAssertNotNil(m.tolerance(format: "onnx", quant: "fp32"))
+        // Format 1.2: the MLM agreement and the bucket-invariance cosine travel in the manifest too.
+        XCTAssertNotNil(m.tolerance(format: "onnx", quant: "fp32")?.minArgmaxAgreement)
+        XCTAssertNotNil(m.tolerance(format: "onnx", quant: "fp32")?.minInvarianceCosine)
         XCTAssertEqual(bundle.artifacts(formats: ["onnx"]).map(\.seqLen), [16, 32])
         XCTAssertEqual(bundle.quants(format: "onnx"), ["fp32"])
         XCTAssertEqual(try bundle.artifact(format: "onnx", quant: "fp32", seqLen: 32).seqLen, 32)
@@ -54,6 +57,28 @@ final class BundleTests: XCTestCase {
             $0["a_field_from_the_future"] = ["x": 1]
         }
         XCTAssertEqual(try ModelBundle.open(dir).manifest.schemaVersion, "1.7")
+    }
+
+    func testAFormat11ManifestStillReads() throws {
+        // Format 1.1 tolerances hold only max_abs_diff and min_cosine: the bundle opens, and the checks that need
+        // the other two thresholds fail asking for a re-export (GoldenSelfTestTests.testMaskedLMArgmaxCheck).
+        let dir = try Fixture.copy()
+        try Fixture.editJSON(dir.appendingPathComponent("manifest.json")) {
+            $0["schema_version"] = "1.1"
+            $0["tolerances"] = ["onnx/fp32": ["max_abs_diff": 0.001, "min_cosine": 0.9999]]
+        }
+        let tolerance = try XCTUnwrap(try ModelBundle.open(dir).manifest.tolerance(format: "onnx", quant: "fp32"))
+        XCTAssertEqual(tolerance, Tolerance(maxAbsDiff: 0.001, minCosine: 0.9999))
+        XCTAssertNil(tolerance.minInvarianceCosine)
+    }
+
+    func testAnArtifactWithoutItsToleranceIsRefused() throws {
+        let dir = try Fixture.copy()
+        try Fixture.editJSON(dir.appendingPathComponent("manifest.json")) { $0["tolerances"] = [String: Any]() }
+        assertError(try ModelBundle.open(dir), contains: ["no tolerance for onnx/fp32", "re-export"]) {
+            if case .invalidBundle = $0 { return true }
+            return false
+        }
     }
 
     func testGoldenFileOfAnotherMajorVersionIsRefused() throws {

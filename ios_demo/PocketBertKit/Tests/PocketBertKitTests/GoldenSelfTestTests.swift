@@ -4,11 +4,13 @@ import XCTest
 /// The golden self-test passes on the fixture and fails when an id or an output is altered
 /// (Kotlin: GoldenSelfTestTest).
 final class GoldenSelfTestTests: XCTestCase {
-    private func artifactChecks(_ bundle: ModelBundle, golden: GoldenFile) -> [CheckResult] {
-        bundle.manifest.artifacts.flatMap { a in
+    /// fp32's thresholds as export writes them (pocketbert/bundle/parity.py), for checks run without a bundle.
+    private let fp32 = Tolerance(maxAbsDiff: 1e-3, minCosine: 0.9999, minArgmaxAgreement: 0.99, minInvarianceCosine: 0.9999)
+
+    private func artifactChecks(_ bundle: ModelBundle, golden: GoldenFile) throws -> [CheckResult] {
+        try bundle.manifest.artifacts.flatMap { a in
             SelfTest.artifact(name: a.file, runner: ReplayRunner(golden: bundle.golden, seqLen: a.seqLen),
-                              golden: golden, tolerance: bundle.tolerance(for: a), padId: bundle.tokenizer.padId,
-                              quant: a.quant)
+                              golden: golden, tolerance: try bundle.tolerance(for: a), padId: bundle.tokenizer.padId)
         }
     }
 
@@ -17,8 +19,8 @@ final class GoldenSelfTestTests: XCTestCase {
         let tok = bundle.tokenizerSelfTest()
         XCTAssertGreaterThanOrEqual(tok.count, 20, "golden file has 20+ cases")
         XCTAssertEqual(tok.filter { !$0.passed }.map(\.id), [])
-        let outs = artifactChecks(bundle, golden: bundle.golden)
-        // Every case that fits a bucket runs on it, padded (as export/verify.py): 9 on seq16, all 22 on seq32.
+        let outs = try artifactChecks(bundle, golden: bundle.golden)
+        // Every case that fits a bucket runs on it, padded (as `pocketbert verify`): 9 on seq16, all 22 on seq32.
         let fitting = bundle.manifest.artifacts.map { a in bundle.golden.cases.filter { $0.ids.count <= a.seqLen }.count }
         XCTAssertEqual(outs.count, fitting.reduce(0, +))
         XCTAssertGreaterThan(outs.count, bundle.golden.cases.count, "short cases also run padded on the larger bucket")
@@ -59,7 +61,7 @@ final class GoldenSelfTestTests: XCTestCase {
                                                        }, expectedArgmax: nil)
         }
         XCTAssertTrue(SelfTest.tokenizer(bundle.tokenizer, golden: golden, seqLens: bundle.seqLens).allSatisfy(\.passed))
-        let failed = artifactChecks(bundle, golden: golden).filter { !$0.passed }
+        let failed = try artifactChecks(bundle, golden: golden).filter { !$0.passed }
         // "plain" fits both buckets: it fails on each artifact, and nothing else does.
         XCTAssertEqual(failed.map(\.caseName), ["plain", "plain"])
         XCTAssertEqual(Set(failed.map(\.target)).count, 2)
@@ -78,18 +80,21 @@ final class GoldenSelfTestTests: XCTestCase {
         let bundle = try Fixture.bundle()
         let small = try XCTUnwrap(bundle.manifest.artifacts.first { $0.seqLen == 16 })
         let large = try XCTUnwrap(bundle.manifest.artifacts.first { $0.seqLen == 32 })
-        func outputs(_ a: Artifact) -> [String: [Float]] {
+        func outputs(_ a: Artifact) throws -> [String: [Float]] {
             var out: [String: [Float]] = [:]
             _ = SelfTest.artifact(name: a.file, runner: ReplayRunner(golden: bundle.golden, seqLen: a.seqLen),
-                                  golden: bundle.golden, tolerance: bundle.tolerance(for: a)) { out[$0] = $1 }
+                                  golden: bundle.golden, tolerance: try bundle.tolerance(for: a)) { out[$0] = $1 }
             return out
         }
-        let good = SelfTest.invariance(golden: bundle.golden, runs: [(small, outputs(small)), (large, outputs(large))])
+        let tolerances = bundle.manifest.tolerances
+        let good = SelfTest.invariance(golden: bundle.golden, runs: [(small, try outputs(small)), (large, try outputs(large))],
+                                       tolerances: tolerances)
         XCTAssertEqual(good.count, 2)
         XCTAssertTrue(good.allSatisfy(\.passed), good.map(\.detail).joined(separator: "; "))
-        var altered = outputs(large)
+        var altered = try outputs(large)
         altered["plain"] = altered["plain"]!.enumerated().map { $0.offset % 2 == 0 ? $0.element * 1.1 : $0.element }
-        let bad = SelfTest.invariance(golden: bundle.golden, runs: [(small, outputs(small)), (large, altered)])
+        let bad = SelfTest.invariance(golden: bundle.golden, runs: [(small, try outputs(small)), (large, altered)],
+                                      tolerances: tolerances)
         XCTAssertEqual(bad.filter { !$0.passed }.map(\.caseName), ["plain vs seq32", "plain vs seq16"])
     }
 
@@ -110,7 +115,7 @@ final class GoldenSelfTestTests: XCTestCase {
             let seqLen = 16
             func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] { throw PocketBertError.runtime("boom") }
         }
-        let checks = SelfTest.artifact(name: "broken", runner: Broken(), golden: bundle.golden, tolerance: .fp32Default)
+        let checks = SelfTest.artifact(name: "broken", runner: Broken(), golden: bundle.golden, tolerance: fp32)
         XCTAssertFalse(checks.isEmpty)
         XCTAssertTrue(checks.allSatisfy { !$0.passed && $0.detail.contains("boom") })
     }
@@ -127,14 +132,20 @@ final class GoldenSelfTestTests: XCTestCase {
             init(_ out: [Float]) { self.out = out }
             func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] { out }
         }
-        let good = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 9, 1, 0, 7, 7, 0]), golden: golden, tolerance: .fp32Default)
+        let good = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 9, 1, 0, 7, 7, 0]), golden: golden, tolerance: fp32)
         XCTAssertTrue(good[0].passed, good[0].detail)
-        let bad = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 0, 9, 0, 0, 0, 0]), golden: golden, tolerance: .fp32Default)
+        let bad = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 0, 9, 0, 0, 0, 0]), golden: golden, tolerance: fp32)
         XCTAssertFalse(bad[0].passed)
         XCTAssertEqual(bad[0].detail, "argmax agrees on 1/2 tokens (all cases 0.500 < 0.99)")
-        // int8 artifacts need 80% agreement, pooled over the cases, as export/verify.py.
+        // The threshold is the tolerance's (the manifest's): 80% agreement, pooled over the cases, as int8's.
         let int8 = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 0, 9, 0, 0, 0, 0]), golden: golden,
-                                     tolerance: .fp32Default, quant: "int8")
+                                     tolerance: Tolerance(maxAbsDiff: 0.25, minCosine: 0.99, minArgmaxAgreement: 0.8))
         XCTAssertFalse(int8[0].passed)
+        XCTAssertEqual(int8[0].detail, "argmax agrees on 1/2 tokens (all cases 0.500 < 0.80)")
+        // A format 1.1 manifest recorded no agreement threshold: the check fails, asking for a re-export.
+        let old = SelfTest.artifact(name: "m", runner: Fixed([0, 1, 5, 9, 1, 0, 7, 7, 0]), golden: golden,
+                                    tolerance: Tolerance(maxAbsDiff: 1e-3, minCosine: 0.9999))
+        XCTAssertFalse(old[0].passed)
+        XCTAssertTrue(old[0].detail.contains("re-export"), old[0].detail)
     }
 }

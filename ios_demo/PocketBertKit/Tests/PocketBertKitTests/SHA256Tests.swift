@@ -1,7 +1,7 @@
 import XCTest
 @testable import PocketBertKit
 
-/// The sha256 the manifest records: of a file, and of a `.mlpackage` folder (export/manifest.py `path_sha256`).
+/// The sha256 the manifest records: of a file, and of a `.mlpackage` folder (pocketbert/files.py `path_sha256`).
 final class SHA256Tests: XCTestCase {
     func testKnownVectors() {
         XCTAssertEqual(FileHash.sha256(data: Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")

@@ -28,7 +28,19 @@ data class Artifact(
     fun inputLength(nTokens: Int): Int = minSeqLen?.let { maxOf(it, minOf(nTokens, seqLen)) } ?: seqLen
 }
 
-data class Tolerance(val maxAbsDiff: Double, val minCosine: Double)
+/**
+ * What the artifacts of one format/quant are held to: the manifest's `tolerances` entry (BUNDLE.md), read from the
+ * bundle, never from a table of the app's. `minArgmaxAgreement` and `minInvarianceCosine` are null in a format
+ * 1.0/1.1 manifest, which did not record them: the checks that need them then fail, asking for a re-export.
+ */
+data class Tolerance(
+    val maxAbsDiff: Double,
+    val minCosine: Double,
+    /** MLM: the share of real positions, pooled over the cases, whose argmax must match golden's. */
+    val minArgmaxAgreement: Double? = null,
+    /** Bucket invariance: the smallest cosine between one text's outputs at two buckets. */
+    val minInvarianceCosine: Double? = null,
+)
 
 /**
  * A pocketbert bundle, format 1 (export/BUNDLE.md), read through its `manifest.json` only.
@@ -76,6 +88,8 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
             Tolerance(
                 (t["max_abs_diff"] as? Number)?.toDouble() ?: throw BundleError("$where: tolerances/$k lacks max_abs_diff"),
                 (t["min_cosine"] as? Number)?.toDouble() ?: throw BundleError("$where: tolerances/$k lacks min_cosine"),
+                (t["min_argmax_agreement"] as? Number)?.toDouble(),
+                (t["min_invariance_cosine"] as? Number)?.toDouble(),
             )
         }
         for (f in listOf(vocabFile, goldenFile)) {

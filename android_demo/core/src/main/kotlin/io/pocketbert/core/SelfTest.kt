@@ -87,7 +87,7 @@ object SelfTest {
     /**
      * Run every golden case that fits `artifact`'s bucket (padded to it with `padId`) through `runner` and compare
      * with the golden outputs, as `pocketbert verify` does: each case within `tolerance` (max |diff| and cosine);
-     * MLM bundles by the share of real positions whose argmax matches, over all cases, per quantization.
+     * MLM bundles by the share of real positions whose argmax matches, over all cases (`minArgmaxAgreement`).
      */
     fun artifact(
         artifact: Artifact, runner: ModelRunner, golden: Golden, tolerance: Tolerance, padId: Int = 0,
@@ -103,7 +103,7 @@ object SelfTest {
                 e
             }
         }
-        if (cases.any { it.expectedArgmax != null }) return mlm(artifact, cases, outputs)
+        if (cases.any { it.expectedArgmax != null }) return mlm(artifact, cases, outputs, tolerance.minArgmaxAgreement)
         return cases.zip(outputs).map { (c, out) ->
             when (out) {
                 is FloatArray -> compare(artifact.label, c, out, tolerance, n)
@@ -112,16 +112,18 @@ object SelfTest {
         }
     }
 
-    /** Minimum argmax agreement of MLM logits per quantization (pocketbert/bundle/parity.py MLM_MIN_AGREEMENT). */
-    val MLM_MIN_AGREEMENT = mapOf(
-        "fp32" to 0.99, "fp16" to 0.9, "int8" to 0.8, "int8-static" to 0.7, "int4-mixed" to 0.7, "int4" to 0.7,
+    /** The check a format 1.0/1.1 manifest cannot pass: it records no `key` threshold for the artifact. */
+    private fun unrecorded(target: String, case: String, key: String, a: Artifact) = CheckResult(
+        target, case, false,
+        "the manifest records no $key for ${a.toleranceKey} (format 1.0/1.1); re-export the bundle",
     )
 
-    private fun mlm(artifact: Artifact, cases: List<GoldenCase>, outputs: List<Any>): List<CheckResult> {
-        val need = MLM_MIN_AGREEMENT[artifact.quant] ?: 0.99
+    private fun mlm(artifact: Artifact, cases: List<GoldenCase>, outputs: List<Any>, need: Double?): List<CheckResult> {
+        if (need == null) return cases.map { unrecorded(artifact.label, it.name, "min_argmax_agreement", artifact) }
         var agree = 0
         var total = 0
-        // (ran, detail) per case; the verdict is on the agreement pooled over all cases, as export/verify.py.
+        // (ran, detail) per case; the verdict is on the agreement pooled over all cases, as
+        // pocketbert/bundle/parity.py argmax_agreement.
         val perCase = cases.zip(outputs).map { (c, out) ->
             val argmax = c.expectedArgmaxAt(artifact.seqLen) ?: return@map false to "golden case has no expected_argmax"
             if (out !is FloatArray) return@map false to "runtime error: ${(out as Exception).message?.lineSequence()?.first()}"
@@ -153,18 +155,16 @@ object SelfTest {
         )
     }
 
-    /** Bucket invariance: one text's outputs at two buckets must agree at least this well (BUNDLE.md), per quant. */
-    val INVARIANCE_MIN_COSINE = mapOf(
-        "fp32" to 0.9999, "fp16" to 0.999, "int8" to 0.99, "int8-static" to 0.9, "int4-mixed" to 0.99, "int4" to 0.99,
-    )
-
     /**
      * Bucket invariance over the outputs the artifact checks collected (`runs`: artifact -> case -> output): for each
      * artifact, the minimum cosine between its output on a case and the same format/quant's output on that case
-     * at every other bucket (MLM: the logits of the real positions). One result per artifact that shares a case
-     * with another bucket, as `pocketbert verify` computes it.
+     * at every other bucket (MLM: the logits of the real positions), at least the manifest's `minInvarianceCosine`
+     * (`tolerances`, keyed by [Artifact.toleranceKey]). One result per artifact that shares a case with another
+     * bucket, as `pocketbert verify` computes it.
      */
-    fun invariance(golden: Golden, runs: Map<Artifact, Map<String, FloatArray>>): List<CheckResult> {
+    fun invariance(
+        golden: Golden, runs: Map<Artifact, Map<String, FloatArray>>, tolerances: Map<String, Tolerance>,
+    ): List<CheckResult> {
         val tokens = golden.cases.associate { it.name to it.ids.size }
         val mlm = golden.cases.any { it.expectedArgmax != null }
         fun rows(out: FloatArray, seqLen: Int, case: String): FloatArray =
@@ -186,7 +186,11 @@ object SelfTest {
                 }
             }
             if (pairs == 0) continue
-            val need = INVARIANCE_MIN_COSINE[a.quant] ?: 0.9999
+            val need = tolerances[a.toleranceKey]?.minInvarianceCosine
+            if (need == null) {
+                results += unrecorded("${a.label} bucket invariance", worstCase, "min_invariance_cosine", a)
+                continue
+            }
             results += CheckResult(
                 "${a.label} bucket invariance", worstCase, worst >= need,
                 "min cosine %.6f over %d case pairs (>= %.4f)".format(worst, pairs, need),
@@ -221,7 +225,7 @@ object SelfTest {
             runner.use { results += artifact(a, it, golden, bundle.tolerance(a), bundle.padId, outs) }
             runs[a] = outs
         }
-        return results + invariance(golden, runs)
+        return results + invariance(golden, runs, bundle.tolerances)
     }
 
     private fun argmaxOf(a: FloatArray, off: Int, n: Int): Int {
