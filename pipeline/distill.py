@@ -22,17 +22,19 @@ from pathlib import Path
 import torch
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import names
+from pocketbert.pipeline import mpnet, names
 from pocketbert.pipeline.checkpoint import LoadedCheckpoint, parent_record
 from pocketbert.pipeline.data import collate, read_pairs, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.distributed import init_distributed
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.objectives import Setup
 from pocketbert.pipeline.recipe import DistillRecipe, to_dict
 from pocketbert.pipeline.student import factorize_embeddings, parse_layers, prune_ffn, select_layers
 from pocketbert.pipeline.suite import dev_sentences
+from pocketbert.pipeline.teacher_cache import SentenceTeacher, load_sentence_teacher
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import TrainData, fit, init_distributed, start_run, write_and_verify
+from pocketbert.pipeline.train import TrainData, fit, start_run, write_and_verify
 
 
 def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encoder, list[int], Path, dict]:
@@ -45,7 +47,7 @@ def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encode
     mlm_head = cfg.objective_class.student_mlm_head
     if init in ("layers", "random"):
         source = teacher if cfg.student.source is None else names.load(cfg.student.source, with_mlm_head=mlm_head)
-        if not isinstance(source.model, Encoder):
+        if not isinstance(getattr(source, "model", None), Encoder):
             raise PocketBertError(f"student.source {cfg.student.source or cfg.teachers[0].path} is a teacher only, not "
                                   "a BERT-family encoder whose layers a student can copy; set student.source to one "
                                   "(e.g. paraphrase-minilm-l3)")
@@ -71,6 +73,14 @@ def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encode
     n_teacher = teacher.model.config.num_hidden_layers
     layers = source.record.get("layer_map") or parse_layers(f"uniform:{n}", n_teacher)
     return student.train(), list(layers), source.path, {"init": str(source.path.resolve()), "layer_map": layers}
+
+
+def load_teacher(spec) -> LoadedCheckpoint | SentenceTeacher:
+    """A recipe teacher: MPNet (`mpnet` or its folder) as a sentence teacher behind its backend; any other model as
+    a checkpoint (the ensemble wraps it behind its backend when it computes the teacher pass)."""
+    if spec.path == mpnet.NAME or mpnet.is_mpnet_folder(spec.path):
+        return load_sentence_teacher(spec.path, backend=spec.backend)
+    return names.load(spec.path, tokenizer=spec.tokenizer)
 
 
 def drop_dev_sentences(records, dev: set[str]) -> int:
@@ -114,14 +124,19 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     kind = cfg.objective_class
 
     # -- set up: teachers, student, text; the objective checks them against each other ---------------
-    teachers = [names.load(t.path, tokenizer=t.tokenizer) for t in cfg.teachers]  # MLM heads only if present
+    teachers = [load_teacher(t) for t in cfg.teachers]  # MLM heads only if present
     for t in teachers:
-        t.model.eval().requires_grad_(False)
+        (t.model if isinstance(t, LoadedCheckpoint) else t.module).eval().requires_grad_(False)
     student, init_layers, student_tok, student_record = build_student(cfg, teachers[0])
     tokenizer = Tokenizer(teachers[0].path if kind.token_aligned else student_tok)
     setup = Setup(cfg, teachers, student, student_tok, kind.layer_map(cfg, init_layers), tokenizer, [], [], None,
                   run.device)
     kind.check_models(setup)  # before reading text or any teacher pass
+    # the checkpoint's parent (the teacher export records and the bench measures): the first BERT-family teacher
+    parent = next((t for t in teachers if isinstance(t, LoadedCheckpoint)), None)
+    if parent is None:
+        raise PocketBertError("list a BERT-family teacher among teachers (the model the student replaces, e.g. "
+                              "minilm): it is the checkpoint's parent and the teacher the bench measures")
     records = read_texts(cfg.data.train, cfg.data.text_field, cfg.data.label_field if kind.needs_labels else None,
                          cfg.data.limit)
     removed = drop_dev_sentences(records, dev_sentences())  # dev-suite text never trains a student
@@ -165,7 +180,8 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
                 baseline = {"teacher": evaluate(teachers[0].model)}
             else:  # each teacher with its own tokenizer
                 baseline = {"teachers": {t.path: make_evaluator(cfg.eval, cfg.data, Tokenizer(c.path), [])(c.model)
-                                         for t, c in zip(cfg.teachers, teachers, strict=True)}}
+                                         for t, c in zip(cfg.teachers, teachers, strict=True)
+                                         if isinstance(c, LoadedCheckpoint)}}
             baseline["student_init"] = evaluate(student)
             print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)
 
@@ -180,7 +196,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     record = {
         "stage": "distill",
         "objective": cfg.objective,
-        "parent": parent_record(teachers[0]),
+        "parent": parent_record(parent),
         "teachers": None,
         **objective.record(),
         "student_init": student_record,

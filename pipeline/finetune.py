@@ -18,17 +18,12 @@ from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses, names
 from pocketbert.pipeline.checkpoint import parent_record
 from pocketbert.pipeline.data import collate, read_texts, tokenize
+from pocketbert.pipeline.distributed import init_distributed
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder
 from pocketbert.pipeline.recipe import FinetuneRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import (
-    TrainData,
-    fit,
-    init_distributed,
-    start_run,
-    write_and_verify,
-)
+from pocketbert.pipeline.train import TrainData, fit, start_run, write_and_verify
 
 
 class ClassifierObjective(nn.Module):

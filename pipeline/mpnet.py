@@ -42,6 +42,13 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256, provenance, write_json
+from pocketbert.pipeline.checkpoint import (
+    _find_weights,
+    _sentence_transformers_pooling,
+    key_mismatch_summary,
+    read_safetensors,
+)
+from pocketbert.pipeline.data import cache_dir
 
 NAME = "mpnet"
 MODEL = "all-mpnet-base-v2"
@@ -95,8 +102,6 @@ SKIPPED_FILES = ("desktop.ini",)  # Google Drive folder settings zipped along wi
 
 
 def cache_folder(root: Path | None = None) -> Path:
-    from pocketbert.pipeline.data import cache_dir
-
     return Path(root or cache_dir()) / "teachers" / f"{MODEL}-{WEIGHTS_SHA256[:12]}"
 
 
@@ -346,13 +351,6 @@ def load_mpnet_module(path: Path) -> tuple[MPNetSentenceEncoder, dict]:
     """The MPNet encoder of a folder (weights read with safetensors, every tensor accounted for) and its
     facts: {dim, max_length, pooling, normalize, pad_id}."""
     from transformers import MPNetConfig, MPNetModel
-
-    from pocketbert.pipeline.checkpoint import (
-        _find_weights,
-        _sentence_transformers_pooling,
-        key_mismatch_summary,
-        read_safetensors,
-    )
 
     hf = MPNetConfig.from_json_file(str(path / "config.json"))
     state = read_safetensors(_find_weights(path))

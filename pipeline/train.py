@@ -42,6 +42,7 @@ from pocketbert.errors import PocketBertError
 from pocketbert.files import check_output_dir
 from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
 from pocketbert.pipeline.data import collate, epoch_batches
+from pocketbert.pipeline.distributed import Dist, clock
 from pocketbert.pipeline.recipe import TrainConfig
 
 STATE_FILE = "train_state.pt"
@@ -52,31 +53,6 @@ LOG_EVERY_S = 30.0  # without a terminal, a progress line every this many second
 
 # ---------------------------------------------------------------------------------------------
 # Processes, devices and the run
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-
-def init_distributed(device: str) -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on GPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def pick_device(cfg: TrainConfig) -> str:
@@ -247,13 +223,6 @@ def pick_metric(metrics: dict, preferred: str) -> str | None:
         if key in metrics:
             return key
     return None
-
-
-def clock(seconds: float) -> str:
-    """70 -> 01:10, 3725 -> 1:02:05."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 class Progress:

@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline import losses
+from pocketbert.pipeline import losses, names
 from pocketbert.pipeline.data import cache_dir
 from pocketbert.pipeline.objectives.base import Objective, Setup, encoder_of, same_vocab
-from pocketbert.pipeline.teacher_cache import teacher_embeddings
+from pocketbert.pipeline.teacher_cache import as_teacher, teacher_embeddings
 from pocketbert.pipeline.validate import check_nonnegative
 
 
@@ -74,10 +74,14 @@ class EnsembleObjective(Objective):
     @classmethod
     def check_recipe(cls, recipe) -> None:
         super().check_recipe(recipe)
-        names = [t.path for t in recipe.teachers]
-        if recipe.loss.anchor is not None and recipe.loss.anchor not in names:
+        paths = [t.path for t in recipe.teachers]
+        if recipe.loss.anchor is not None and recipe.loss.anchor not in paths:
+            for i, t in enumerate(recipe.teachers):  # a teacher that does not exist is the real cause: name it
+                if not names.exists(t.path):
+                    raise PocketBertError(f"teachers[{i}]: {t.path} does not exist; give a checkpoint folder, an "
+                                          f".onnx encoder or one of {', '.join(names.known_names())}")
             raise PocketBertError(f"loss.anchor {recipe.loss.anchor!r} is not one of the teachers "
-                                  f"({', '.join(names)}); name one of them by its path")
+                                  f"({', '.join(paths)}); name one of them by its path")
 
     @classmethod
     def check_models(cls, setup: Setup) -> None:
@@ -108,6 +112,7 @@ class EnsembleObjective(Objective):
         cfg = setup.recipe
         targets, caches = [], []
         for spec, teacher in zip(cfg.teachers, setup.teachers, strict=True):
+            teacher = as_teacher(teacher, spec.path).with_backend(spec.backend)
             emb, info = teacher_embeddings(teacher, setup.train_texts, cfg.data.max_length, cache_dir())
             targets.append(torch.from_numpy(emb))
             caches.append({"path": spec.path, "weight": spec.weight, **info})

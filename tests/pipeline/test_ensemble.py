@@ -286,3 +286,33 @@ def test_embedding_size_needs_a_sentence_objective(tmp_path, tiny_bert, capsys):
                  "student.embedding_size=8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "student.embedding_size is for sentence-embedding students" in err[0]
+
+
+@pytest.mark.integration
+def test_mpnet_is_an_ensemble_teacher_and_never_an_anchor(tmp_path, tiny_bert, capsys, monkeypatch):
+    """An MPNet folder (its own tokenizer and architecture) teaches through the cached sentence embeddings; named
+    as the anchor, which needs the student's tokenizer and an encoder, it is a one-line error before any pass."""
+    from test_mpnet import make_tiny_mpnet
+
+    monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
+    mpnet_dir = make_tiny_mpnet(tmp_path / "mpnet")
+    corpus = synthetic_corpus(tmp_path / "corpus.txt", 60)
+    argv = ["distill", "distill-ensemble-tiny", f"teachers=[{tiny_bert}, {mpnet_dir}]", f"data.train=[{corpus}]",
+            "train.max_steps=3", "train.threads=1", "loss.alpha_proj_cos=1.0"]
+    assert main([*argv, f"out={tmp_path / 'o'}"]) == 0
+    rec = json.loads((tmp_path / "o" / "pocketbert.json").read_text())
+    assert [t["teacher"] for t in rec["teachers"]] == ["bert", "mpnet"]  # each cached with its own tokenizer
+    assert rec["parent"]["path"] == str(tiny_bert.resolve())  # the BERT-family teacher is the parent
+    capsys.readouterr()
+    code = main([*argv, f"loss.anchor={mpnet_dir}", f"out={tmp_path / 'a'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "sentence-embedding teacher only" in err and not (tmp_path / "a").exists()
+
+
+def test_a_missing_teacher_is_named_before_the_anchor(tmp_path):
+    """A `teachers` list that names a missing folder reports the folder, not an anchor mismatch."""
+    from pocketbert.pipeline.recipe import DistillRecipe, load_recipe
+
+    with pytest.raises(PocketBertError, match=r"teachers\[1\]: /nope/teacher does not exist"):
+        load_recipe(DistillRecipe, "distill-ensemble-sts", ["teachers=[minilm, /nope/teacher]"])
