@@ -660,6 +660,10 @@ class BenchOptions:
         labels = [c.split("=", 1)[0] for c in self.compare if "=" in c]
         if len(set(labels)) != len(labels):
             raise PocketBertError(f"--compare labels {labels} repeat; give each compared bundle its own LABEL=PATH")
+        for c in self.compare:
+            if not Path(c.rpartition("=")[2]).is_dir():
+                raise PocketBertError(f"--compare {c}: no such bundle folder; give [LABEL=]BUNDLE, a folder written by "
+                                      "`pocketbert export`")
 
 
 def _teacher_from_manifest(bundle) -> Reference:

@@ -24,7 +24,7 @@ data class Artifact(
     val dynamic: Boolean get() = minSeqLen != null
 
     /** The input length for a text of `nTokens` ids (at most [seqLen]): the bucket, or for a dynamic-length
-     *  artifact the text's own length, unpadded (BUNDLE.md `min_seq_len`; `pocketbert.bundle.manifest.input_length`). */
+     *  artifact the text's own length, unpadded (BUNDLE.md `min_seq_len`; `pocketbert.bundle.manifest.Artifact.input_length`). */
     fun inputLength(nTokens: Int): Int = minSeqLen?.let { maxOf(it, minOf(nTokens, seqLen)) } ?: seqLen
 }
 
