@@ -36,7 +36,7 @@ from .evaluate import _encode
 from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, check_budget, gate_family, mixed_plan
 from .golden import build_golden
 from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
-from .wrapper import INPUT_NAMES, TaskModule, output_name
+from .wrapper import INPUT_NAMES, MIN_SEQ_LEN, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
 
@@ -64,6 +64,10 @@ class ExportConfig:
     gate_sample: int = 200  # corpus sentences for top-10 overlap and cosines
     max_sts_drop: float = GateConfig.max_sts_drop  # gate: STS points below fp32 that still pass
     max_mb: float | None = None  # int4-mixed: a size budget (keep at int8 the most that fits; gate.mixed_plan)
+    # Formats whose runtime takes a dynamic length (ExecuTorch, ONNX Runtime: the exporters' DYNAMIC_LENGTH) export
+    # each bucket's embedding / classification artifact with a dynamic length up to the bucket (`min_seq_len` in
+    # the manifest), which apps feed unpadded; False: every artifact takes exactly its bucket.
+    dynamic: bool = True
     command: str | None = None  # the `pocketbert ...` line recorded in the provenance (None: this process's)
 
     def __post_init__(self) -> None:
@@ -238,13 +242,19 @@ def _probe_texts(texts: list[str], gate_sample: int) -> list[str]:
 
 def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
                 ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
-                strict: bool) -> tuple[Artifact, dict]:
+                strict: bool, dynamic: bool = False) -> tuple[Artifact, dict]:
     """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
     (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
-    parity failure when `strict`."""
+    parity failure when `strict`.
+
+    dynamic: the artifact takes any length up to `seq_len` (the format's DYNAMIC_LENGTH); its parity runs
+    the golden cases unpadded, as apps feed it, against the eager outputs at the bucket."""
     mod = formats.module(fmt)
     inputs, refs, case_names = ref
     example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
+    if dynamic:  # each case at its own length: mask (1, N) holds its n real tokens first
+        inputs = [(ids[:, :max(int(mask.sum()), MIN_SEQ_LEN)], mask[:, :max(int(mask.sum()), MIN_SEQ_LEN)])
+                  for ids, mask in inputs]
     fname = artifact_name(name, fmt, quant, seq_len)
     path = tmp / fname
     keep = mixed["kept_int8"] if quant == "int4-mixed" else None
@@ -252,7 +262,8 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
     try:
         with contextlib.redirect_stdout(sys.stderr):  # toolchains print; keep stdout for --json
             notes = mod.export(module, example, path, quant, output_name=out_name,
-                               calibration=calibration if quant in CALIBRATED else None, keep_int8=keep)
+                               calibration=calibration if quant in CALIBRATED else None, keep_int8=keep,
+                               **({"dynamic": True} if dynamic else {}))
     except PocketBertError:
         raise
     except Exception as e:  # a toolchain failure: name the artifact, keep one line
@@ -270,7 +281,8 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
     if keep is not None:
         notes["sensitivity"] = mixed
     return Artifact(file=fname, format=fmt, backend=backend_of(fmt), quant=quant, seq_len=seq_len,
-                    size_bytes=path_size(path), sha256=path_sha256(path), export_seconds=round(seconds, 3),
+                    min_seq_len=MIN_SEQ_LEN if dynamic else None, size_bytes=path_size(path),
+                    sha256=path_sha256(path), export_seconds=round(seconds, 3),
                     tool_versions=formats.tool_versions(fmt), parity=parity, notes=notes), dict(zip(case_names, outs))
 
 
@@ -432,8 +444,11 @@ def main(cfg: ExportConfig) -> Manifest:
             tried = []
             for quant in rungs_of(fmt):
                 try:
+                    # MLM logits are per position ((1, N, V): their shape follows the length), so MLM stays static
+                    dynamic = cfg.dynamic and task != "mlm" and getattr(mod, "DYNAMIC_LENGTH", False)
                     done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
-                                        calibration.get(n), mixed, strict=not cfg.auto) for n in cfg.seq_lens]
+                                        calibration.get(n), mixed, strict=not cfg.auto, dynamic=dynamic)
+                            for n in cfg.seq_lens]
                     family = [row for row, _ in done]
                     ran = {row.seq_len: outs for row, outs in done if outs}  # seq_len -> {case: output}
                     _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)

@@ -24,6 +24,11 @@ from pocketbert.errors import PocketBertError
 
 from .wrapper import INPUT_NAMES
 
+# litert-torch lowers most aten ops through a JAX bridge that needs static shapes: a dynamic sequence
+# length fails in `sub` of the attention mask (AssertionError: float32[1,-9223372036854775808]), and
+# resize_tensor_input on a static model fails in its RESHAPEs, whose target shapes are constants.
+DYNAMIC_LENGTH = False
+
 
 class _Named(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, output_name: str):

@@ -8,6 +8,15 @@ from torch import nn
 from pocketbert.pipeline.models.encoder import Encoder
 
 INPUT_NAMES = ("input_ids", "attention_mask")
+# The shortest input a dynamic-length artifact takes: [CLS] [SEP], the tokens of an empty text (torch.export
+# also specialises sizes 0 and 1). The manifest records it as the artifact's `min_seq_len`.
+MIN_SEQ_LEN = 2
+
+
+def dynamic_shapes(max_len: int) -> dict:
+    """torch.export's dynamic_shapes for (input_ids, attention_mask): one length in [MIN_SEQ_LEN, max_len]."""
+    seq = torch.export.Dim("seq_len", min=MIN_SEQ_LEN, max=max_len)
+    return {name: {1: seq} for name in INPUT_NAMES}
 
 
 def output_name(task: str) -> str:

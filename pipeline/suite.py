@@ -136,14 +136,17 @@ def load_suite(name: str = "dev", root: str | os.PathLike | None = None) -> Suit
     return Suite(name, root, stsb, sickr, sst2, agnews, files)
 
 
+def dev_files(name: str = "dev", root: str | os.PathLike | None = None) -> list[Path]:
+    """A suite's dev files that exist under the data folder ([] without it): what training text must not
+    contain, and the sentences whose lengths `pocketbert bench` times as users send them."""
+    root = Path(root) if root is not None else data_root()
+    return [root / f for f in DEV_FILES[name] if (root / f).is_file()]
+
+
 def dev_sentences(name: str = "dev", root: str | os.PathLike | None = None) -> set[str]:
     """The sentences of a suite's dev files (stripped), which training text must not contain; empty when the
     data folder is absent (nothing to protect)."""
-    root = Path(root) if root is not None else data_root()
-    paths = [root / f for f in DEV_FILES[name]]
-    if not any(p.is_file() for p in paths):
-        return set()
-    return {t for p in paths if p.is_file() for t in read_texts([str(p)]).texts}
+    return {t for p in dev_files(name, root) for t in read_texts([str(p)]).texts}
 
 
 def cv_accuracy(x: np.ndarray, y: list[int], folds: int = FOLDS) -> float:

@@ -403,9 +403,12 @@ def _eval(out: Path, sts: str | None, refs: list[str], checkpoint: Path, probe: 
 
 def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[str], quality: list[str],
                  command: str) -> Stage:
+    from pocketbert.pipeline.suite import dev_files
+
+    # the latency at real lengths: the dev suite's sentences, when the shared data is here
     opts = BenchOptions(bundle=str(out / "bundle"), out=str(out / "results.json"), threads=b.threads,
                         seq_lens=b.seq_len, runs=b.runs, warmup=b.warmup, baseline="teacher" if b.references()[0] else None,
-                        quality=quality, command=f"{command} [stage bench]")
+                        quality=quality, command=f"{command} [stage bench]", texts=[str(p) for p in dev_files()] or None)
     config = {**_key(opts), "teacher": teacher, "peers": peers}
 
     def run(resume: bool) -> dict:

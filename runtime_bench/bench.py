@@ -72,8 +72,11 @@ def gate_summary(gate: dict | None) -> dict | None:
     return out
 
 
-def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
-    """Artifacts at the requested seq_lens, in manifest order. Core ML is skipped (with a reason) off macOS."""
+def targets_from_bundle(bundle, seq_lens: list[int], label: str | None = None) -> list[Target]:
+    """Artifacts at the requested seq_lens, in manifest order. Core ML is skipped (with a reason) off macOS.
+
+    `label`: the bundle is a compared one (`--compare`): its rows are named `{label}:{file}`, role `compare`.
+    """
     config = dict(bundle.manifest["model"]["config"])
     config.setdefault("task", bundle.task)
     quality = bundle.manifest["model"].get("quality") or {}
@@ -81,16 +84,20 @@ def targets_from_bundle(bundle, seq_lens: list[int]) -> list[Target]:
     for a in bundle.artifacts:
         if a["seq_len"] not in seq_lens:
             continue
-        skip = None
-        if a["format"] == "coreml" and sys.platform != "darwin":
-            skip = "Core ML runs only on macOS; measure it with the iOS demo app's benchmark"
         q = {k: v for k, v in (a.get("quality") or quality).items() if isinstance(v, (int, float, str))}
-        out.append(Target(name=a["file"], file=a["file"], format=a["format"], backend=a["backend"], quant=a["quant"],
-                          seq_len=a["seq_len"], role="artifact", path=str(bundle.artifact_path(a)),
+        out.append(Target(name=f"{label}:{a['file']}" if label else a["file"], file=a["file"], format=a["format"],
+                          backend=a["backend"], quant=a["quant"], seq_len=a["seq_len"],
+                          role="compare" if label else "artifact", path=str(bundle.artifact_path(a)),
                           runner=RUNNER_OF_FORMAT[a["format"]], size_bytes=a.get("size_bytes"), config=config,
-                          vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=skip,
+                          vocab_size=int(config.get("vocab_size", 30522)), quality=q, skip_reason=_skip_reason(a["format"]),
                           delegated_share=(a.get("notes") or {}).get("xnnpack_share"), gate=gate_summary(a.get("gate"))))
     return out
+
+
+def _skip_reason(fmt: str) -> str | None:
+    if fmt == "coreml" and sys.platform != "darwin":
+        return "Core ML runs only on macOS; measure it with the iOS demo app's benchmark"
+    return None
 
 
 def targets_from_baselines(baselines: list[dict], seq_lens: list[int]) -> list[Target]:
@@ -110,9 +117,11 @@ def targets_from_baselines(baselines: list[dict], seq_lens: list[int]) -> list[T
 class Worker:
     """A fresh measuring process for one target at one thread count (see worker.py for the protocol)."""
 
-    def __init__(self, target: Target, threads: int, cores: list[int] | None, profile_dir: str | None = None):
+    def __init__(self, target: Target, threads: int, cores: list[int] | None, profile_dir: str | None = None,
+                 paths: list[str] | None = None, texts_file: str | None = None):
         spec = {"runner": target.runner, "path": target.path, "seq_len": target.seq_len, "threads": threads,
-                "cores": cores, "vocab_size": target.vocab_size, "profile_dir": profile_dir}
+                "cores": cores, "vocab_size": target.vocab_size, "profile_dir": profile_dir,
+                "paths": paths, "texts_file": texts_file}
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore", TOKENIZERS_PARALLELISM="false")
         self.stderr = tempfile.TemporaryFile(mode="w+b")
@@ -167,6 +176,19 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _start(target: Target, threads: int, cores: list[int] | None, row: dict, what: str, log,
+           **worker_args) -> tuple[Worker | None, dict]:
+    """A loaded worker and its ready reply; (None, reply) with `row` marked failed when it did not load."""
+    w = Worker(target, threads, cores, **worker_args)
+    ready = w.read()
+    if "error" in ready:
+        w.kill()
+        row.update(status="failed", error=f"failed to load: {ready['error']}")
+        log(f"  {what}: FAILED to load: {ready['error']}")
+        return None, ready
+    return w, ready
 
 
 def cores_for(threads: int) -> list[int] | None:
@@ -249,12 +271,9 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
         if t.skip_reason:
             row.update(status="skipped", error=t.skip_reason)
             continue
-        w = Worker(t, threads, cores)  # started one at a time: load time is measured on a quiet machine
-        ready = w.read()
-        if "error" in ready:
-            w.kill()
-            row.update(status="failed", error=f"failed to load: {ready['error']}")
-            log(f"  {t.name} seq{t.seq_len} t{threads}: FAILED to load: {ready['error']}")
+        # started one at a time: load time is measured on a quiet machine
+        w, ready = _start(t, threads, cores, row, f"{t.name} seq{t.seq_len} t{threads}", log)
+        if w is None:
             continue
         row.update(load_ms=ready["load_ms"], first_inference_ms=ready["first_inference_ms"])
         workers[t.name] = w
@@ -300,7 +319,9 @@ def run_group(targets: list[Target], threads: int, runs: int, warmup: int, round
             continue
         refs = [o for o in rows.values() if o is not row and o.get("status") == "ok" and (
             o["role"] == "baseline" or (row["role"] == "artifact" and o["role"] == "artifact"
-                                        and o["format"] == row["format"] and o["quant"] == "fp32"))]
+                                        and o["format"] == row["format"] and o["quant"] == "fp32")
+            or (row["role"] == "artifact" and o["role"] == "compare" and o["format"] == row["format"]
+                and o["quant"] == row["quant"]))]
         speedups, cpu_speedups = {}, {}
         for o in refs:
             speedups[o["name"]] = stats.paired_speedup(round_samples[o["name"]], round_samples[name])
@@ -342,6 +363,174 @@ def profile_rows(rows: list[dict], targets: list[Target], threads: int, n: int, 
         log(f"  profiled {row['name']} seq{row['seq_len']}")
 
 
+# ---------------------------------------------------------------- real lengths
+
+@dataclass
+class TextRow:
+    """One artifact family (a format and quantization, every bucket of it) or one baseline, run on the sampled
+    texts as an app calls it: `calls` holds, per text, the program (index into `paths`), the ids it is fed
+    and how many are real tokens; `buckets` the bundle bucket each text falls in (for the per-bucket table)."""
+
+    name: str
+    format: str
+    backend: str
+    quant: str
+    role: str
+    runner: str
+    paths: list[str]
+    calls: list[tuple[int, list[int], int]]
+    buckets: list[int]
+    vocab_size: int
+    files: list[str] = field(default_factory=list)
+    shape: str = "buckets"  # buckets | dynamic (every program takes the text's own length)
+    skip_reason: str | None = None
+
+
+def text_rows(bundle, token_ids: list[list[int]], targets: list[Target], label: str | None = None) -> list[TextRow]:
+    """A TextRow per (format, quant) of `bundle` that `targets` measure (its artifacts at every bucket, as an
+    app has them), in manifest order; `label`: a compared bundle (role `compare`)."""
+    from .lengths import calls
+
+    wanted = {(t.format, t.quant) for t in targets}
+    config = bundle.manifest["model"]["config"]
+    rows = []
+    for fmt, quant in dict.fromkeys((a["format"], a["quant"]) for a in bundle.artifacts):
+        if (fmt, quant) not in wanted:
+            continue
+        family = [a for a in bundle.artifacts if (a["format"], a["quant"]) == (fmt, quant)]
+        files = [a["file"] for a in family]
+        got = calls(bundle, family, token_ids)
+        name = f"{fmt}/{quant}"
+        rows.append(TextRow(name=f"{label}:{name}" if label else name, format=fmt, backend=family[0]["backend"],
+                            quant=quant, role="compare" if label else "artifact", runner=RUNNER_OF_FORMAT[fmt],
+                            paths=[str(bundle.artifact_path(a)) for a in family],
+                            calls=[(files.index(c.artifact["file"]), c.ids, c.n_tokens) for c in got],
+                            buckets=[c.artifact["seq_len"] for c in got], vocab_size=int(config.get("vocab_size", 30522)),
+                            files=files, shape="dynamic" if all("min_seq_len" in a for a in family) else "buckets",
+                            skip_reason=_skip_reason(fmt)))
+    return rows
+
+
+def baseline_text_rows(baselines: list[dict], bundle, token_ids: list[list[int]]) -> list[TextRow]:
+    """Each baseline as users run it: the text's own ids (truncated to the bundle's largest bucket, so that
+    both sides see the same tokens), no padding."""
+    from pocketbert.bundle.manifest import bucket_for
+
+    limit = max(bundle.seq_lens)
+    cut = [ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:] for ids in token_ids]
+    return [TextRow(name=b["name"], format=b["format"], backend=b["backend"], quant=b["quant"], role="baseline",
+                    runner=b["runner"], paths=[str(b["path"])], calls=[(0, ids, len(ids)) for ids in cut],
+                    buckets=[bucket_for(bundle.seq_lens, len(ids)) for ids in cut],
+                    vocab_size=int(b["config"].get("vocab_size", 30522)), shape="dynamic") for b in baselines]
+
+
+def _text_summary(samples: list[float], cpu: list[float], buckets: list[int]) -> dict:
+    out = {"texts": len(samples), "latency_ms_p50": stats.percentile(samples, 50),
+           "latency_ms_p90": stats.percentile(samples, 90), "cpu_ms_p50": stats.percentile(cpu, 50),
+           "cpu_ms_p90": stats.percentile(cpu, 90), "per_bucket": {}}
+    for b in sorted(set(buckets)):
+        mine = [x for x, k in zip(samples, buckets) if k == b]
+        mine_cpu = [x for x, k in zip(cpu, buckets) if k == b]
+        out["per_bucket"][str(b)] = {"texts": len(mine), "share": len(mine) / len(samples),
+                                     "latency_ms_p50": stats.percentile(mine, 50),
+                                     "latency_ms_p90": stats.percentile(mine, 90),
+                                     "cpu_ms_p50": stats.percentile(mine_cpu, 50)}
+    return out
+
+
+def _paired_text_speedup(other: list[float], this: list[float]) -> float:
+    """Median over texts of other / this: both rows ran the same text in the same round."""
+    return stats.percentile([o / t for o, t in zip(other, this) if t > 0], 50)
+
+
+def run_texts(rows: list[TextRow], threads: int, rounds: int, warmup: int, log: Callable[[str], None]) -> list[dict]:
+    """Measure every TextRow on its calls, interleaved: round i runs the same slice of texts on every row
+    (A B C, then C B A). Returns the `real_lengths.rows` entries."""
+    cores = cores_for(threads)
+    out, workers, samples, cpu = {}, {}, {}, {}
+    n = len(rows[0].calls) if rows else 0
+    with tempfile.TemporaryDirectory(prefix="pocketbert-texts-") as tmp:
+        for i, r in enumerate(rows):
+            entry = {"name": r.name, "format": r.format, "backend": r.backend, "quant": r.quant, "role": r.role,
+                     "threads": threads, "shape": r.shape, **({"files": r.files} if r.files else {})}
+            out[r.name] = entry
+            if r.skip_reason:
+                entry.update(status="skipped", error=r.skip_reason)
+                continue
+            texts_file = Path(tmp) / f"{i}.json"
+            texts_file.write_text(json.dumps(r.calls))
+            spec = Target(name=r.name, format=r.format, backend=r.backend, quant=r.quant, seq_len=len(r.calls[0][1]),
+                          role=r.role, path=r.paths[0], runner=r.runner, size_bytes=None, config={},
+                          vocab_size=r.vocab_size)
+            w, _ = _start(spec, threads, cores, entry, f"{r.name} real lengths", log, paths=r.paths,
+                          texts_file=str(texts_file))
+            if w is None:
+                continue
+            first = {}  # warm-up: each program's first text, then the first `warmup` texts
+            for k, (prog, _, _) in enumerate(r.calls):
+                first.setdefault(prog, k)
+            got = w.ask({"cmd": "run_texts", "indices": sorted(set(first.values()) | set(range(min(warmup, n))))})
+            if "error" in got:
+                entry.update(status="failed", error=f"warm-up failed: {got['error']}")
+                w.close()
+                continue
+            workers[r.name], samples[r.name], cpu[r.name] = w, [], []
+        try:
+            live = list(workers)
+            for i, k in enumerate(_split(n, rounds)):
+                start = sum(_split(n, rounds)[:i])
+                for name in live if i % 2 == 0 else live[::-1]:
+                    if "status" in out[name]:
+                        continue
+                    got = workers[name].ask({"cmd": "run_texts", "indices": list(range(start, start + k))})
+                    if "error" in got:
+                        out[name].update(status="failed", error=f"inference failed: {got['error']}")
+                    else:
+                        samples[name] += got["samples_ms"]
+                        cpu[name] += got["cpu_ms"]
+        finally:
+            for w in workers.values():
+                w.close()
+    by_name = {r.name: r for r in rows}
+    for name in workers:
+        if "status" not in out[name]:
+            out[name].update(status="ok", **_text_summary(samples[name], cpu[name], by_name[name].buckets))
+    for name, entry in out.items():
+        if entry.get("status") != "ok":
+            continue
+        refs = [o for o in out.values() if o is not entry and o.get("status") == "ok" and (
+            o["role"] == "baseline" or (entry["role"] == "artifact" and o["role"] == "compare"
+                                        and (o["format"], o["quant"]) == (entry["format"], entry["quant"])))]
+        if refs:
+            entry["speedup_vs"] = {o["name"]: _paired_text_speedup(samples[o["name"]], samples[name]) for o in refs}
+            entry["cpu_speedup_vs"] = {o["name"]: _paired_text_speedup(cpu[o["name"]], cpu[name]) for o in refs}
+        log(f"  {name} real lengths t{threads}: p50 {entry['latency_ms_p50']:.2f} ms, p90 {entry['latency_ms_p90']:.2f} ms")
+    return list(out.values())
+
+
+def measure_real_lengths(bundle, targets: list[Target], baselines: list[dict], compared: list[tuple[str, object]],
+                         sources: list[str], sample_size: int, threads: int, rounds: int, warmup: int,
+                         log: Callable[[str], None]) -> dict:
+    """The `real_lengths` section: the texts of `sources`, their token-length distribution through the bundle's
+    buckets, and every artifact family, compared bundle and baseline measured on a seeded sample of them."""
+    from . import lengths
+
+    texts = lengths.read_sentences(sources)
+    token_ids = lengths.encode(bundle, texts)
+    picked = lengths.sample(len(texts), sample_size)
+    chosen = [token_ids[i] for i in picked]
+    log(f"real lengths: {len(texts)} texts from {len(sources)} file(s), {len(chosen)} sampled, {threads} thread(s)")
+    rows = text_rows(bundle, chosen, targets)
+    for label, other in compared:  # the same texts, tokenized by the compared bundle's own vocabulary
+        rows += text_rows(other, lengths.encode(other, [texts[i] for i in picked]), targets, label)
+    rows += baseline_text_rows(baselines, bundle, chosen)
+    return {"source": {"files": [str(p) for p in sources], "texts": len(texts), "sample": len(chosen),
+                       "seed": lengths.SAMPLE_SEED},
+            "distribution": lengths.distribution(bundle, token_ids), "sample_distribution": lengths.distribution(bundle, chosen),
+            "threads": threads, "rounds": min(rounds, len(chosen)),
+            "rows": run_texts(rows, threads, min(rounds, len(chosen)), warmup, log)}
+
+
 def new_document(bundle, config: dict, device: dict, command: str | None = None) -> dict:
     from pocketbert.files import provenance
 
@@ -367,18 +556,27 @@ def add_estimates(doc: dict, targets: list[Target]) -> None:
 
 def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: int, warmup: int,
               baselines: list[dict] | None = None, rounds: int | None = None, profile: bool = True,
-              log: Callable[[str], None] = print, command: str | None = None) -> dict:
-    """Measure the bundle's artifacts (and baselines) on this host; write `out` as the run goes.
+              log: Callable[[str], None] = print, command: str | None = None,
+              compared: list[tuple[str, object]] | None = None, texts: list[str] | None = None,
+              text_sample: int = 300) -> dict:
+    """Measure the bundle's artifacts (and baselines, and the artifacts of `compared` (label, bundle) pairs)
+    on this host; write `out` as the run goes. `texts`: files whose sentences give the real-length section
+    (measured at the first thread count, `text_sample` of them); None or []: no such section.
 
     Returns the final results document (also written to `out`, `complete: true`).
     """
-    targets = targets_from_bundle(bundle, seq_lens) + targets_from_baselines(baselines or [], seq_lens)
-    if not targets:
+    compared = compared or []
+    artifact_targets = targets_from_bundle(bundle, seq_lens)
+    targets = (artifact_targets + [t for label, b in compared for t in targets_from_bundle(b, seq_lens, label)]
+               + targets_from_baselines(baselines or [], seq_lens))
+    if not artifact_targets:
         raise PocketBertError(f"{bundle.root}: no artifact at seq_len {seq_lens}; the bundle has {bundle.seq_lens}")
     rounds = max(1, min(rounds or runs, runs))  # default: one timed run per row per round, A B C A B C ...
     device = sysinfo.host_info()
     config = {"threads": threads, "runs": runs, "warmup": warmup, "seq_lens": seq_lens, "batch_size": 1,
               "rounds": rounds, "baseline": ",".join(b["name"] for b in baselines) if baselines else None}
+    if compared:
+        config["compared"] = {label: str(Path(b.root).resolve()) for label, b in compared}
     doc = new_document(bundle, config, device, command)
     if max(threads) > device["cores_available"]:
         doc["notes"].append(f"{max(threads)} threads on {device['cores_available']} available cores: threads share cores")
@@ -397,6 +595,10 @@ def run_bench(bundle, out: Path, threads: list[int], seq_lens: list[int], runs: 
                 profile_rows(rows, group, th, max(1, min(runs, 10)), log)
             doc["rows"].extend(rows)
             write_results(out, doc)
+    if texts:
+        doc["real_lengths"] = measure_real_lengths(bundle, targets, baselines or [], compared, texts, text_sample,
+                                                   threads[0], min(rounds, 10), warmup, log)
+        write_results(out, doc)
     doc["notes"].append(f"load average at end {_loadavg()}: other processes on this machine slow multi-thread "
                         "rows most (a thread that loses its core stalls every parallel region)")
     doc["complete"] = True
@@ -427,6 +629,11 @@ class BenchOptions:
     package: str = "io.pocketbert.demo"
     timeout: float = 600
     command: str | None = None  # the `pocketbert ...` line recorded in the results' provenance
+    compare: list[str] = field(default_factory=list)  # other bundles (`PATH` or `LABEL=PATH`) measured in the same run
+    # files whose sentences give the latency at real lengths (None: no such section; `pocketbert bench` and the
+    # build pass the dev suite's files, pipeline/suite.py dev_files, when the shared data is here)
+    texts: list[str] | None = None
+    text_sample: int = 300  # texts sampled from them (0: no real-length section)
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -443,6 +650,20 @@ class BenchOptions:
             raise PocketBertError(f"--timeout {self.timeout}: give the seconds to wait for the phone, > 0")
         if self.binary and not d.startswith("adb"):
             raise PocketBertError(f"--binary runs on a phone: add --device adb (not --device {d})")
+        if self.text_sample < 0:
+            raise PocketBertError(f"--text-sample {self.text_sample}: give 0 (no real-length latency) or more")
+        if (self.compare or self.texts) and d != "host":
+            raise PocketBertError(f"--compare and --texts are measured on this host: drop them with --device {d}")
+        for f in self.texts or []:
+            if not Path(f).is_file():
+                raise PocketBertError(f"--texts {f}: no such file; give text, TSV or CSV files of the sentences to time")
+        labels = [c.split("=", 1)[0] for c in self.compare if "=" in c]
+        if len(set(labels)) != len(labels):
+            raise PocketBertError(f"--compare labels {labels} repeat; give each compared bundle its own LABEL=PATH")
+        for c in self.compare:
+            if not Path(c.rpartition("=")[2]).is_dir():
+                raise PocketBertError(f"--compare {c}: no such bundle folder; give [LABEL=]BUNDLE, a folder written by "
+                                      "`pocketbert export`")
 
 
 def _teacher_from_manifest(bundle) -> Reference:
@@ -509,6 +730,8 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
                                 command=opts.command)
         return doc, f"wrote {out} ({len(doc['rows'])} rows from {doc['device'].get('name', 'the phone')})\n" + _summary(doc)
 
+    compared = [_compared(c, bundle, seq_lens, opts.formats) for c in opts.compare]
+    texts = list(opts.texts or []) if opts.text_sample else []
     refs = ([opts.teacher or _teacher_from_manifest(bundle)] if opts.baseline == "teacher" else []) + opts.peers
     baselines = []
     cache = Path(opts.cache) if opts.cache else default_cache()
@@ -517,10 +740,31 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
         log(f"preparing {ref.name} baselines from {ref.path} (cache {cache})")
         baselines += prepare_baselines(ref, cache)
     doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
-                    baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command)
+                    baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command,
+                    compared=compared, texts=texts, text_sample=opts.text_sample)
+    if not texts and opts.text_sample:
+        doc["notes"].append("no real-length latency: no texts to time (the dev suite's files were not found; "
+                            "pass --texts FILE)")
     failed = [r for r in doc["rows"] if r["status"] == "failed"]
     text = f"wrote {out}: {len(doc['rows'])} rows" + (f", {len(failed)} failed" if failed else "") + "\n" + _summary(doc)
     return doc, text
+
+
+def _compared(spec: str, bundle, seq_lens: list[int], formats: list[str] | None) -> tuple[str, object]:
+    """(label, bundle) of a `--compare` value (`PATH` or `LABEL=PATH`; the label defaults to the folder name),
+    restricted to `formats` like the main bundle. It must hold the buckets measured."""
+    label, _, path = spec.rpartition("=")
+    other = load_bundle(path)
+    label = label or Path(path).resolve().name
+    missing = [n for n in seq_lens if n not in other.seq_lens]
+    if missing:
+        raise PocketBertError(f"--compare {spec}: it has buckets {other.seq_lens}, not {missing}; compare bundles "
+                              "exported with the same --seq-len")
+    if formats:
+        other.manifest["artifacts"] = [a for a in other.artifacts if a["format"] in formats]
+    if other.manifest["model"].get("config", {}).get("vocab_size") != bundle.manifest["model"]["config"].get("vocab_size"):
+        raise PocketBertError(f"--compare {spec}: its vocabulary size differs; compare bundles of the same student")
+    return label, other
 
 
 def _loadavg() -> str:

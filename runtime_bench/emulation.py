@@ -57,13 +57,21 @@ PIP_PYTHON = "3.11"
 # Runtimes matched to the host's installed releases, so the emulated run checks the same release
 # the bundle was verified with on the host.
 RUNTIME_DISTS = ("numpy", "onnxruntime", "ai-edge-litert")
-# ExecuTorch is not run: its Python runtime imports torch, and PyPI's aarch64 torch wheel (2.13.0,
+# ExecuTorch's Python runtime is not used: it imports torch, and PyPI's aarch64 torch wheel (2.13.0,
 # manylinux_2_28_aarch64) is the CUDA build, whose import loads libcudart / cuBLAS / cuDNN from the
-# nvidia-* wheels (several GB). The CPU-only aarch64 wheel is published only on PyTorch's own index,
-# which is not one of the registries this project fetches from. .pte rows are "skipped" with this reason.
-EXECUTORCH_SKIP = ("ExecuTorch's Python runtime needs torch, and PyPI's aarch64 torch wheel is the CUDA build "
-                   "(its import needs the multi-GB nvidia-* wheels); run the .pte on a phone (--device adb) instead")
-FORMAT_BACKEND = {"tflite": "litert", "onnx": "onnxruntime"}
+# nvidia-* wheels (several GB; the CPU-only aarch64 wheel is only on PyTorch's own index). The executorch
+# aarch64 wheel itself, though, ships its C++ runtime as shared libraries that need no torch (only its Python
+# extension `_C` links libtorch), with headers: `pte_runner.cpp` (ExecuTorch's Module API, beside this file) is
+# compiled against them with Debian's aarch64 cross g++ and runs under qemu with the sysroot's libc and
+# libstdc++. The host's executorch release, so the Arm run checks the runtime the bundle was verified with.
+EXECUTORCH_DIST = "executorch"
+EXECUTORCH_LIBS = ("libexecutorch.so", "libexecutorch_kernels_optimized.so", "libexecutorch_backend_xnnpack.so",
+                   "libexecutorch_threadpool.so")
+PTE_RUNNER_SOURCE = Path(__file__).with_name("pte_runner.cpp")
+CROSS_PACKAGE = "g++-aarch64-linux-gnu"  # Debian's cross compiler (gcc 12 on bookworm), fetched if not on PATH
+# The wheel's CMake config (lib/cmake/executorch) names these for a consumer of its prebuilt runtime.
+EXECUTORCH_DEFINES = ("C10_USING_CUSTOM_GENERATED_MACROS", "ET_EVENT_TRACER_ENABLED", "ET_USE_THREADPOOL")
+FORMAT_BACKEND = {"tflite": "litert", "onnx": "onnxruntime", "executorch": "xnnpack"}
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -108,7 +116,8 @@ def _run(cmd: list[str], what: str, fix: str, cwd: Path | None = None, env: dict
 class _Apt:
     """apt-get with a private state under CACHE/apt: its own sources, lists, status and archives."""
 
-    def __init__(self, root: Path, name: str, arch: str, suite: str, command: str = "pocketbert setup-arm64"):
+    def __init__(self, root: Path, name: str, arch: str, suite: str, command: str = "pocketbert setup-arm64",
+                 host_status: bool = False):
         self.root = root / name
         self.command = command
         etc = self.root / "etc"
@@ -118,7 +127,9 @@ class _Apt:
         (etc / "sources.list").write_text(
             f"deb [arch={arch} signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n", encoding="utf-8")
         status = self.root / "state" / "status"
-        if not status.exists():
+        if host_status:  # read only: download what this host lacks (tools that run on the host itself)
+            status = Path("/var/lib/dpkg/status")
+        elif not status.exists():
             status.write_text("", encoding="utf-8")  # an empty system: every dependency gets downloaded
         self.arch, self.suite = arch, suite
         self.opts = [
@@ -218,7 +229,7 @@ def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     done: dict[str, str] = {}
-    skipped: set[str] = {"wheels", "sysroot", "qemu"}  # steps found already done (emptied as they run)
+    skipped: set[str] = {"wheels", "sysroot", "qemu", "executorch"}  # steps found already done (emptied as they run)
 
     # 1. aarch64 wheels first: the cheapest step, and the one most likely to refuse (no aarch64 build).
     t0 = time.perf_counter()
@@ -275,7 +286,18 @@ def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra
     if qemu_path != root / "qemu" / "usr" / "bin" / "qemu-aarch64":
         skipped.discard("qemu")
 
-    # 4. Smoke test: the emulated Python imports every runtime.
+    # 4. ExecuTorch's C++ runtime (from the aarch64 wheel) and pte_runner built against it.
+    t0 = time.perf_counter()
+    built = (root / "executorch" / "build.json")
+    stamp = _pte_runner_stamp()
+    if not (built.is_file() and json.loads(built.read_text(encoding="utf-8")) == stamp):
+        skipped.discard("executorch")
+        log(f"[setup-arm64] ExecuTorch {stamp['executorch']} aarch64 runtime and pte_runner (cross-compiled)")
+        build_pte_runner(root, source, stamp)
+    done["executorch"] = f"executorch {stamp['executorch']} runtime, {root / 'executorch' / 'pte_runner'}"
+    seconds["executorch"] = time.perf_counter() - t0
+
+    # 5. Smoke test: the emulated Python imports every runtime.
     t0 = time.perf_counter()
     mods = ["numpy", "onnxruntime", "ai_edge_litert.interpreter"]
     code = "import platform, " + ", ".join(mods) + "; print(platform.machine(), platform.python_version())"
@@ -306,6 +328,103 @@ def setup(cache: str | os.PathLike | None = None, qemu: str | None = None, extra
     return info
 
 
+def _pte_runner_stamp() -> dict:
+    """What pte_runner is built from: the source's hash and the executorch release (a change rebuilds it)."""
+    import hashlib
+
+    version = host_version(EXECUTORCH_DIST)
+    if version is None:
+        raise PocketBertError("executorch is not installed on this host; install pocketbert's dependencies, then "
+                              "run `pocketbert setup-arm64` again")
+    return {"executorch": version, "source_sha256": hashlib.sha256(PTE_RUNNER_SOURCE.read_bytes()).hexdigest()}
+
+
+def _cross_compiler(root: Path) -> tuple[str, dict]:
+    """Debian's aarch64 cross g++: the host's when on PATH, else fetched into CACHE/cross (a private apt
+    state that downloads what this Debian host lacks, unpacked there; the host's apt is untouched).
+    Returns (g++ path, environment for running it)."""
+    found = shutil.which("aarch64-linux-gnu-g++")
+    if found:
+        return found, dict(os.environ)
+    cross = root / "cross"
+    gxx = sorted((cross / "usr" / "bin").glob("aarch64-linux-gnu-g++*"))
+    if not gxx:
+        apt = _Apt(root / "apt", "cross", "amd64", _host_suite(), host_status=True)
+        apt.get(["-y", "--no-install-recommends", "install", "--download-only", f"{CROSS_PACKAGE}:amd64"],
+                f"apt-get download {CROSS_PACKAGE}")
+        _unpack_debs(sorted(apt.archives.glob("*.deb")), cross, "aarch64 cross compiler")
+        gxx = sorted((cross / "usr" / "bin").glob("aarch64-linux-gnu-g++*"))
+        if not gxx:
+            raise PocketBertError(f"{CROSS_PACKAGE} unpacked into {cross} holds no aarch64-linux-gnu-g++; delete "
+                                  f"{cross} and run `pocketbert setup-arm64` again")
+    # the cross binutils' own libbfd / libopcodes sit beside the host's libraries in the unpacked tree
+    lib = str(cross / "usr" / "lib" / "x86_64-linux-gnu")
+    env = {**os.environ, "LD_LIBRARY_PATH": lib + os.pathsep + os.environ.get("LD_LIBRARY_PATH", "")}
+    return str(gxx[0]), {**env, "_sysroot": str(cross)}
+
+
+def _host_suite() -> str:
+    """The Debian suite of this host (the cross compiler's libraries must match its own)."""
+    try:
+        fields = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    except OSError:
+        fields = {}
+    return fields.get("VERSION_CODENAME", "").strip('"') or SYSROOT_SUITE
+
+
+def build_pte_runner(root: Path, wheel_source: Path | None, stamp: dict) -> Path:
+    """Fetch the executorch aarch64 wheel (the host's release), unpack its runtime libraries and headers into
+    CACHE/executorch, and compile pte_runner.cpp against them with the aarch64 cross g++ (rpath $ORIGIN/lib)."""
+    import tempfile
+    import zipfile
+
+    dest = root / "executorch"
+    wheels = root / "wheels"
+    spec = f"{EXECUTORCH_DIST}=={stamp['executorch']}"
+    found = sorted(wheels.glob(f"executorch-{stamp['executorch']}-*aarch64*.whl"))
+    if not found:
+        _pip(["download", "--no-deps", "-d", str(wheels), spec], "pip download executorch (aarch64)", wheel_source)
+        found = sorted(wheels.glob(f"executorch-{stamp['executorch']}-*aarch64*.whl"))
+    if not found:
+        raise PocketBertError(f"pip download {spec} gave no aarch64 wheel in {wheels}; run `pocketbert setup-arm64` "
+                              "again")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "lib").mkdir(parents=True)
+    with zipfile.ZipFile(found[-1]) as whl:
+        for name in whl.namelist():
+            if name.endswith("/"):
+                continue
+            if name.startswith("executorch/include/"):
+                target = tmp / name.removeprefix("executorch/")
+            elif name.startswith("executorch/lib/") and Path(name).name in EXECUTORCH_LIBS:
+                target = tmp / "lib" / Path(name).name
+            else:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(whl.read(name))
+    missing = [lib for lib in EXECUTORCH_LIBS if not (tmp / "lib" / lib).is_file()]
+    if missing:
+        raise PocketBertError(f"the executorch {stamp['executorch']} aarch64 wheel has no {', '.join(missing)}: "
+                              "its runtime cannot be run under emulation")
+    gxx, env = _cross_compiler(root)
+    sysroot = env.pop("_sysroot", None)
+    include = tmp / "include"
+    with tempfile.TemporaryDirectory() as build:
+        out = Path(build) / "pte_runner"
+        cmd = [gxx, *([f"--sysroot={sysroot}"] if sysroot else []), "-std=c++17", "-O2", "-w",
+               *(f"-D{d}" for d in EXECUTORCH_DEFINES), f"-I{include}",
+               f"-I{include / 'executorch' / 'runtime' / 'core' / 'portable_type' / 'c10'}", str(PTE_RUNNER_SOURCE),
+               "-o", str(out), f"-L{tmp / 'lib'}", "-Wl,--no-as-needed",
+               *(f"-l{lib.removeprefix('lib').removesuffix('.so')}" for lib in EXECUTORCH_LIBS), "-Wl,-rpath,$ORIGIN/lib"]
+        _run(cmd, "compiling pte_runner for aarch64", f"check {gxx}, then run `pocketbert setup-arm64` again", env=env)
+        shutil.copy2(out, tmp / "pte_runner")
+    (tmp / "build.json").write_text(json.dumps(stamp), encoding="utf-8")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest / "pte_runner"
+
+
 def _site_versions(site: Path) -> dict:
     out = {}
     for d in site.glob("*.dist-info"):
@@ -328,14 +447,60 @@ class Environment:
         out = subprocess.run([str(self.qemu), "--version"], capture_output=True, text=True).stdout
         return out.splitlines()[0].strip() if out else "unknown"
 
+    @property
+    def pte_runner(self) -> Path:
+        return self.root / "executorch" / "pte_runner"
+
     def python(self, args: list[str], core: str, timeout: float) -> subprocess.CompletedProcess:
-        cmd = [str(self.qemu), "-cpu", core, "-L", str(self.sysroot), str(self.sysroot / PYTHON_IN_SYSROOT), *args]
+        return self.run([str(self.sysroot / PYTHON_IN_SYSROOT), *args], core, timeout)
+
+    def run(self, args: list[str], core: str, timeout: float) -> subprocess.CompletedProcess:
+        """An aarch64 program under qemu on `core`, with the sysroot's loader and libraries."""
+        cmd = [str(self.qemu), "-cpu", core, "-L", str(self.sysroot), *args]
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.site), "PYTHONNOUSERSITE": "1", "HOME": str(self.root),
                "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "LANG": "C.UTF-8"}
         try:
             return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout:.0f} s under emulation")
+
+
+def run_pte(env: Environment, bundle, artifact: dict, golden: dict, core: str, timed_runs: int,
+            timeout: float) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """One .pte through pte_runner on the emulated core: every golden case that fits its bucket, padded to it
+    as arm64_runner pads (so golden_parity and the host comparison read the same cases). Returns the process
+    and arm64_runner's row shape ({file, status, outputs, load_ms, first_inference_ms, inference_ms}), None
+    when it failed."""
+    import tempfile
+
+    from pocketbert.bundle.parity import case_inputs, cases_for
+
+    pad_id = bundle.manifest["tokenizer"]["special_tokens"]["[PAD]"]
+    cases = cases_for(golden, artifact["seq_len"])
+    with tempfile.TemporaryDirectory(prefix="pocketbert-pte-") as tmp:
+        path = Path(tmp) / "cases.txt"
+        lines = []
+        for case in cases:
+            ids, mask = case_inputs(case, artifact["seq_len"], pad_id)
+            lines.append(" ".join(map(str, [ids.shape[1], *ids[0].tolist(), *mask[0].tolist()])))
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        proc = env.run([str(env.pte_runner), str(bundle.artifact_path(artifact)), str(path), str(max(timed_runs, 1))],
+                       core=core, timeout=timeout)
+    if proc.returncode != 0:
+        return proc, None
+    outputs, values = [], {}
+    for line in proc.stdout.splitlines():
+        head, _, rest = line.partition(" ")
+        if head == "out":
+            outputs.append([float(v) for v in rest.split()])
+        elif head in ("load_ms", "first_ms", "run_ms"):
+            values[head] = float(rest)
+    if len(outputs) != len(cases) or set(values) != {"load_ms", "first_ms", "run_ms"}:
+        return subprocess.CompletedProcess(proc.args, 1, proc.stdout, "pte_runner printed an incomplete answer"), None
+    return proc, {"rows": [{"file": artifact["file"], "status": "ok", "outputs": outputs, "load_ms": values["load_ms"],
+                            "first_inference_ms": values["first_ms"],
+                            "inference_ms": [values["run_ms"]] * max(timed_runs, 1)}],
+                  "versions": {"executorch": json.loads((env.pte_runner.parent / "build.json").read_text())["executorch"]}}
 
 
 def open_environment(cache: str | os.PathLike | None = None) -> Environment:
@@ -410,7 +575,7 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
 
     A row is "ok" when the artifact's outputs on the emulated core are within the bundle's tolerance
     of golden.json, "failed" (with the reason) otherwise, "skipped" where the format has no aarch64
-    Linux runtime here (Core ML; ExecuTorch when the set-up did not bring torch).
+    Linux runtime here (Core ML; ExecuTorch when the set-up has not built pte_runner).
     """
     import platform
     import socket
@@ -454,8 +619,9 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
                 "quant": a["quant"], "seq_len": a["seq_len"], "threads": threads, "role": "artifact",
                 "size_bytes": int(a.get("size_bytes", 0))}
         reason = None
-        if a["format"] == "executorch":
-            reason = EXECUTORCH_SKIP
+        if a["format"] == "executorch" and not env.pte_runner.is_file():
+            reason = (f"no ExecuTorch runtime in {env.root} (executorch/pte_runner): run `pocketbert setup-arm64` "
+                      "again to build it")
         elif a["format"] == "coreml":
             reason = "Core ML runs only on Apple devices: no aarch64 Linux runtime to emulate"
         elif a["format"] not in FORMAT_BACKEND:
@@ -464,19 +630,22 @@ def run_bundle(bundle_path, out, device: str, formats: list[str] | None = None, 
             doc["rows"].append({**base, "status": "skipped", "error": reason, "extra": {"core": core}})
             log(f"[bench qemu:{core}] {a['file']}: skipped ({reason})")
             continue
-        spec = json.dumps({"bundle": str(bundle.root), "files": [a["file"]], "threads": threads,
-                           "timed_runs": timed_runs, "parity": contract_parity.__file__})  # the runner loads it
         t0 = time.perf_counter()
-        proc = env.python([str(RUNNER), spec], core=core, timeout=timeout)
+        if a["format"] == "executorch":
+            proc, result = run_pte(env, bundle, a, golden, core, timed_runs, timeout)
+        else:
+            spec = json.dumps({"bundle": str(bundle.root), "files": [a["file"]], "threads": threads,
+                               "timed_runs": timed_runs, "parity": contract_parity.__file__})  # the runner loads it
+            proc = env.python([str(RUNNER), spec], core=core, timeout=timeout)
+            try:
+                result = json.loads(proc.stdout) if proc.returncode == 0 else None
+            except ValueError:
+                result = None
         wall = time.perf_counter() - t0
-        try:
-            result = json.loads(proc.stdout) if proc.returncode == 0 else None
-        except ValueError:
-            result = None
         if result is None:
             err = _one_line(proc.stderr) or f"exit code {proc.returncode}"
             if proc.returncode < 0:
-                err = f"the emulated Python died with signal {-proc.returncode} ({err})"
+                err = f"the emulated process died with signal {-proc.returncode} ({err})"
             doc["rows"].append({**base, "status": "failed", "error": err[:300], "extra": {"core": core}})
             log(f"[bench qemu:{core}] {a['file']}: failed ({err[:200]})")
             continue

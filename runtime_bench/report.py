@@ -10,6 +10,7 @@ import base64
 import html
 import io
 from collections import defaultdict
+from pathlib import Path
 
 from pocketbert.errors import PocketBertError
 
@@ -208,20 +209,76 @@ def verdict(doc: dict) -> dict | None:
     if s["probe"] is not None and teacher is not None:  # what the similarity metric cannot show: did it specialise?
         sentence += (f" Held-out probe (logistic regression on frozen embeddings): student {s['probe']:.2f}, "
                      f"teacher {teacher['probe']:.2f}.")
+    real = real_length_p50(doc, student, rows)
+    if real:
+        sentence += real
     return {"seq_len": n, "threads": t0, "metric": metric, "rows": rows, "sentence": sentence}
+
+
+def real_length_p50(doc: dict, student: dict, rows: list[dict]) -> str:
+    """Each verdict row's p50 at real lengths (`real_p50_ms`, from the results' `real_lengths`) and the
+    sentence that quotes the student's beside its seq-N p50 ('' without that section)."""
+    section = doc.get("real_lengths") or {}
+    ok = {r["name"]: r for r in section.get("rows", []) if r["status"] == OK}
+    mine = next((r for r in ok.values() if r["role"] == "artifact"
+                 and (r["format"], r["quant"]) == (student["format"], student["quant"])), None)
+    if mine is None:
+        return ""
+    rows[0]["real_p50_ms"] = mine["latency_ms_p50"]
+    for r in rows[1:]:
+        if r["row"] in ok:
+            r["real_p50_ms"] = ok[r["row"]]["latency_ms_p50"]
+    dist = section["distribution"]
+    return (f" At real lengths ({dist['texts']} texts, median {dist['tokens_p50']:.0f} tokens, called as an app calls "
+            f"it) the student's p50 is {mine['latency_ms_p50']:.2f} ms (p90 {mine['latency_ms_p90']:.2f}), against "
+            f"{student['latency_ms_p50']:.2f} ms at seq {student['seq_len']}.")
 
 
 def verdict_table(card: dict) -> tuple[list[str], list[list[str]]]:
     """The card's table: with the dev suite, its four numbers before the mean the card decides on."""
     probe = any(r.get("probe") is not None for r in card["rows"])
+    real = any(r.get("real_p50_ms") is not None for r in card["rows"])
     suite = [k for k in SUITE_KEYS if any(k in (r.get("suite") or {}) for r in card["rows"])]
     head = ["model", "measured row", *suite, card["metric"], *(["probe accuracy"] if probe else []), "size MB",
-            "p50 ms", "student x faster"]
+            f"p50 ms (seq {card['seq_len']})", *(["p50 ms (real lengths)"] if real else []), "student x faster"]
     lines = [[r["model"], r["row"], *(_fmt(r["suite"][k]) if k in (r.get("suite") or {}) else "-" for k in suite),
               _fmt(r["quality"]) if r["quality"] is not None else "-",
               *([_fmt(r["probe"]) if r.get("probe") is not None else "-"] if probe else []), _fmt(r["size_mb"], 1),
-              _fmt(r["p50_ms"]), "-" if r["model"] == "student" else _fmt(r["speedup"])] for r in card["rows"]]
+              _fmt(r["p50_ms"]), *([_fmt(r.get("real_p50_ms"))] if real else []),
+              "-" if r["model"] == "student" else _fmt(r["speedup"])] for r in card["rows"]]
     return head, lines
+
+
+def real_length_table(doc: dict) -> tuple[str, list[str], list[list[str]]]:
+    """The real-length section: a one-line description of the texts, and a row per artifact family / baseline:
+    p50, p90, CPU p50, then per bucket (share of texts) p50, and speed-ups over the compared rows."""
+    section = doc.get("real_lengths")
+    if not section:
+        return "", [], []
+    dist = section["distribution"]
+    buckets = sorted(dist["share_by_bucket"], key=int)
+    shares = ", ".join(f"{100 * dist['share_by_bucket'][b]:.0f}% in bucket {b}" for b in buckets)
+    files = ", ".join(Path(f).name if "/" not in f else "/".join(Path(f).parts[-2:]) for f in section["source"]["files"])
+    text = (f"{dist['texts']} texts ({files}): tokens p50 {dist['tokens_p50']:.0f}, p90 {dist['tokens_p90']:.0f}; "
+            f"{shares}; {100 * dist.get('truncated_share', 0):.1f}% truncated. {section['source']['sample']} of them "
+            f"(seed {section['source']['seed']}) timed per row at {section['threads']} thread(s), interleaved in "
+            f"{section.get('rounds', 1)} rounds; each text called as an app calls it (buckets: padded to the smallest "
+            "bucket that holds it; dynamic: its own length).")
+    head = ["name", "role", "shape", "p50 ms", "p90 ms", "CPU ms p50",
+            *[f"bucket {b}: p50 ms (CPU)" for b in buckets], "speed-up (CPU) vs"]
+    lines = []
+    for r in section["rows"]:
+        if r["status"] != OK:
+            lines.append([r["name"], r["role"], r.get("shape", "-"), r["status"], *["-"] * (len(head) - 4)])
+            continue
+        per = r.get("per_bucket", {})
+        lines.append([r["name"], r["role"], r.get("shape", "-"), _fmt(r["latency_ms_p50"]), _fmt(r["latency_ms_p90"]),
+                      _fmt(r["cpu_ms_p50"]),
+                      *[f"{_fmt(per[b]['latency_ms_p50'])} ({_fmt(per[b].get('cpu_ms_p50'))})" if b in per else "-"
+                        for b in buckets],
+                      ", ".join(f"{v:.2f}x ({r.get('cpu_speedup_vs', {}).get(k, 0):.2f}x) {k}"
+                                for k, v in r.get("speedup_vs", {}).items()) or "-"])
+    return text, head, lines
 
 
 def estimate_table(doc: dict) -> tuple[list[str], list[list[str]]]:
@@ -376,6 +433,9 @@ def render_html(docs: list[tuple[str, dict]]) -> str:
             parts.append(f"<p><b>Host peak</b> (measured in this run, {html.escape(pk.get('method', ''))}): {html.escape(per)}. "
                          "% of host peak = time the row's GEMM work takes at that peak / measured p50.</p>")
         parts.append("<h3>Results</h3>" + _html_table(*table_rows(doc)))
+        text, head, lines = real_length_table(doc)
+        if lines:
+            parts.append(f"<h3>Latency at real lengths</h3><p class='small'>{html.escape(text)}</p>" + _html_table(head, lines))
         head, lines = gate_rows(doc)
         if lines:
             parts.append(f"<h3>Geometry gate</h3><p class='small'>{html.escape(GATE_NOTE)}</p>" + _html_table(head, lines))
@@ -419,6 +479,9 @@ def render_md(docs: list[tuple[str, dict]], plot_links: dict[str, list[tuple[str
         c = doc["config"]
         out += [f"threads {c['threads']}, seq_lens {c['seq_lens']}, {c['runs']} runs after {c['warmup']} warm-up.", ""]
         out += [_md_table(*table_rows(doc)), ""]
+        text, head, lines = real_length_table(doc)
+        if lines:
+            out += ["### Latency at real lengths", "", text, "", _md_table(head, lines), ""]
         head, lines = gate_rows(doc)
         if lines:
             out += ["### Geometry gate", "", GATE_NOTE + ".", "", _md_table(head, lines), ""]

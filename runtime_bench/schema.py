@@ -9,7 +9,7 @@ from pathlib import Path
 from pocketbert.errors import PocketBertError
 from pocketbert.files import read_json
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: real_lengths, role compare
 SCHEMA_MAJOR = 1
 KIND = "pocketbert-bench-results"
 SCHEMA_FILE = Path(__file__).with_name("results.schema.json")

@@ -5,6 +5,8 @@ itself to `spec["cores"]` before any runtime is imported (thread pools are sized
 load), loads the model, runs one first inference, then answers commands on stdin, one JSON per line:
 
   {"cmd": "run", "n": 5}        -> {"samples_ms": [...], "cpu_ms": [...]}  (wall clock, process CPU time)
+  {"cmd": "run_texts", "indices": [0, 1]}  -> the same for those real-length inputs of the spec's
+                                   `texts_file` (a row over several programs: `paths`)
   {"cmd": "stats"}              -> {"peak_rss_delta_mb": ...}
   {"cmd": "profile", "n": 10}   -> {"ops_top": [...], "ops_profile_note": "..."}
   {"cmd": "exit"}
@@ -87,9 +89,17 @@ def _feed_for(name: str, position: int, ids, mask):
     return ids if position == 0 else mask
 
 
-# ---------------------------------------------------------------- runners: load() -> infer callable
+# ---------------------------------------------------------------- runners: load() -> Program
 
-def load_onnxruntime(spec: dict, ids, mask):
+class Program:
+    """A loaded model: `prepare(ids, mask)` makes the runtime's inputs from int64 (1, N) arrays (outside any
+    timing: an app has its tensors before it calls the model), `run(args)` is the timed call."""
+
+    def __init__(self, prepare, run, handle):
+        self.prepare, self.run, self.handle = prepare, run, handle
+
+
+def load_onnxruntime(spec: dict, path: str) -> Program:
     import numpy as np
     import onnxruntime as ort
 
@@ -100,69 +110,82 @@ def load_onnxruntime(spec: dict, ids, mask):
     if spec.get("profile_dir"):
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(spec["profile_dir"]) / "ort")
-    sess = ort.InferenceSession(spec["path"], so, providers=["CPUExecutionProvider"])
-    feed = {}
-    for i, inp in enumerate(sess.get_inputs()):
-        arr = _feed_for(inp.name, i, ids, mask)
-        feed[inp.name] = arr.astype(np.int32 if "int32" in inp.type else np.int64)
-    return (lambda: sess.run(None, feed)), sess
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    inputs = sess.get_inputs()
+
+    def prepare(ids, mask):
+        return {inp.name: _feed_for(inp.name, i, ids, mask).astype(np.int32 if "int32" in inp.type else np.int64)
+                for i, inp in enumerate(inputs)}
+
+    return Program(prepare, lambda feed: sess.run(None, feed), sess)
 
 
-def load_litert(spec: dict, ids, mask):
-    import numpy as np
+def load_litert(spec: dict, path: str) -> Program:
+    """Inputs are set in `run` only when they change (a fixed-bucket row sets them once, as before); a new
+    length resizes the inputs first (`resize_tensor_input`, then `allocate_tensors`), as an app would."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=spec["path"], num_threads=spec["threads"])
+    interp = Interpreter(model_path=path, num_threads=spec["threads"])
     interp.allocate_tensors()
     details = interp.get_input_details()
     named = any("mask" in d["name"].lower() for d in details)
-    for i, d in enumerate(details):
-        arr = _feed_for(d["name"], i, ids, mask) if named else (ids, mask)[min(i, 1)]
-        interp.set_tensor(d["index"], arr.astype(d["dtype"]).reshape(d["shape"]))
     out_idx = [d["index"] for d in interp.get_output_details()]
+    state = {"args": None, "shape": [list(d["shape"]) for d in details]}
 
-    def infer():
+    def prepare(ids, mask):
+        return [(_feed_for(d["name"], i, ids, mask) if named else (ids, mask)[min(i, 1)]).astype(d["dtype"])
+                for i, d in enumerate(details)]
+
+    def run(args):
+        if args is not state["args"]:
+            shapes = [list(a.shape) for a in args]
+            if shapes != state["shape"]:
+                for d, shape in zip(details, shapes):
+                    interp.resize_tensor_input(d["index"], shape)
+                interp.allocate_tensors()
+                state["shape"] = shapes
+            for d, a in zip(details, args):
+                interp.set_tensor(d["index"], a)
+            state["args"] = args
         interp.invoke()
         return [interp.get_tensor(i) for i in out_idx]
 
-    del np
-    return infer, interp
+    return Program(prepare, run, interp)
 
 
-def load_executorch(spec: dict, ids, mask):
+def load_executorch(spec: dict, path: str) -> Program:
     import torch
     from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime
 
     portable_lib._unsafe_reset_threadpool(spec["threads"])
     rt = Runtime.get()
-    program = rt.load_program(spec["path"], enable_etdump=bool(spec.get("profile_dir")),
-                              debug_buffer_size=0)
+    program = rt.load_program(path, enable_etdump=bool(spec.get("profile_dir")), debug_buffer_size=0)
     method = program.load_method("forward")
     meta = method.metadata
-    args = []
-    for i in range(meta.num_inputs()):
-        info = meta.input_tensor_meta(i)
-        src = (ids, mask)[min(i, 1)]
-        dtype = {"Int": torch.int32, "Long": torch.int64}.get(str(info.dtype()).split(".")[-1], torch.int32)
-        args.append(torch.from_numpy(src).to(dtype))
-    return (lambda: method.execute(args)), program
+    dtypes = [{"Int": torch.int32, "Long": torch.int64}.get(str(meta.input_tensor_meta(i).dtype()).split(".")[-1], torch.int32)
+              for i in range(meta.num_inputs())]
+
+    def prepare(ids, mask):
+        return [torch.from_numpy((ids, mask)[min(i, 1)]).to(dtype) for i, dtype in enumerate(dtypes)]
+
+    return Program(prepare, method.execute, program)
 
 
-def load_pytorch_eager(spec: dict, ids, mask):
+def load_pytorch_eager(spec: dict, path: str) -> Program:
     """The teacher as users run it today: transformers AutoModel, fp32, mean pooling over the mask."""
     import torch
     from transformers import AutoModel
 
     torch.set_num_threads(spec["threads"])
-    model = AutoModel.from_pretrained(spec["path"]).eval()  # its modeling module was imported in prepare
-    t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    model = AutoModel.from_pretrained(path).eval()  # its modeling module was imported in prepare
 
     @torch.inference_mode()
-    def infer():
+    def run(args):
+        t_ids, t_mask = args
         return mean_pool(model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state, t_mask)
 
-    return infer, model
+    return Program(lambda ids, mask: (torch.from_numpy(ids), torch.from_numpy(mask)), run, model)
 
 
 def mean_pool(hidden, mask):
@@ -172,29 +195,31 @@ def mean_pool(hidden, mask):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (B, H)
 
 
-def load_model2vec(spec: dict, ids, mask):
+def load_model2vec(spec: dict, path: str) -> Program:
     """A static (model2vec) peer as model2vec runs it: numpy, the mean of the table rows of the real tokens,
     L2-normalised. `path` is the model folder (model.safetensors holds `embeddings`, (V, D))."""
     import numpy as np
     from safetensors.numpy import load_file
 
-    table = load_file(str(Path(spec["path"]) / "model.safetensors"))["embeddings"]
-    real = ids[0][mask[0].astype(bool)]
+    table = load_file(str(Path(path) / "model.safetensors"))["embeddings"]
 
-    def infer():
+    def run(real):
         v = table[real].mean(axis=0)
         return v / (np.linalg.norm(v) + 1e-32)
 
-    return infer, table
+    return Program(lambda ids, mask: ids[0][mask[0].astype(bool)], run, table)
 
 
-def load_coreml(spec: dict, ids, mask):
+def load_coreml(spec: dict, path: str) -> Program:
     import coremltools as ct
 
-    model = ct.models.MLModel(spec["path"], compute_units=ct.ComputeUnit.CPU_ONLY)
+    model = ct.models.MLModel(path, compute_units=ct.ComputeUnit.CPU_ONLY)
     names = [i.name for i in model.get_spec().description.input]
-    feed = {n: _feed_for(n, i, ids, mask).astype("int32") for i, n in enumerate(names)}
-    return (lambda: model.predict(feed)), model
+
+    def prepare(ids, mask):
+        return {n: _feed_for(n, i, ids, mask).astype("int32") for i, n in enumerate(names)}
+
+    return Program(prepare, model.predict, model)
 
 
 RUNNERS = {"onnxruntime": load_onnxruntime, "litert": load_litert, "executorch": load_executorch,
@@ -383,39 +408,65 @@ def main(argv: list[str]) -> int:
         ids, mask = make_inputs(spec["seq_len"], spec.get("vocab_size") or 30522)
         rss0 = reset_peak_rss()
         t0 = time.perf_counter()
-        infer, handle = RUNNERS[runner](spec, ids, mask)
+        programs = [RUNNERS[runner](spec, path) for path in spec.get("paths") or [spec["path"]]]
         load_ms = (time.perf_counter() - t0) * 1e3
+        fixed = programs[0].prepare(ids, mask)
+        texts = _text_inputs(spec, programs)
         t0 = time.perf_counter()
-        infer()
+        if texts:
+            programs[texts[0][0]].run(texts[0][1])
+        else:
+            programs[0].run(fixed)
         first_ms = (time.perf_counter() - t0) * 1e3
     except Exception as e:  # any runtime's load failure becomes a failed row, not a crash of the bench
         msg = " ".join(f"{type(e).__name__}: {e}".split())
         reply({"error": msg[:400]})
         return 1
     reply({"ready": True, "load_ms": load_ms, "first_inference_ms": first_ms})
+
+    def timed(calls) -> dict:
+        samples, cpu = [], []
+        for program, args in calls:
+            c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+            program.run(args)
+            t1, c1 = time.perf_counter_ns(), time.process_time_ns()
+            samples.append((t1 - t0) / 1e6)
+            cpu.append((c1 - c0) / 1e6)  # CPU time of all this process's threads: not inflated by waiting
+        return {"samples_ms": samples, "cpu_ms": cpu}
+
     for line in sys.stdin:
         cmd = json.loads(line)
         try:
             if cmd["cmd"] == "run":
-                samples, cpu = [], []
-                for _ in range(cmd["n"]):
-                    c0, t0 = time.process_time_ns(), time.perf_counter_ns()
-                    infer()
-                    t1, c1 = time.perf_counter_ns(), time.process_time_ns()
-                    samples.append((t1 - t0) / 1e6)
-                    cpu.append((c1 - c0) / 1e6)  # CPU time of all this process's threads: not inflated by waiting
-                reply({"samples_ms": samples, "cpu_ms": cpu})
+                reply(timed([(programs[0], fixed)] * cmd["n"]))
+            elif cmd["cmd"] == "run_texts":
+                reply(timed([(programs[texts[k][0]], texts[k][1]) for k in cmd["indices"]]))
             elif cmd["cmd"] == "stats":
                 peak = peak_rss_mb()
                 reply({"peak_rss_delta_mb": None if peak is None or rss0 is None else max(peak - rss0, 0.0)})
             elif cmd["cmd"] == "profile":
-                reply(profile(spec, handle, infer, cmd["n"]))
+                reply(profile(spec, programs[0].handle, lambda: programs[0].run(fixed), cmd["n"]))
             elif cmd["cmd"] == "exit":
                 reply({"bye": True})
                 return 0
         except Exception as e:
             reply({"error": " ".join(f"{type(e).__name__}: {e}".split())[:400]})
     return 0
+
+
+def _text_inputs(spec: dict, programs: list[Program]) -> list[tuple[int, object]]:
+    """The real-length inputs of `spec["texts_file"]` (JSON: [[program index, ids, n real tokens], ...], ids
+    already padded to what that program takes), each prepared for its program; [] without the file."""
+    import numpy as np
+
+    if not spec.get("texts_file"):
+        return []
+    out = []
+    for index, ids, n_real in json.loads(Path(spec["texts_file"]).read_text()):
+        ids = np.asarray([ids], dtype=np.int64)
+        mask = (np.arange(ids.shape[1]) < n_real).astype(np.int64)[None]
+        out.append((index, programs[index].prepare(ids, mask)))
+    return out
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from pocketbert.files import path_sha256, read_json, write_json
 from .parity import TOLERANCES, Tolerance
 
 # 1.1: golden cases per bucket, artifacts[].invariance. 1.2: every tolerance entry also holds the MLM argmax
-# agreement and the bucket-invariance cosine, so that no reader keeps a table of its own.
-SCHEMA_VERSION = "1.2"
+# agreement and the bucket-invariance cosine, so that no reader keeps a table of its own. 1.3: artifacts[].min_seq_len
+# (a dynamic-length artifact; a reader that ignores it pads to seq_len, which the artifact also takes).
+SCHEMA_VERSION = "1.3"
 SCHEMA_MAJOR = 1
 MANIFEST = "manifest.json"
 SCHEMA_FILE = Path(__file__).with_name("manifest.schema.json")
@@ -48,6 +49,11 @@ def bucket_for(seq_lens: list[int], n_tokens: int) -> int:
     return buckets[-1]
 
 
+def input_length(artifact: dict, n_tokens: int) -> int:
+    """`Artifact.input_length` of a manifest row (a `Bundle.artifacts` dict)."""
+    return Artifact.from_dict(artifact).input_length(n_tokens)
+
+
 @dataclass
 class Artifact:
     """One artifact row of the manifest (BUNDLE.md `artifacts`); results are the dicts the checks return."""
@@ -65,11 +71,23 @@ class Artifact:
     notes: dict
     invariance: dict | None = None  # parity.bucket_invariance at this bucket
     gate: dict | None = None  # export/gate.py gate_family: the format/quant family's geometry gate
+    # Set: a dynamic-length artifact, which takes any length from min_seq_len ([CLS] [SEP]: 2) to seq_len and
+    # is fed a text's ids unpadded (BUNDLE.md `min_seq_len`); None: exactly seq_len, padded.
+    min_seq_len: int | None = None
 
     @property
     def key(self) -> str:
         """The manifest's `tolerances` key, e.g. `onnx/int8`."""
         return f"{self.format}/{self.quant}"
+
+    def input_length(self, n_tokens: int) -> int:
+        """The input length an app feeds this artifact for a text of `n_tokens` ids (truncated to its bucket):
+        the bucket (padded), or, for a dynamic-length artifact, the text's own length within
+        [min_seq_len, seq_len], not padded. The Kotlin (`Artifact.inputLength`) and Swift
+        (`Artifact.inputLength(tokens:)`) cores and the bench's real-length rows hold to it (tests/apps)."""
+        if self.min_seq_len is None:
+            return self.seq_len
+        return max(self.min_seq_len, min(n_tokens, self.seq_len))
 
     @classmethod
     def from_dict(cls, row: dict) -> Artifact:
@@ -237,6 +255,8 @@ def validate_manifest(manifest: dict, where: str = "manifest") -> None:
     for a in manifest["artifacts"]:
         if a["seq_len"] not in buckets:
             raise PocketBertError(f"{where}: artifact {a['file']} has seq_len {a['seq_len']} not in seq_lens {buckets}")
+        if a.get("min_seq_len", a["seq_len"]) > a["seq_len"]:
+            raise PocketBertError(f"{where}: artifact {a['file']} has min_seq_len {a['min_seq_len']} > seq_len {a['seq_len']}")
         key = f"{a['format']}/{a['quant']}"
         if key not in manifest["tolerances"]:
             raise PocketBertError(f"{where}: no tolerance for {key} (artifact {a['file']})")

@@ -11,6 +11,11 @@ Results follow runtime_bench/results.schema.json and are saved as each group fin
   pocketbert bench s3_bundle --device adb --out phone.json            # the Android demo's headless benchmark
   pocketbert bench s3_bundle --device adb:SERIAL --binary benchmark_model --out phone.json
   pocketbert bench s3_bundle --device qemu:cortex-a55 --out a55.json    # golden parity on an emulated Arm core
+  pocketbert bench new_bundle --compare old=old_bundle --threads 1 --out ab.json   # two exports, one interleaved run
+
+Latency at real lengths: the dev suite's sentences (or --texts FILE...) are tokenized as the apps tokenize,
+and each format/quant is timed on a seeded sample of them (--text-sample) the way an app calls it: the
+smallest bucket that holds the text, padded, or the text's own length for a dynamic-length artifact.
 """
 
 
@@ -53,6 +58,16 @@ def add_arguments(p) -> None:
                    help="`pocketbert eval ... --json` outputs (of this bundle and/or the teacher) to attach STS "
                         "quality to rows, for the report's quality-vs-latency plot")
     p.add_argument("--no-profile", action="store_true", help="skip the per-operator profiles")
+    p.add_argument("--compare", action="append", default=[], metavar="[LABEL=]BUNDLE",
+                   help="another bundle of the same student (e.g. an older export) whose artifacts run in the same "
+                        "interleaved rounds, rows named LABEL:file; each artifact gets its speed-up over the compared "
+                        "one of the same format and quantization (repeatable)")
+    p.add_argument("--texts", nargs="+", default=None, metavar="FILE",
+                   help="text/TSV/CSV files whose sentences give the latency at real lengths, each text called as an "
+                        "app calls it (default: the dev suite's sentences in ../shared/data, when found)")
+    sample = default(BenchOptions, "text_sample")
+    p.add_argument("--text-sample", type=int, default=sample,
+                   help=f"texts sampled (seeded) from --texts for the real-length latency; 0 skips it (default {sample})")
     p.add_argument("--device", default=default(BenchOptions, "device"),
                    help="host (default), adb / adb:SERIAL for an Android phone, or qemu[:CORE] for an emulated Arm core "
                         "(cortex-a55 default, cortex-a76, ...; run `pocketbert setup-arm64` first)")
@@ -71,6 +86,7 @@ def run(args):
 
     from pocketbert.build import references
     from pocketbert.errors import PocketBertError
+    from pocketbert.pipeline.suite import dev_files
     from pocketbert.runtime_bench.bench import BenchOptions, main
 
     wanted = set((args.baseline or "").split(","))
@@ -81,10 +97,12 @@ def run(args):
         formats=[f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None,
         baseline="teacher" if "teacher" in wanted else None, quality=args.quality or [], profile=not args.no_profile,
         cache=args.cache, binary=args.binary, package=args.package, timeout=args.timeout,
-        command=args.command_line)
+        command=args.command_line, compare=args.compare, texts=args.texts, text_sample=args.text_sample)
     if (args.baseline or args.peer) and opts.device != "host":
         raise PocketBertError(f"--baseline and --peer are measured on this host: drop them with --device {opts.device}")
     # Every option is checked: now the teacher and peers are resolved (a named peer is imported the first time).
     opts.teacher, opts.peers = references(args.teacher, (["default"] if "peers" in wanted else []) + args.peer,
                                           args.peer_tokenizer)
+    if opts.texts is None and opts.device == "host" and opts.text_sample:
+        opts.texts = [str(p) for p in dev_files()] or None  # the dev suite's sentences, when the data is here
     return main(opts, log=lambda s: print(s, file=sys.stderr))

@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--gate-sample", type=int, default=gate_sample,
                    help=f"corpus sentences for the top-10 overlap (default {gate_sample})")
     p.add_argument("--no-gate", action="store_true", help="skip the geometry gate")
+    p.add_argument("--static-shapes", action="store_true",
+                   help="every artifact takes exactly its bucket (default: ExecuTorch and ONNX artifacts take any "
+                        "length up to their bucket, which apps feed unpadded; LiteRT and Core ML are static)")
 
 
 def run(args):
@@ -66,7 +69,7 @@ def run(args):
                        quants=parse_csv(args.quant, "--quant"), seq_lens=parse_seq_lens(args.seq_len),
                        task=args.task, name=args.name, command=args.command_line, corpus=corpus, sts=args.sts,
                        gate=not args.no_gate, gate_sample=args.gate_sample, max_sts_drop=args.max_sts_drop,
-                       max_mb=args.max_mb)
+                       max_mb=args.max_mb, dynamic=not args.static_shapes)
     manifest = main(cfg)
     rows = [{"file": a.file, "format": a.format, "quant": a.quant, "seq_len": a.seq_len, "size_bytes": a.size_bytes,
              "export_seconds": a.export_seconds, "parity": a.parity["status"],

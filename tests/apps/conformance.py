@@ -15,7 +15,10 @@ inside a core. Case families:
   read from the manifest: outputs moved within the exported thresholds pass, and the same outputs fail once the
   manifest's threshold is tighter (parity `max_abs_diff`, bucket invariance `min_invariance_cosine`);
 - postprocess/<function>: what the apps show from model outputs: similarity ranking (`Similarity.topK`, cosine)
-  and label probabilities (`Similarity.classify` / `Classifier.predictions`), against numpy.
+  and label probabilities (`Similarity.classify` / `Classifier.predictions`), against numpy;
+- calls: how the app calls each format/quant for a text (`Bundle.encodeFor` / `ModelBundle.call`: the artifact,
+  the input length, the ids), against the bench's real-length rows (runtime_bench/lengths.py), on a bundle with a
+  dynamic-length family, a static family at both buckets and a static family at one bucket.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ class Cases:
     families: list[Family] = field(default_factory=list)
     bundles: dict[str, dict] = field(default_factory=dict)  # name -> {"path": Path, "expect": str, ...}
     postprocess: dict = field(default_factory=dict)  # {vectors, logits, labels}
+    calls: dict = field(default_factory=dict)  # {"bundle": Path, "texts": [str]}
 
     @property
     def request(self) -> Path:
@@ -265,8 +269,71 @@ def build(root: Path, families: list[Family], vocab: Path, exported: dict[str, P
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF
     damaged.write_bytes(bytes(data))
+    request["calls"] = [_calls_case(root, good, cases)]
     (root / "request.json").write_text(json.dumps(request, indent=1), encoding="utf-8")
     return cases
+
+
+def _calls_case(root: Path, good: Path, cases: Cases) -> dict:
+    """A copy of the exported bundle (its ONNX artifacts take a dynamic length) with two static families added
+    (copies of its files: the calls case reads the manifest, runs nothing): `onnx/int8` at both buckets and
+    `tflite/fp32` at the largest only; texts from empty to longer than the largest bucket."""
+    import hashlib
+
+    dst = root / "bundles" / "calls"
+    shutil.copytree(good, dst)
+    manifest = json.loads((dst / "manifest.json").read_text(encoding="utf-8"))
+    extra = []
+    for a in manifest["artifacts"]:
+        for fmt, quant, buckets in (("onnx", "int8", manifest["seq_lens"]), ("tflite", "fp32", manifest["seq_lens"][-1:])):
+            if a["seq_len"] in buckets:
+                row = {k: v for k, v in a.items() if k != "min_seq_len"} | {"format": fmt, "quant": quant}
+                row["backend"] = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+                row["file"] = f"static_{fmt}_{quant}_{a['seq_len']}_{a['file']}"
+                shutil.copyfile(dst / a["file"], dst / row["file"])
+                row["sha256"] = hashlib.sha256((dst / row["file"]).read_bytes()).hexdigest()
+                extra.append(row)
+                manifest["tolerances"][f"{fmt}/{quant}"] = manifest["tolerances"][f"{a['format']}/{a['quant']}"]
+    manifest["artifacts"] += extra
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    words = "the cat sat on a mat while rain fell over distant hills and quiet rivers".split()
+    texts = ["", "a", "Hello, world!"] + [" ".join(words[i % len(words)] for i in range(n)) for n in range(5, 160, 3)]
+    (root / "calls_texts.jsonl").write_text("".join(json.dumps(t) + "\n" for t in texts), encoding="utf-8")
+    cases.calls = {"bundle": dst, "texts": texts}
+    return {"bundle": "bundles/calls", "texts": "calls_texts.jsonl", "answers": "calls_answers.jsonl"}
+
+
+def expected_calls(bundle_dir: Path, texts: list[str]) -> list[list]:
+    """What the bench does for each text: [[format, quant, file, input length, ids], ...] per family."""
+    from pocketbert.bundle.manifest import load_bundle
+    from pocketbert.runtime_bench import lengths
+
+    bundle = load_bundle(bundle_dir)
+    ids = lengths.encode(bundle, texts)
+    families = list(dict.fromkeys((a["format"], a["quant"]) for a in bundle.artifacts))
+    per_family = {(f, q): lengths.calls(bundle, [a for a in bundle.artifacts if (a["format"], a["quant"]) == (f, q)], ids)
+                  for f, q in families}
+    return [[[f, q, cs[i].artifact["file"], len(cs[i].ids), cs[i].ids[:cs[i].n_tokens]] for (f, q), cs in per_family.items()]
+            for i in range(len(texts))]
+
+
+def judge_calls(cases: Cases, answers: Path, core: str) -> tuple[str, str | None]:
+    """(summary line, first mismatch or None): the core's calls against the bench's, text by text."""
+    path = answers / "calls_answers.jsonl"
+    if not path.is_file():
+        return f"{core} calls: no answers", f"{core} wrote no {path.name}"
+    got = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = cases.calls["texts"]
+    expected = expected_calls(cases.calls["bundle"], texts)
+    bad = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    if len(got) != len(expected):
+        return f"{core} calls: {len(got)} answers for {len(expected)} texts", f"{core} answered {len(got)} texts"
+    dynamic = sum(row[3] not in (32, 128) for e in expected for row in e)
+    line = f"{core:6} calls {len(texts):4} texts x {len(expected[0])} families ({dynamic} dynamic lengths), {len(bad)} mismatches"
+    if not bad:
+        return line, None
+    i = bad[0]
+    return line, f"text #{i} {json.dumps(texts[i][:120])}:\n  bench: {expected[i]}\n  {core}: {got[i]}"
 
 
 def postprocess_inputs(seed: int = 0) -> dict:

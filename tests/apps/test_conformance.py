@@ -122,3 +122,16 @@ def test_postprocessing(answers, cases, function):
     if first:
         SUMMARIES.append("  " + first.replace("\n", "\n  "))
         pytest.fail(first, pytrace=False)
+
+
+@pytest.mark.parametrize("answers", CORES, indirect=True)
+def test_cores_call_artifacts_as_the_bench_does(answers, cases):
+    """For the same texts, each core picks the artifact, the input length (a bucket, or the text's own length for
+    a dynamic-length artifact) and the ids that the bench's real-length rows use."""
+    core, folder = answers
+    line, first = conformance.judge_calls(cases, folder, core)
+    SUMMARIES.append(f"conformance {line}")
+    print(line)
+    if first:
+        SUMMARIES.append("  " + first.replace("\n", "\n  "))
+        pytest.fail(first, pytrace=False)

@@ -5,6 +5,7 @@ from the manifest's `tolerances` (format 1.2), a 1.0/1.1 entry completed from ex
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,6 +39,24 @@ def test_read_and_to_dict_round_trip_the_fixture():
     a = manifest.artifacts[0]
     assert isinstance(a, Artifact) and a.key == f"{a.format}/{a.quant}" and a.seq_len in manifest.seq_lens
     assert manifest.tolerances[a.key] == TOLERANCES[a.quant]
+
+
+def test_min_seq_len_is_a_typed_field_checked_against_seq_len():
+    """Format 1.3: a dynamic-length artifact (the fixture's ONNX artifacts) carries `min_seq_len`; an app feeds it
+    a text at its own length within [min_seq_len, seq_len], a static one always at its bucket."""
+    manifest = Manifest.read(FIXTURE)
+    a = manifest.artifacts[0]
+    assert a.min_seq_len == 2 and a.to_dict()["min_seq_len"] == 2
+    assert [a.input_length(n) for n in (0, 2, 9, a.seq_len, a.seq_len + 5)] == [2, 2, 9, a.seq_len, a.seq_len]
+    static = dataclasses.replace(a, min_seq_len=None)
+    assert "min_seq_len" not in static.to_dict() and {static.input_length(n) for n in (2, 9, 40)} == {a.seq_len}
+    doc = _doc()
+    doc["artifacts"][0]["min_seq_len"] = doc["artifacts"][0]["seq_len"] + 1
+    with pytest.raises(PocketBertError, match="has min_seq_len 17 > seq_len 16"):
+        validate_manifest(doc)
+    doc["artifacts"][0]["min_seq_len"] = 0
+    with pytest.raises(PocketBertError, match="invalid at artifacts/0/min_seq_len"):
+        validate_manifest(doc)
 
 
 def test_write_validates_then_writes(tmp_path):

@@ -69,7 +69,7 @@ def test_export_records_per_bucket_golden_and_invariance(bundle):
         assert [b["seq_len"] for b in case["buckets"]] == fits, case["name"]
         assert case["buckets"][0]["expected"] == case["expected"] and case["seq_len"] == fits[0]
     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["schema_version"] == "1.2"
+    assert manifest["schema_version"] == "1.3"
     for a in manifest["artifacts"]:
         inv = a["invariance"]
         assert inv["status"] == "passed" and inv["other_seq_lens"] == [128 if a["seq_len"] == 32 else 32]

@@ -61,7 +61,7 @@ def test_bundle_matches_schema_and_contract(tiny_bundle, tiny_student):
 
     m = _manifest(tiny_bundle)
     jsonschema.validate(m, load_schema())
-    assert m["schema_version"] == "1.2"
+    assert m["schema_version"] == "1.3"
     assert m["model"]["task"] == "embedding" and m["model"]["num_parameters"] > 0
     assert m["model"]["parent"]["path"] == str(tiny_student.resolve())
     assert m["seq_lens"] == [SEQ]

@@ -25,7 +25,7 @@ OUTPUT_ATOL = 1e-5  # eager fp32 on the same CPU kernels; across torch builds th
 CASE_KEYS = ("name", "text", "ids", "seq_len", "input_ids", "attention_mask")
 # What an app reads from the manifest; provenance, timings, paths and tool versions may differ run to run.
 MANIFEST_KEYS = ("schema_version", "inputs", "outputs", "seq_lens", "tokenizer", "labels", "tolerances")
-ARTIFACT_KEYS = ("file", "format", "backend", "quant", "seq_len")
+ARTIFACT_KEYS = ("file", "format", "backend", "quant", "seq_len", "min_seq_len")
 
 
 def _load_maker():

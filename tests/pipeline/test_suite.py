@@ -11,7 +11,7 @@ import pytest
 
 from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline.suite import TASKS, dev_sentences, load_suite, score_suite
+from pocketbert.pipeline.suite import TASKS, dev_files, dev_sentences, load_suite, score_suite
 
 STS_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
 SICK_HEADER = "pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
@@ -69,6 +69,16 @@ def test_dev_sentences_are_the_dev_files(tmp_path):
     assert "sts a1" in dev and "sick b4" in dev and "good dev 1" in dev and "sport news 1" in dev
     assert "good train 1" not in dev  # the probe's training rows are training data
     assert dev_sentences("dev", tmp_path / "absent") == set()
+
+
+def test_dev_files_are_what_exists_in_order(tmp_path):
+    """The files the bench's real-length section reads by default (and the distillation keeps out of training)."""
+    root = make_suite_data(tmp_path)
+    assert dev_files("dev", root) == [root / f for f in ("stsb/dev.tsv", "sick/test.tsv", "sst2/dev.tsv", "agnews/dev.tsv")]
+    (root / "sick" / "test.tsv").unlink()
+    assert [p.relative_to(root).as_posix() for p in dev_files("dev", root)] == ["stsb/dev.tsv", "sst2/dev.tsv",
+                                                                                 "agnews/dev.tsv"]
+    assert dev_files("dev", tmp_path / "absent") == []
 
 
 @pytest.mark.parametrize("broken, needle", [

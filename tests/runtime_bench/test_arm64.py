@@ -107,7 +107,7 @@ def arm64_env():
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory, tiny_student) -> Path:
     out = tmp_path_factory.mktemp("arm64") / "bundle"
-    assert main(["export", str(tiny_student), "--out", str(out), "--formats", "onnx,tflite", "--quant", "int8",
+    assert main(["export", str(tiny_student), "--out", str(out), "--formats", "onnx,tflite,executorch", "--quant", "int8",
                  "--seq-len", str(SEQ), "--name", "tiny"]) == 0
     return out
 
@@ -142,7 +142,7 @@ def test_the_runner_needs_no_pocketbert_only_the_bundle_contracts_parity_file(in
 
 
 @pytest.mark.slow
-def test_int8_tflite_and_onnx_match_golden_on_emulated_cortex_a55(arm64_env, int8_bundle, tmp_path, capsys):
+def test_int8_tflite_onnx_and_pte_match_golden_on_emulated_cortex_a55(arm64_env, int8_bundle, tmp_path, capsys):
     out = tmp_path / "a55.json"
     assert main(["bench", str(int8_bundle), "--device", "qemu:cortex-a55", "--runs", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
@@ -151,7 +151,7 @@ def test_int8_tflite_and_onnx_match_golden_on_emulated_cortex_a55(arm64_env, int
     assert doc["device"]["environment"] == "emulation"
     assert doc["device"]["arch"] == "aarch64" and "cortex-a55" in doc["device"]["cpu_model"]
     rows = {r["format"]: r for r in doc["rows"]}
-    assert set(rows) == {"tflite", "onnx"}
+    assert set(rows) == {"tflite", "onnx", "executorch"}
     manifest = json.loads((int8_bundle / "manifest.json").read_text())
     for fmt, row in rows.items():
         assert row["quant"] == "int8"
@@ -167,9 +167,11 @@ def test_int8_tflite_and_onnx_match_golden_on_emulated_cortex_a55(arm64_env, int
         # Emulated time is labelled as such and never put in the percentile fields host/phone rows use.
         assert row["latency_note"].startswith("EMULATED")
         assert "latency_ms_p50" not in row
-    # The Arm code path really ran: the emulated runtimes report their aarch64 versions.
+    # The Arm code path really ran: the emulated runtimes report their aarch64 versions; the .pte ran in
+    # ExecuTorch's C++ runtime from the aarch64 executorch wheel (pte_runner, no torch), the host's release.
     versions = doc["config"]["emulation"]["site_versions"]
     assert "onnxruntime" in versions and "ai_edge_litert" in versions
+    assert rows["executorch"]["extra"]["runtime_versions"]["executorch"] == arm64_env["steps"]["executorch"].split()[1]
 
 
 @pytest.mark.slow

@@ -210,6 +210,11 @@ def test_seq_len_not_in_bundle_is_one_line_exit_2(tmp_path, capsys, tiny_bundle)
     (["--device", "qemu", "--baseline", "teacher"], "--baseline and --peer are measured on this host"),
     (["--device", "adb", "--peer", "paraphrase-minilm-l3"], "--baseline and --peer are measured on this host"),
     (["--runs", "0", "--peer", "paraphrase-minilm-l3"], "--runs 0: give at least 1"),
+    (["--text-sample", "-1"], "--text-sample -1: give 0 (no real-length latency) or more"),
+    (["--texts", "/nonexistent/texts.txt"], "--texts /nonexistent/texts.txt: no such file"),
+    (["--compare", "old=/nonexistent/bundle"], "--compare old=/nonexistent/bundle: no such bundle folder"),
+    (["--compare", "a=x", "--compare", "a=y"], "--compare labels ['a', 'a'] repeat"),
+    (["--device", "qemu", "--compare", "/tmp"], "--compare and --texts are measured on this host"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, capsys, tiny_bundle, monkeypatch, args, needle):
     """One line naming the option, before a peer or teacher is resolved (a named peer is imported the first time)."""

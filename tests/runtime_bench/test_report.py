@@ -267,3 +267,38 @@ def test_verdict_skips_gate_failures(results_file):
     first = next(r for r in arts if r["name"] == chosen)
     first["gate"] = {"status": "failed", "reasons": ["top-10 overlap 0.88 < 0.9"]}
     assert verdict(doc)["rows"][0]["row"] != chosen
+
+
+def test_verdict_shows_the_suite_and_the_real_length_p50_together(results_file):
+    """The card decides on the dev suite's mean and shows its four numbers; beside its seq-128 p50 it quotes the
+    p50 at real lengths of the same format/quant (and of each reference's measured row)."""
+    from pocketbert.runtime_bench.report import SUITE_KEYS, verdict, verdict_table
+
+    doc = json.loads(_with_peer(results_file, 0.79).read_text())
+    for r in doc["rows"]:
+        if r.get("quality"):
+            base = 80.0 if r["role"] == "artifact" else 79.0
+            r["quality"] = {**{f"suite_{k}_x100": base + i for i, k in enumerate(SUITE_KEYS)}, "suite_mean_x100": base + 1.5}
+
+    def text_row(name, fmt, quant, role, p50):
+        return {"name": name, "format": fmt, "quant": quant, "role": role, "threads": 1, "status": "ok",
+                "shape": "buckets", "texts": 10, "latency_ms_p50": p50, "latency_ms_p90": 2 * p50,
+                "cpu_ms_p50": p50, "cpu_ms_p90": 2 * p50,
+                "per_bucket": {"32": {"texts": 10, "share": 1.0, "latency_ms_p50": p50, "latency_ms_p90": 2 * p50}}}
+
+    doc["real_lengths"] = {"source": {"files": ["dev.tsv"], "texts": 10, "sample": 10, "seed": 0},
+                           "distribution": {"texts": 10, "tokens_p50": 14, "tokens_p90": 30,
+                                            "share_by_bucket": {"32": 0.8, "128": 0.2}},
+                           "threads": 1, "rounds": 2,
+                           "rows": [text_row("tflite/int8", "tflite", "int8", "artifact", 0.9),
+                                    text_row("teacher_onnx_int8", "onnx", "int8", "baseline", 3.1)]}
+    validate_results(doc)
+    card = verdict(doc)
+    assert card["metric"] == "suite_mean_x100" and card["rows"][0]["row"] == "s3_litert_int8_seq128.tflite"
+    head, lines = verdict_table(card)
+    assert head[2:7] == [*SUITE_KEYS, "suite_mean_x100"]
+    assert head[-3:] == ["p50 ms (seq 128)", "p50 ms (real lengths)", "student x faster"]
+    by_model = {line[0]: line for line in lines}
+    assert by_model["student"][2:7] == ["80.00", "81.00", "82.00", "83.00", "81.50"]
+    assert by_model["student"][-2] == "0.90" and by_model["teacher"][-2] == "3.10" and by_model["peer_l3"][-2] == "-"
+    assert "At real lengths (10 texts, median 14 tokens" in card["sentence"] and "p50 is 0.90 ms (p90 1.80)" in card["sentence"]

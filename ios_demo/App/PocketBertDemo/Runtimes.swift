@@ -145,11 +145,12 @@ final class ExecuTorchRunner: EncoderRunner {
         }
     }
 
+    /// `inputIds` of the bucket's length, or of any length up to it for a dynamic-length program.
     func run(inputIds: [Int32], attentionMask: [Int32]) throws -> [Float] {
         lock.lock()
         defer { lock.unlock() }
-        let ids = Tensor<Int32>(inputIds, shape: [1, seqLen])
-        let mask = Tensor<Int32>(attentionMask, shape: [1, seqLen])
+        let ids = Tensor<Int32>(inputIds, shape: [1, inputIds.count])
+        let mask = Tensor<Int32>(attentionMask, shape: [1, attentionMask.count])
         let output: Tensor<Float> = try module.forward(ids, mask)
         return try output.scalars()  // `try` covers releases where scalars() still throws
     }
@@ -191,9 +192,11 @@ final class Engine: @unchecked Sendable {
         return runner
     }
 
+    /// `text` as the bench's real-length rows call it (`ModelBundle.call`): the bucket's artifact, padded to it,
+    /// or a dynamic-length artifact at the text's own length.
     func infer(_ text: String) throws -> Inference {
-        let encoded = bundle.encode(text)
-        let runner = try runner(seqLen: encoded.seqLen)
+        let (artifact, encoded) = try bundle.call(format: runtime.format, quant: quant, text: text)
+        let runner = try runner(seqLen: artifact.seqLen)
         let start = DispatchTime.now().uptimeNanoseconds
         let output = try runner.run(inputIds: encoded.inputIds, attentionMask: encoded.attentionMask)
         let latency = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6

@@ -12,6 +12,8 @@
 //     real runtimes (replay).
 //   postprocess: {vectors, logits, labels}: answered as {top_k: per vector, Similarity.topK over all vectors
 //     ([index, cosine] best first); classify: per logits row, Classifier.predictions ([label, probability])}.
+//   calls: [{bundle, texts, answers}]: per text (JSON lines), how the app calls each format/quant of the bundle
+//     (ModelBundle.call): answers (written) JSON lines of [[format, quant, artifact file, input length, ids], ...].
 import Foundation
 import PocketBertKit
 
@@ -36,10 +38,17 @@ struct Request: Decodable {
         let labels: [String]
     }
 
+    struct Calls: Decodable {
+        let bundle: String
+        let texts: String
+        let answers: String
+    }
+
     let tokenizer: [Family]
     let bundles: [BundleCase]
     let postprocess: PostProcess
     let answers_file: String
+    let calls: [Calls]?
 }
 
 struct ReplayRow: Decodable {
@@ -139,6 +148,31 @@ for b in request.bundles {
         answers[b.name] = ["error": error.localizedDescription, "checks": [Any]()] as [String: Any]
     }
 }
+for c in request.calls ?? [] {
+    do {
+        let bundle = try ModelBundle.open(dir.appendingPathComponent(c.bundle))
+        var families: [(String, String)] = []
+        for a in bundle.manifest.artifacts where !families.contains(where: { $0 == (a.format, a.quant) }) {
+            families.append((a.format, a.quant))
+        }
+        guard let data = FileManager.default.contents(atPath: dir.appendingPathComponent(c.texts).path) else {
+            fail("calls: cannot read \(c.texts)")
+        }
+        var out = ""
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+            let text = try decoder.decode(String.self, from: Data(line))
+            let row: [[Any]] = try families.map { format, quant in
+                let (artifact, input) = try bundle.call(format: format, quant: quant, text: text)
+                return [format, quant, artifact.file, input.seqLen, input.ids]
+            }
+            out += String(decoding: try JSONSerialization.data(withJSONObject: row), as: UTF8.self) + "\n"
+        }
+        try out.write(to: dir.appendingPathComponent(c.answers), atomically: true, encoding: .utf8)
+    } catch {
+        fail("calls \(c.bundle): \(error)")
+    }
+}
+
 let post = request.postprocess
 let postprocess: [String: Any] = [
     "top_k": post.vectors.map { q in

@@ -270,15 +270,26 @@ public struct Artifact: Decodable, Sendable, Identifiable, Hashable {
     /// `fp32`, `fp16` or `int8`.
     public let quant: String
     public let seqLen: Int
+    /// Set for a dynamic-length artifact (manifest `min_seq_len`): it takes any length from this to `seqLen`.
+    public let minSeqLen: Int?
     public let sizeBytes: Int?
     public let sha256: String
     public let parity: Parity?
 
     public var id: String { file }
+    public var isDynamic: Bool { minSeqLen != nil }
+
+    /// The input length for a text of `tokens` ids (at most `seqLen`): the bucket, or for a dynamic-length
+    /// artifact the text's own length, unpadded (BUNDLE.md `min_seq_len`).
+    public func inputLength(tokens: Int) -> Int {
+        guard let minSeqLen else { return seqLen }
+        return max(minSeqLen, min(tokens, seqLen))
+    }
 
     enum CodingKeys: String, CodingKey {
         case file, format, backend, quant
         case seqLen = "seq_len"
+        case minSeqLen = "min_seq_len"
         case sizeBytes = "size_bytes"
         case sha256, parity
     }

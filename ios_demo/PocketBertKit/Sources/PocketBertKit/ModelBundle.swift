@@ -92,6 +92,24 @@ public struct ModelBundle: Sendable {
         tokenizer.encode(text, buckets: manifest.seqLens)
     }
 
+    /// How the app calls `format`/`quant` for `text`: ids truncated to that family's largest bucket, the
+    /// artifact of the smallest bucket that holds them (else the largest), and its input: padded to the
+    /// bucket, or, for a dynamic-length artifact, the ids at their own length. The bench's real-length rows
+    /// call artifacts the same way (runtime_bench/lengths.py); tests/apps/test_conformance.py holds both to it.
+    public func call(format: String, quant: String, text: String) throws -> (artifact: Artifact, input: EncodedText) {
+        let family = manifest.artifacts.filter { $0.format == format && $0.quant == quant }.sorted { $0.seqLen < $1.seqLen }
+        guard let largest = family.last else {
+            throw PocketBertError.noArtifact(
+                "the bundle has no \(format) \(quant) artifact; export with --formats \(format) --quant \(quant)")
+        }
+        let full = tokenizer.encode(text)
+        let ids = tokenizer.encode(text, maxLength: largest.seqLen)
+        let artifact = family.first(where: { $0.seqLen >= ids.count }) ?? largest
+        let input = EncodedText(ids: ids, seqLen: artifact.inputLength(tokens: ids.count), padId: tokenizer.padId,
+                                truncated: full.count > ids.count)
+        return (artifact, input)
+    }
+
     /// The golden self-test of the tokenizer alone (no model needed).
     public func tokenizerSelfTest() -> [CheckResult] {
         SelfTest.tokenizer(tokenizer, golden: golden, seqLens: manifest.seqLens)

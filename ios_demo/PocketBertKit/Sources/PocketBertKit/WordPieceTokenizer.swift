@@ -352,7 +352,8 @@ public struct WordPieceTokenizer: Sendable {
 public struct EncodedText: Sendable, Equatable {
     /// `[CLS] ... [SEP]` after truncation, without padding.
     public let ids: [Int]
-    /// The bucket: the smallest `seq_len` that holds `ids`.
+    /// The input length: the bucket (the smallest `seq_len` that holds `ids`), or, from `ModelBundle.call` for
+    /// a dynamic-length artifact, the ids' own length.
     public let seqLen: Int
     /// `ids` padded with `[PAD]` to `seqLen`.
     public let inputIds: [Int32]

@@ -23,7 +23,7 @@ final class BundleTests: XCTestCase {
     func testManifestOfTheFixture() throws {
         let bundle = try Fixture.bundle()
         let m = bundle.manifest
-        XCTAssertEqual(m.schemaVersion, "1.2")
+        XCTAssertEqual(m.schemaVersion, "1.3")
         XCTAssertEqual(m.model.task, .embedding)
         XCTAssertEqual(m.seqLens, [16, 32])
         XCTAssertEqual(m.maxSeqLen, 32)

@@ -111,13 +111,12 @@ class MainActivity : Activity() {
         worker.execute {
             try {
                 val results = texts.map { text ->
-                    val n = tok.encodeForBuckets(text, b.seqLens).ids.size
-                    val a = b.artifactFor(format, quant, n) ?: throw BundleError("no $format/$quant artifact")
-                    val enc = tok.encodeForBuckets(text, listOf(a.seqLen))  // pad to the bucket this artifact has
+                    // the bucket's artifact, padded to it, or a dynamic-length artifact at the text's own length
+                    val (a, enc) = b.encodeFor(tok, text, format, quant) ?: throw BundleError("no $format/$quant artifact")
                     val r = runnerFor(b, a)
                     val t0 = System.nanoTime()
                     val out = r.run(enc.inputIds, enc.attentionMask)
-                    Triple(text, out, "${"%.2f".format((System.nanoTime() - t0) / 1e6)} ms, seq${a.seqLen}, ${enc.ids.size} tokens")
+                    Triple(text, out, "${"%.2f".format((System.nanoTime() - t0) / 1e6)} ms, seq${enc.seqLen}, ${enc.ids.size} tokens")
                 }
                 showOutput(render(b, results))
             } catch (e: BundleError) {

@@ -15,10 +15,17 @@ data class Artifact(
     val seqLen: Int,
     val sizeBytes: Long,
     val sha256: String,
+    /** Set for a dynamic-length artifact (manifest `min_seq_len`): it takes any length from this to [seqLen]. */
+    val minSeqLen: Int? = null,
 ) {
     /** The key of the manifest's `tolerances` table, e.g. `tflite/int8`. */
     val toleranceKey: String get() = "$format/$quant"
     val label: String get() = "$format/$quant/seq$seqLen"
+    val dynamic: Boolean get() = minSeqLen != null
+
+    /** The input length for a text of `nTokens` ids (at most [seqLen]): the bucket, or for a dynamic-length
+     *  artifact the text's own length, unpadded (BUNDLE.md `min_seq_len`; `pocketbert.bundle.manifest.Artifact.input_length`). */
+    fun inputLength(nTokens: Int): Int = minSeqLen?.let { maxOf(it, minOf(nTokens, seqLen)) } ?: seqLen
 }
 
 /**
@@ -73,6 +80,7 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
                 file = m.str("file", w), format = m.str("format", w), backend = m.str("backend", w),
                 quant = m.str("quant", w), seqLen = m.int("seq_len", w),
                 sizeBytes = (m["size_bytes"] as? Number)?.toLong() ?: 0L, sha256 = m.str("sha256", w),
+                minSeqLen = (m["min_seq_len"] as? Number)?.toInt(),
             )
         }
         tolerances = manifest.obj("tolerances", where).mapValues { (k, v) ->
@@ -140,6 +148,20 @@ class Bundle private constructor(val root: File, val manifest: Map<String, Any?>
     fun artifactFor(format: String, quant: String, nTokens: Int): Artifact? {
         val rows = artifacts.filter { it.format == format && it.quant == quant }.sortedBy { it.seqLen }
         return rows.firstOrNull { it.seqLen >= nTokens } ?: rows.lastOrNull()
+    }
+
+    /**
+     * How the app calls (format, quant) for `text`: ids truncated to that family's largest bucket, the artifact
+     * of the smallest bucket that holds them ([artifactFor]), and its input: padded to the bucket, or, for a
+     * dynamic-length artifact, the ids at their own length. The bench's real-length rows call artifacts the same
+     * way (runtime_bench/lengths.py); tests/apps/test_conformance.py holds both to it. Null when the bundle has
+     * no (format, quant) artifact.
+     */
+    fun encodeFor(tokenizer: WordPieceTokenizer, text: String, format: String, quant: String): Pair<Artifact, Encoding>? {
+        val largest = artifacts.filter { it.format == format && it.quant == quant }.maxOfOrNull { it.seqLen } ?: return null
+        val ids = tokenizer.encode(text, largest)
+        val a = artifactFor(format, quant, ids.size) ?: return null
+        return a to tokenizer.pad(ids, a.inputLength(ids.size))
     }
 
     companion object {

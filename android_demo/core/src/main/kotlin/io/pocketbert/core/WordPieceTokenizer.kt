@@ -82,7 +82,12 @@ class WordPieceTokenizer(vocab: List<String>, val options: TokenizerOptions = To
         require(seqLens.isNotEmpty()) { "no sequence-length buckets" }
         val sorted = seqLens.sorted()
         val ids = encode(text, sorted.last())
-        val seqLen = sorted.first { it >= ids.size }
+        return pad(ids, sorted.first { it >= ids.size })
+    }
+
+    /** `ids` ([CLS] ... [SEP], at most `seqLen`) padded with [PAD] / mask 0 to `seqLen`. */
+    fun pad(ids: IntArray, seqLen: Int): Encoding {
+        require(ids.size <= seqLen) { "${ids.size} ids do not fit length $seqLen" }
         val inputIds = IntArray(seqLen) { if (it < ids.size) ids[it] else padId }
         val mask = IntArray(seqLen) { if (it < ids.size) 1 else 0 }
         return Encoding(ids, seqLen, inputIds, mask)

@@ -17,6 +17,8 @@ import java.io.File
  *     runtimes (replay.json).
  *   postprocess: {vectors, logits, labels}: answered as {top_k: per vector, Similarity.topK over all vectors
  *     ([index, cosine] best first); classify: per logits row, Similarity.classify ([label, probability])}.
+ *   calls: [{bundle, texts, answers}]: per text (JSON lines), how the app calls each format/quant of the bundle
+ *     (Bundle.encodeFor): answers (written) JSON lines of [[format, quant, artifact file, input length, ids], ...].
  */
 object Conformance {
     @JvmStatic
@@ -64,6 +66,25 @@ object Conformance {
             "top_k" to vectors.map { q -> Similarity.topK(q, vectors, vectors.size).map { listOf(it.first, it.second) } },
             "classify" to logits.map { row -> Similarity.classify(row, labels).map { listOf(it.first, it.second) } },
         )
+        for (c in (request["calls"] as? List<*>).orEmpty().map { it.asObj("calls") }) {
+            val bundle = Bundle.open(File(dir, c.str("bundle", "calls")))
+            val tokenizer = bundle.tokenizer()
+            val families = bundle.artifacts.map { it.format to it.quant }.distinct()
+            File(dir, c.str("answers", "calls")).bufferedWriter(Charsets.UTF_8).use { out ->
+                File(dir, c.str("texts", "calls")).bufferedReader(Charsets.UTF_8).useLines { lines ->
+                    for (line in lines) {
+                        if (line.isBlank()) continue
+                        val text = Json.parse(line) as String
+                        val row = families.map { (format, quant) ->
+                            val (a, enc) = bundle.encodeFor(tokenizer, text, format, quant)!!
+                            listOf(format, quant, a.file, enc.seqLen, enc.ids.toList())
+                        }
+                        out.write(Json.write(row, 0))
+                        out.write("\n")
+                    }
+                }
+            }
+        }
         val doc = linkedMapOf<String, Any?>("bundles" to answers, "postprocess" to postprocess)
         File(dir, request.str("answers_file", "request")).writeText(Json.write(doc), Charsets.UTF_8)
         println("conformance (kotlin): answered ${request.list("tokenizer", "r").size} tokenizer families, ${answers.size} bundles")
