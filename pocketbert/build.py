@@ -54,6 +54,8 @@ class EvalSection:
     sts: str | None = None  # STS-B TSV scored through every artifact (None: no STS row)
     suite: str | None = None  # `dev`: the dev suite (four tasks and their mean, pipeline/suite.py) through every
     #   artifact and for the PyTorch student, the teacher and each peer; the verdict decides on its mean
+    refs: list[str] = field(default_factory=list)  # more models scored beside the bundle, not benchmarked (e.g.
+    #   [mpnet, potion-base-2m]): names (`pocketbert eval`'s) or checkpoint folders, in eval_refs/ after the bench's
     probe: list[str] = field(default_factory=list)  # [train TSV, dev TSV] (sentence, label): a logistic regression on
     #   the frozen embeddings of the PyTorch student and of each reference ([] = none); see pipeline/evaluate.py
 
@@ -158,7 +160,7 @@ def load_build_recipe(name: str, overrides: list[str] | None = None) -> BuildRec
 
 def preflight(recipe: BuildRecipe) -> None:
     """Everything a stage will read must exist before any training starts."""
-    from pocketbert.pipeline.names import resolve
+    from pocketbert.pipeline.names import exists, known_names, resolve
     from pocketbert.pipeline.student import WordFreqSource, is_wordfreq_spec
     from pocketbert.pipeline.suite import load_suite
 
@@ -202,6 +204,12 @@ def preflight(recipe: BuildRecipe) -> None:
     for item in recipe.eval.probe:
         if not Path(item).is_file():
             raise PocketBertError(f"eval.probe: {item} does not exist; fix the recipe or set eval.probe=[]")
+    for item in recipe.eval.refs:
+        if not exists(item):
+            raise PocketBertError(f"eval.refs: {item!r} is neither a known model ({', '.join(known_names())}) nor "
+                                  "an existing path; fix the recipe or set eval.refs=[]")
+    if recipe.eval.refs and not (recipe.eval.sts or recipe.eval.suite):
+        raise PocketBertError("eval.refs needs eval.sts or eval.suite to score them on; fix the recipe")
     if recipe.eval.suite is not None:
         try:
             load_suite(recipe.eval.suite)  # every suite file read and checked now
@@ -306,9 +314,10 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     # The models the bench compares with: the teacher the recipe names and the peers it asks for.
     with_teacher, peers = recipe.bench.references() if recipe.bench.enabled else (False, [])
     teacher = _bench_teacher(recipe, out) if with_teacher else None
-    refs = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
+    benched = list(dict.fromkeys(([teacher] if teacher else []) + expand_peers(peers)))  # evaluated beside the bundle
+    refs = list(dict.fromkeys(benched + recipe.eval.refs))  # and the models only scored (eval.refs), last
     if recipe.bench.enabled:
-        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(refs)))]
+        quality = ([str(out / "eval.json"), *(str(out / "eval_refs" / f"{i}.json") for i in range(len(benched)))]
                    if recipe.eval.sts or recipe.eval.suite else [])
         with _section("bench"):
             bench = _bench_stage(recipe.bench, out, teacher, peers, quality, command)
