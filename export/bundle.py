@@ -272,7 +272,10 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
     seconds = time.perf_counter() - t0
     outs: list = []
     parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant, outs)
-    log.info("%s: %.1fs, %s", fname, seconds, parity)
+    cos = f" (min cosine {parity['min_cosine']:.5f})" if isinstance(parity.get("min_cosine"), float) else ""
+    log.info("export: %s %s seq%d  %.1f MB  %.0f s  parity %s%s", fmt, quant, seq_len, path.stat().st_size / 1e6,
+             seconds, parity["status"], cos)
+    log.debug("%s: parity %s", fname, parity)
     if parity["status"] == "failed" and strict:
         raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
     notes = {**_notes_for(fmt, quant), **(notes or {})}
@@ -291,6 +294,14 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()
+
+
+def _gate_short(g: dict) -> str:
+    """The gate in a few words for the terminal (`_gate_line` has every number, in the log)."""
+    if g["status"] == "skipped":
+        return f"skipped ({g['reason']})"
+    sts = f"STS {g['sts']['delta']:+.2f}, " if "sts" in g else ""
+    return f"{g['status']} ({sts}top-10 {g['top10_overlap']:.3f})"
 
 
 def _gate_line(g: dict) -> str:
@@ -344,7 +355,10 @@ def _record_invariance(artifacts: list[Artifact], fmt: str, ran: dict[str, dict[
         for seq_len, inv in bucket_invariance(by_len, n_tokens, need, per_position=task == "mlm").items():
             a = next(a for a in artifacts if (a.format, a.quant, a.seq_len) == (fmt, quant, seq_len))
             a.invariance = inv
-            log.info("%s: bucket invariance %s", a.file, inv)
+            log.debug("%s: bucket invariance %s", a.file, inv)
+            if inv["status"] != "skipped":
+                log.info("export: %s %s seq%d  bucket invariance %s (min cosine %s)", a.format, a.quant, a.seq_len,
+                         inv["status"], inv["min_cosine"])
             if inv["status"] == "failed":
                 raise PocketBertError(f"{a.file}: {inv['reason']}; nothing was written")
 
@@ -463,7 +477,8 @@ def main(cfg: ExportConfig) -> Manifest:
                 failed = [a for a in family if a.parity["status"] == "failed"]
                 if reference is not None and not failed:
                     result = gate_family(fmt, {a.seq_len: tmp / a.file for a in family}, reference, gate_cfg)
-                    log.info("%s/%s gate: %s", fmt, quant, _gate_line(result))
+                    log.info("export: %s %s gate %s", fmt, quant, _gate_short(result))
+                    log.debug("%s/%s gate: %s", fmt, quant, _gate_line(result))
                     for a in family:
                         a.gate = result
                 if not cfg.auto:

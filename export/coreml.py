@@ -13,7 +13,9 @@ names, dtypes and shapes, and after quantization that the weights really are int
 
 from __future__ import annotations
 
+import logging
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from pocketbert.errors import PocketBertError
 from .wrapper import INPUT_NAMES
 
 MIN_TARGET = "iOS17"
+log = logging.getLogger("pocketbert.export.coreml")
 
 
 def unavailable_reason() -> str | None:
@@ -78,9 +81,32 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
                 global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
                                                           block_size=INT4_GROUP, weight_threshold=512),
                 op_name_configs={name: int8 for name in keep})
-        mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
+        _explain_quantizer_warnings(caught, module)
     mlmodel.save(str(path))
     return {"minimum_deployment_target": target, "weight_dtypes": weight_dtypes(path)}
+
+
+def _explain_quantizer_warnings(caught: list, module: torch.nn.Module) -> None:
+    """coremltools' block quantizer computes `round(w / scale)` with scale = absmax / qmax per block: a block whose
+    weights are all zero has scale 0, so numpy warns `invalid value encountered in divide` (0 / 0) and then `in cast`
+    (NaN -> int). Such a block dequantizes to code x 0 = 0 whatever code was stored, exactly its fp32 value, so the
+    warning costs nothing; it is explained in the log (with the count of all-zero blocks), not shown. Any other
+    warning is passed on as it came."""
+    zero_div = [w for w in caught if issubclass(w.category, RuntimeWarning) and "invalid value" in str(w.message)]
+    for w in caught:
+        if w not in zero_div:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if zero_div:
+        from .quant import INT4_GROUP
+
+        blocks = sum(int((p.detach().reshape(-1, INT4_GROUP).abs().amax(1) == 0).sum())
+                     for p in module.parameters() if p.ndim == 2 and p.shape[-1] % INT4_GROUP == 0)
+        log.debug("coreml: %d numpy 'invalid value' warnings from coremltools' block quantizer: all-zero weight blocks "
+                 "(%d in this model's weights, blocks of %d) have scale 0; they dequantize to 0 exactly",
+                 len(zero_div), blocks, INT4_GROUP)
 
 
 def _spec(path: Path):

@@ -11,6 +11,7 @@ then the rest int4.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,8 @@ OPSET = 18
 # (2-layer student: 2.80 vs 2.96 ms CPU at 32 tokens, 10.53 vs 10.56 at 128).
 DYNAMIC_LENGTH = True
 
+
+log = logging.getLogger("pocketbert.export.onnx")
 
 def _rename_io(model, output_name: str) -> None:
     """Name the graph output `output_name`; an internal value of that name (the exporter names the
@@ -269,8 +272,14 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
                     _int4(int8, path, keep)
         else:
             raise PocketBertError(f"onnx has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
-    ops = sorted({n.op_type for n in onnx.load(str(path)).graph.node})
-    return {"opset": OPSET, "ops": ops}
+    final = onnx.load(str(path))
+    opset = next(o.version for o in final.opset_import if o.domain in ("", "ai.onnx"))
+    if opset != OPSET:
+        # ORT's MatMulNBitsQuantizer raises the opset to 21 (its 4- and 8-bit blocks need it) and warns that the
+        # result "may not be a valid model": the checker below validates it, and parity against PyTorch follows
+        onnx.checker.check_model(final)
+        log.debug("onnx %s: opset %d -> %d by ORT's MatMulNBitsQuantizer; onnx.checker passed", quant, OPSET, opset)
+    return {"opset": opset, "ops": sorted({n.op_type for n in final.graph.node})}
 
 
 class Runner:

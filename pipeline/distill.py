@@ -16,11 +16,11 @@ pass), run (`train.fit`), write and verify (`train.write_and_verify`: checkpoint
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import mpnet, names
 from pocketbert.pipeline.checkpoint import LoadedCheckpoint, parent_record
@@ -92,7 +92,7 @@ def drop_dev_sentences(records, dev: set[str]) -> int:
         records.texts = [records.texts[i] for i in keep]
         if records.labels is not None:
             records.labels = [records.labels[i] for i in keep]
-        print(f"distill: {removed} training text(s) are dev-suite sentences: removed", file=sys.stderr, flush=True)
+        say(f"distill: {removed} training text(s) are dev-suite sentences: removed")
         if not records.texts:
             raise PocketBertError("every training text is a dev-suite sentence; train on other text (the suite's "
                                   "dev files never go into training)")
@@ -107,14 +107,14 @@ def shrink_student(spec, student: Encoder, record: dict, train_ids: list[list[in
     if spec.intermediate_size is not None and spec.intermediate_size != student.config.intermediate_size:
         student, pruned = prune_ffn(student, spec.intermediate_size, train_ids, seed=seed)
         record = {**record, "pruned_ffn": pruned}
-        print(f"distill: feed-forward blocks pruned to {spec.intermediate_size} neurons (importance kept "
-              f"{pruned['importance_kept']})", file=sys.stderr, flush=True)
+        say(f"distill: feed-forward blocks pruned to {spec.intermediate_size} neurons (importance kept "
+            f"{pruned['importance_kept']})")
     if spec.embedding_size is not None:  # factorize_embeddings checks the size against the student's width
         student, fitted = factorize_embeddings(student, spec.embedding_size, train_ids, steps=0 if resume else 800,
                                                seed=seed)
         record = {**record, "factorized": fitted}
-        print(f"distill: embedding factorized to E={spec.embedding_size} (fit MSE {fitted['fit_mse_start']} -> "
-              f"{fitted['fit_mse_end']})", file=sys.stderr, flush=True)
+        say(f"distill: embedding factorized to E={spec.embedding_size} (fit MSE {fitted['fit_mse_start']} -> "
+            f"{fitted['fit_mse_end']})")
     return student.train(), record
 
 
@@ -152,8 +152,8 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     pairs = []  # read before the teacher passes: a bad file fails at once
     if cfg.data.pairs:
         pairs, dropped = read_pairs(cfg.data.pairs, {records.texts[i]: k for k, i in enumerate(train_idx)})
-        print(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
-              "added to each batch", file=sys.stderr, flush=True)
+        say(f"distill: {len(pairs)} sentence pairs ({dropped} rows not in the corpus), {cfg.data.pairs_per_batch} "
+            "added to each batch")
     suite = load_suite(cfg.eval.suite) if cfg.eval.suite else None
     evaluate = make_evaluator(cfg.eval, cfg.data, tokenizer, [ids[i] for i in held_idx],
                               (lambda embed: score_suite(suite, embed)) if suite else None)
@@ -173,10 +173,10 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     resolved = to_dict(cfg)
     baseline = {}
     if ddp.main:
-        print(f"distill: {cfg.objective} | teachers {', '.join(str(t.path) for t in teachers)} | student "
-              f"{student_record} | {len(train_ids)} training texts ({records.skipped_empty} empty, "
-              f"{records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}", file=sys.stderr)
-        print(f"distill: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
+        say(f"distill: {cfg.objective} | teachers {', '.join(str(t.path) for t in teachers)} | student "
+            f"{student_record} | {len(train_ids)} training texts ({records.skipped_empty} empty, "
+            f"{records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}")
+        say(f"distill: resolved recipe in {run.write_resolved(resolved)}")
         if evaluate is not None and cfg.eval.at_start and not resume:
             if kind.token_aligned:
                 baseline = {"teacher": evaluate(teachers[0].model)}
@@ -185,7 +185,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
                                          for t, c in zip(cfg.teachers, teachers, strict=True)
                                          if isinstance(c, LoadedCheckpoint)}}
             baseline["student_init"] = evaluate(student)
-            print(f"distill: before training: {baseline}", file=sys.stderr, flush=True)
+            say(f"distill: before training: {baseline}")
 
     # -- run -------------------------------------------------------------------------------------
     result = fit(objective, TrainData(make_batch, [len(x) for x in train_ids], cfg.data.batch_size,

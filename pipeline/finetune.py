@@ -9,11 +9,10 @@ Shape: set up (model, data, evaluation), run (`train.fit`), write and verify (`t
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import nn
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses, names
 from pocketbert.pipeline.checkpoint import parent_record
@@ -75,8 +74,8 @@ def main(cfg: FinetuneRecipe, resume: bool = False, resume_dir: str | None = Non
 
     resolved = to_dict(cfg)
     if ddp.main:
-        print(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {run.device}", file=sys.stderr)
-        print(f"finetune: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
+        say(f"finetune: {base.path} -> {num_labels} classes | {len(ids)} texts | device {run.device}")
+        say(f"finetune: resolved recipe in {run.write_resolved(resolved)}")
 
     # -- run ------------------------------------------------------------------------------------
     result = fit(objective, TrainData(make_batch, [len(x) for x in ids], cfg.data.batch_size, cfg.data.group_by_length),

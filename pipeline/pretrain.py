@@ -13,11 +13,10 @@ Shape: set up (tokenizer, config, data, evaluation), run (`train.fit`), write an
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch import nn
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.data import collate, read_texts, split_holdout, tokenize
@@ -117,10 +116,9 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
 
     resolved = to_dict(cfg)
     if ddp.main:
-        print(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
-              f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}",
-              file=sys.stderr)
-        print(f"pretrain: resolved recipe in {run.write_resolved(resolved)}", file=sys.stderr, flush=True)
+        say(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
+            f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}")
+        say(f"pretrain: resolved recipe in {run.write_resolved(resolved)}")
 
     # -- run ------------------------------------------------------------------------------------
     # sop: a line becomes [CLS] A [SEP] B [SEP], one token longer

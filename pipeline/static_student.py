@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.files import check_output_dir, path_sha256
 from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint
@@ -119,7 +119,7 @@ class StaticRecipe:
 
 
 def _log(msg: str) -> None:
-    print(f"static: {msg}", file=sys.stderr, flush=True)
+    say(f"static: {msg}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pocketbert import console
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.files import path_sha256, write_json
 from pocketbert.pipeline import mpnet, names
@@ -461,7 +463,7 @@ class Ranks:
 
 
 def _log(msg: str) -> None:
-    print(f"teacher pass: {msg}", file=sys.stderr, flush=True)
+    say(f"teacher pass: {msg}")
 
 
 class PassProgress:
@@ -472,14 +474,14 @@ class PassProgress:
     def __init__(self, desc: str, total: int, show: bool = True, stream=None, every_s: float = LOG_EVERY_S,
                  now: Callable[[], float] = time.perf_counter):
         self.desc, self.total, self.every_s, self.now = desc, total, every_s, now
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream if stream is not None else console.stream()
         self.show = show and total > 0
         self.done, self.start, self.printed_at = 0, now(), None
         self.bar = None
         if self.show and self.stream.isatty():
             from tqdm import tqdm
 
-            width = min(100, shutil.get_terminal_size((100, 20)).columns)
+            width = min(100, console.columns())
             self.bar = tqdm(total=total, desc=desc, unit=" sent", file=self.stream, ncols=width, mininterval=0.5,
                             smoothing=0.1)
 

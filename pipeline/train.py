@@ -28,7 +28,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pocketbert import console
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.files import check_output_dir
 from pocketbert.pipeline.checkpoint import MARKER, load_checkpoint, save_checkpoint
@@ -237,22 +238,20 @@ class Progress:
     def __init__(self, name: str, total_steps: int | None, budget_s: float, step: int, elapsed: float,
                  show: bool = True, stream=None, every_s: float = LOG_EVERY_S):
         self.name, self.total_steps, self.budget_s, self.every_s = name, total_steps, budget_s, every_s
-        self.stream = stream if stream is not None else sys.stderr
+        self.stream = stream if stream is not None else console.stream()
         self.show = show
         self.first_step, self.first_elapsed = step, elapsed  # the rate counts this session only
         self.printed_at: tuple[int, float] | None = None  # (step, elapsed) of the last log line
         self.bar = None
         if show and self.stream.isatty():
-            import shutil
-
             from tqdm import tqdm
 
-            # Size from shutil: a pty that reports 0 x 0 falls back to 100 x 20 instead of an invisible bar.
-            # The text after the bar is ours (postfix[0]): tqdm's own clock would count evaluation and
+            # Width from the terminal the bar is drawn on (console.columns: 100 when it reports none), at most
+            # 100. The text after the bar is ours (postfix[0]): tqdm's own clock would count evaluation and
             # restart at 0 on --resume.
-            size = shutil.get_terminal_size((100, 20))
+            self.width = min(100, console.columns())
             self.bar = tqdm(total=1.0, initial=self.fraction(step, elapsed), file=self.stream, desc=name,
-                            ncols=size.columns, nrows=size.lines, postfix=[self.budget(step, elapsed)],
+                            ncols=self.width, postfix=[self.budget(step, elapsed)],
                             bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {postfix[0]}")
 
     def fraction(self, step: int, elapsed: float) -> float:
@@ -278,7 +277,9 @@ class Progress:
         if not self.show:
             return
         if self.bar is not None:
-            self.bar.postfix[0] = self.line(step, elapsed, loss, terms)
+            # within the width: "<name>: 100%|<20>| " takes len(name) + 29 columns; the loss terms are cut first
+            text, room = self.line(step, elapsed, loss, terms), self.width - len(self.name) - 29
+            self.bar.postfix[0] = text if len(text) <= room else text[: max(room - 1, 0)] + "…"
             self.bar.update(self.fraction(step, elapsed) - self.bar.n)  # redraws at most every 0.1 s
             if last:
                 self.bar.close()
@@ -536,8 +537,7 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
     if interrupted:
         if ddp.main:
             save_state(state_path, state, objective, optimizer, trainable, recipe)
-            print(f"{run.name}: interrupted at step {state.step}; state saved in {work_dir}, continue with --resume",
-                  file=sys.stderr, flush=True)
+            say(f"{run.name}: interrupted at step {state.step}; state saved in {work_dir}, continue with --resume")
         raise KeyboardInterrupt
     if evaluate is not None and state.evaluated_at != state.step:
         _evaluate(state, objective, evaluate, metric, cfg.keep_best, metrics_path, ddp)
@@ -550,7 +550,7 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
         try:
             write_curves(metrics_path, work_dir / CURVES_FILE)
         except Exception as e:  # noqa: BLE001 - a plot must never fail a finished run
-            print(f"{run.name}: could not draw curves ({e})", file=sys.stderr)
+            say(f"{run.name}: could not draw curves ({e})")
     return FitResult(steps=state.step, final_loss=state.loss, last_terms=state.terms, best_metric=state.best["metric"],
                      best_value=state.best["value"], best_step=state.best["step"], last_eval=state.last_eval,
                      wall_s=state.elapsed, examples_seen=state.examples,

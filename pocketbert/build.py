@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pocketbert.bundle.manifest import Manifest
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.export.bundle import DEFAULT_FORMATS, DEFAULT_QUANTS, DEFAULT_SEQ_LENS, ExportConfig
 from pocketbert.pipeline.recipe import (
@@ -421,12 +422,11 @@ def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[st
     config = {**_key(opts), "teacher": teacher, "peers": peers}
 
     def run(resume: bool) -> dict:
-        import sys
 
         from pocketbert.runtime_bench.bench import main
 
         opts.teacher, opts.peers = references(teacher, peers)
-        doc, text = main(opts, log=lambda s: print(s, file=sys.stderr))
+        doc, text = main(opts, log=say)
         return {"rows": len(doc["rows"]), "teacher": str(opts.teacher.path) if opts.teacher else None,
                 "peers": [str(p.path) for p in opts.peers]}
 

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="show every library's output on the terminal (by default a build sends it to its log)")
         p.set_defaults(_module=mod)
     return parser
 
@@ -52,31 +54,38 @@ def run_command(argv: list[str]) -> dict:
     args.command_line = shlex.join(["pocketbert", *argv])  # provenance: handed to the library call
     result, text = args._module.run(args)
     if text:
-        print(text, flush=True)
+        from pocketbert.console import say
+
+        say(text)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pocketbert import console
     from pocketbert.errors import PocketBertError
 
     args.command_line = shlex.join(["pocketbert", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        result, text = args._module.run(args)
-    except KeyboardInterrupt:
-        print("pocketbert: interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
-    except (PocketBertError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as e:
-        if os.environ.get("POCKETBERT_DEBUG"):
-            raise
-        msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"pocketbert {args.command}: error: {msg}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-    elif text:
-        print(text)
+    log_file = getattr(args._module, "log_file", lambda a: None)(args)
+    with console.session(verbose=args.verbose, log_file=log_file) as log:
+        if log is not None:
+            console.say(f"{args.command}: other libraries' messages go to {log} (-v shows them here)")
+        try:
+            result, text = args._module.run(args)
+        except KeyboardInterrupt:
+            print("pocketbert: interrupted; nothing half-written was left behind", file=console.stream())
+            return 130
+        except (PocketBertError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                PermissionError) as e:
+            if os.environ.get("POCKETBERT_DEBUG"):
+                raise
+            msg = " ".join(str(e).split()) or type(e).__name__
+            print(f"pocketbert {args.command}: error: {msg}", file=console.stream())
+            return 2
+        if args.json:
+            print(json.dumps(result, indent=2, ensure_ascii=False), file=console.out(), flush=True)
+        elif text:
+            print(text, file=console.out(), flush=True)
     return 0
 
 

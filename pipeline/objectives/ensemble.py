@@ -15,12 +15,12 @@ The in-batch matrix only constrains B(B-1)/2 pooled similarities; the anchor pla
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses, names
 from pocketbert.pipeline.data import cache_dir
@@ -116,8 +116,8 @@ class EnsembleObjective(Objective):
             emb, info = teacher_embeddings(teacher, setup.train_texts, cfg.data.max_length, cache_dir())
             targets.append(torch.from_numpy(emb))
             caches.append({"path": spec.path, "weight": spec.weight, **info})
-            print(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
-                  f"{tuple(emb.shape)} ({info['file']})", file=sys.stderr, flush=True)
+            say(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
+                f"{tuple(emb.shape)} ({info['file']})")
         if anchor is not None:
             anchor[1].to(setup.device)
         return cls(setup.student, targets, [t.weight for t in cfg.teachers], cfg.loss, anchor, caches)

@@ -82,9 +82,8 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    import sys
-
     from pocketbert.build import references
+    from pocketbert.console import say
     from pocketbert.errors import PocketBertError
     from pocketbert.pipeline.suite import dev_files
     from pocketbert.runtime_bench.bench import BenchOptions, main
@@ -105,4 +104,4 @@ def run(args):
                                           args.peer_tokenizer)
     if opts.texts is None and opts.device == "host" and opts.text_sample:
         opts.texts = [str(p) for p in dev_files()] or None  # the dev suite's sentences, when the data is here
-    return main(opts, log=lambda s: print(s, file=sys.stderr))
+    return main(opts, log=say)

@@ -24,15 +24,23 @@ def add_arguments(p) -> None:
                    help="re-run from this stage on, whatever the records say")
 
 
+def log_file(args):
+    """Other libraries' output goes to the build folder's log (pocketbert/console.py); -v keeps it on the terminal."""
+    from pathlib import Path
+
+    return Path(args.out) / "build.log"
+
+
 def run(args):
     from pathlib import Path
 
     from pocketbert.build import main
+    from pocketbert.console import step
 
     recipe, overrides = args.recipe, list(args.overrides)
     if "=" in recipe and not Path(recipe).exists():  # `pocketbert build key=value ...`: overrides of the default
         recipe, overrides = "build-default", [recipe, *overrides]
-    summary = main(recipe, overrides, args.out, from_stage=args.from_stage, command=args.command_line)
+    summary = main(recipe, overrides, args.out, from_stage=args.from_stage, command=args.command_line, log=step)
     out = summary["out"]
     lines = [f"build {out}:"] + [f"  {k:<8} {v['status']:<5} {v['seconds'] or 0:7.0f} s"
                                  for k, v in summary["stages"].items()]

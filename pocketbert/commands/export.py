@@ -49,17 +49,8 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    import logging
-
     from pocketbert.export.bundle import ExportConfig, main, parse_csv, parse_seq_lens
 
-    log = logging.getLogger("pocketbert")  # our progress lines only, not the toolchains' INFO chatter
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
     corpus = None
     if not args.no_gate or {"int8-static", "int4-mixed", "auto"} & set(parse_csv(args.quant, "--quant")):
         from pocketbert.pipeline.data import read_texts

@@ -23,14 +23,14 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    import sys
     import time
 
+    from pocketbert.console import say
     from pocketbert.runtime_bench import emulation
 
     t0 = time.perf_counter()
     info = emulation.setup(args.cache, qemu=args.qemu, extra_wheels=args.extra_wheel, wheel_source=args.wheel_source,
-                           log=lambda m: print(m, file=sys.stderr))
+                           log=say)
     info["setup_seconds"] = round(time.perf_counter() - t0, 1)
     versions = ", ".join(f"{k} {v}" for k, v in info["site_versions"].items()
                          if k in ("numpy", "onnxruntime", "ai_edge_litert"))

@@ -17,13 +17,13 @@ def add_arguments(p) -> None:
 
 
 def run(args):
-    import sys
     import time
 
+    from pocketbert.console import say
     from pocketbert.runtime_bench import swift_toolchain
 
     t0 = time.perf_counter()
-    info = swift_toolchain.setup(args.cache, log=lambda m: print(m, file=sys.stderr))
+    info = swift_toolchain.setup(args.cache, log=say)
     info["setup_seconds"] = round(time.perf_counter() - t0, 1)
     steps = ", ".join(f"{k} {v} s" for k, v in info["seconds"].items())
     text = (f"Swift root ready in {info['cache']} ({info['setup_seconds']} s; "

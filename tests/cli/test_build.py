@@ -303,3 +303,23 @@ def test_bad_wordfreq_trim_fails_before_training(tmp_path, tiny_recipe, capsys, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+def test_the_terminal_carries_only_pocketberts_lines(tiny_recipe, tmp_path):
+    """A build in its own process (real file descriptors 1 and 2): other libraries' output (warnings, logging,
+    prints, the C++ runtimes' writes) goes to <out>/build.log; the terminal gets pocketbert's lines and says where
+    the log is."""
+    out = tmp_path / "quiet"
+    argv = [sys.executable, "-m", "pocketbert", "build", str(tiny_recipe), "bench.enabled=false", "eval.probe=[]",
+            "export.formats=[executorch,onnx]", "--out", str(out)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    terminal = run.stdout + run.stderr
+    chatter = ("W1203", "Warning", "warn(", "torchao", "Failed to load", "onnxruntime.", "LOAD REPORT", "copyreg",
+               "opset")
+    assert not [line for line in terminal.splitlines() if any(c in line for c in chatter)], terminal
+    assert f"build: other libraries' messages go to {out / 'build.log'}" in terminal
+    assert "[1/4] distill:" in run.stdout and "export: onnx int8 seq16" in run.stderr
+    log = (out / "build.log").read_text()
+    assert any(c in log for c in chatter)  # the libraries' lines are there, not lost
+    assert "[1/4] distill:" in log and "export: onnx int8 seq16" in log  # with ours, as one story
