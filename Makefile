@@ -1,6 +1,7 @@
 # The two quick-start commands: `make build` (install, then run the main job) and `make test`.
 PYTHON ?= python3
 OUT ?= out
+ARGS ?=  # recipe overrides for `make build`, e.g. ARGS=distill.train.threads=1 on cores shared with other jobs
 
 .PHONY: install build test test-fast lint
 
@@ -13,7 +14,7 @@ install:
 # benchmarked beside the teacher and the L3 peer, reported in $(OUT)/default/report.html. Sized to finish within
 # 20 minutes on 2 cores from an empty cache (README.md: what one run measured); a re-run skips finished stages.
 build: install
-	pocketbert build --out $(OUT)/default
+	pocketbert build $(ARGS) --out $(OUT)/default
 
 # The Android core's JVM tests need kotlinc (npm `kotlin-compiler`) and JUnit 4 (Debian `junit4`); the Swift
 # core's tests (tests/apps) a Debian trixie root with Swift 6 in ~/.cache/pocketbert/swift (root only, ~2 GB,
