@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             msg = " ".join(str(e).split()) or type(e).__name__
             print(f"pocketbert {args.command}: error: {msg}", file=console.stream())
+            console.discard_log()
             return 2
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False), file=console.out(), flush=True)

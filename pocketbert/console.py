@@ -28,6 +28,7 @@ from typing import TextIO
 LOGGER = logging.getLogger("pocketbert")
 _terminal: tuple[TextIO, TextIO] | None = None  # (stdout, stderr) of the terminal while fds 1 and 2 point at a log
 _log: TextIO | None = None  # that log
+_discard = False  # the command failed on bad input: remove the log and the folders made for it
 
 
 def say(msg: str) -> None:
@@ -40,6 +41,13 @@ def step(msg: str) -> None:
     print(msg, file=out(), flush=True)
     if _log is not None:
         _log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pocketbert STEP: {msg}\n")
+
+
+def discard_log() -> None:
+    """The command refused its input: if nothing but the log was written, the session removes it (and the folders
+    it made), so that a refused command leaves nothing behind; a command that failed after writing keeps its log."""
+    global _discard
+    _discard = True
 
 
 def stream() -> TextIO:
@@ -102,8 +110,11 @@ def session(verbose: bool = False, log_file: str | os.PathLike | None = None) ->
             LOGGER.propagate = old_propagate
         return
 
+    global _discard
     path = Path(log_file)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
+    _discard = False
     sys.stdout.flush()
     sys.stderr.flush()
     (t_out, dup_out), (t_err, dup_err) = _terminal_copy(1, sys.stdout), _terminal_copy(2, sys.stderr)
@@ -140,3 +151,9 @@ def session(verbose: bool = False, log_file: str | os.PathLike | None = None) ->
         LOGGER.setLevel(old_level)
         LOGGER.propagate = old_propagate
         log.close()
+        if _discard and [p for p in path.parent.iterdir()] == [path]:  # refused before writing anything else
+            path.unlink(missing_ok=True)
+            for d in made:  # innermost first
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            _discard = False
