@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from pocketbert import console
 from pocketbert.bundle.manifest import Manifest
 from pocketbert.console import say
 from pocketbert.errors import PocketBertError
@@ -453,6 +454,8 @@ def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | Non
     preflight(recipe)
     root = Path(out).resolve()
     stages = plan(recipe, root, command)
+    if console.log_path() is not None:  # said once the recipe is accepted: a refused one is one line
+        say(f"build: other libraries' messages go to {console.log_path()} (-v shows them here)")
     _write_if_changed(root / "recipes" / "build.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
     state = run_stages(stages, root, force_from=from_stage, log=log)
     return {"out": str(root), "stages": {k: {"seconds": v.get("seconds"), "status": v.get("status")}

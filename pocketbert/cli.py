@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.command_line = shlex.join(["pocketbert", *(sys.argv[1:] if argv is None else argv)])
     log_file = getattr(args._module, "log_file", lambda a: None)(args)
-    with console.session(verbose=args.verbose, log_file=log_file) as log:
-        if log is not None:
-            console.say(f"{args.command}: other libraries' messages go to {log} (-v shows them here)")
+    with console.session(verbose=args.verbose, log_file=log_file):
         try:
             result, text = args._module.run(args)
         except KeyboardInterrupt:

@@ -43,6 +43,11 @@ def step(msg: str) -> None:
         _log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pocketbert STEP: {msg}\n")
 
 
+def log_path() -> Path | None:
+    """The log file other libraries' output goes to in this session (None: the terminal)."""
+    return Path(_log.name) if _log is not None else None
+
+
 def discard_log() -> None:
     """The command refused its input: if nothing but the log was written, the session removes it (and the folders
     it made), so that a refused command leaves nothing behind; a command that failed after writing keeps its log."""

@@ -6,11 +6,11 @@ teacher -> report. Re-running skips stages whose inputs did not change (content 
 its last saved step).
 
   pocketbert build --out build/default                      # the embedded default recipe
-  pocketbert build build-sts train.max_minutes=20 --out build/sts
+  pocketbert build build-sts distill.train.max_steps=500 --out build/sts
   pocketbert build my-build.yaml --out build/mine --from export
 
 Recipes: pocketbert/recipes/*.yaml (or your own YAML); override any key with key=value, e.g.
-distill.train.max_minutes=5 or export.formats=[onnx,tflite].
+distill.train.max_steps=200 or export.formats=[onnx,tflite].
 """
 
 def add_arguments(p) -> None:
@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 
     p.add_argument("recipe", nargs="?", default="build-default",
                    help="build recipe YAML, or a shipped one (pocketbert/recipes/*.yaml); default: build-default")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. distill.train.max_minutes=5")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. distill.train.max_steps=200")
     p.add_argument("--out", required=True, help="build folder (created; re-running continues it)")
     p.add_argument("--from", dest="from_stage", choices=STAGES, default=None,
                    help="re-run from this stage on, whatever the records say")
