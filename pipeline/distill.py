@@ -16,6 +16,7 @@ pass), run (`train.fit`), write and verify (`train.write_and_verify`: checkpoint
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from pocketbert.pipeline.teacher_cache import SentenceTeacher, load_sentence_tea
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import TrainData, fit, start_run, write_and_verify
 
+log = logging.getLogger("pocketbert.distill")
 
 def build_student(cfg: DistillRecipe, teacher: LoadedCheckpoint) -> tuple[Encoder, list[int], Path, dict]:
     """The student, the teacher layers it starts from, its tokenizer folder, and its record.
@@ -173,10 +175,12 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     resolved = to_dict(cfg)
     baseline = {}
     if ddp.main:
-        say(f"distill: {cfg.objective} | teachers {', '.join(str(t.path) for t in teachers)} | student "
-            f"{student_record} | {len(train_ids)} training texts ({records.skipped_empty} empty, "
-            f"{records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}")
-        say(f"distill: resolved recipe in {run.write_resolved(resolved)}")
+        # one short line a person reads at 100 columns; the resolved teachers and the student record in the log
+        say(f"distill: {cfg.objective} | teachers {', '.join(Path(str(t.path)).name for t in cfg.teachers)} | "
+            f"{len(train_ids)} texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
+            f"skipped) | {run.device}")
+        log.debug("distill: teachers %s | student %s", [str(t.path) for t in teachers], student_record)
+        log.debug("distill: resolved recipe in %s", run.write_resolved(resolved))
         if evaluate is not None and cfg.eval.at_start and not resume:
             if kind.token_aligned:
                 baseline = {"teacher": evaluate(teachers[0].model)}

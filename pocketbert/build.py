@@ -457,6 +457,8 @@ def main(recipe_name: str, overrides: list[str], out: str, from_stage: str | Non
     if console.log_path() is not None:  # said once the recipe is accepted: a refused one is one line
         say(f"build: other libraries' messages go to {console.log_path()} (-v shows them here)")
     _write_if_changed(root / "recipes" / "build.yaml", yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
-    state = run_stages(stages, root, force_from=from_stage, log=log)
+    # the stage lines name the build folder as the user wrote it, not its absolute path: readable at 100 columns
+    shown = f"{out.rstrip('/')}/" if not Path(out).is_absolute() else f"{root}/"
+    state = run_stages(stages, root, force_from=from_stage, log=lambda line: log(line.replace(f"{root}/", shown)))
     return {"out": str(root), "stages": {k: {"seconds": v.get("seconds"), "status": v.get("status")}
                                          for k, v in state["stages"].items()}}
