@@ -354,9 +354,9 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
                         lambda resume: _export_summary(export_main(export)), "bundle",
                         inputs=[p for p in sources if Path(p).exists()] + ([sts] if sts else []),
-                        describe=f"pocketbert export {export.checkpoint} ({','.join(export.formats)}; "
-                        f"{','.join(export.quants)}; seq {export.seq_lens}"
-                        + (f"; gate on {len(sources)} corpus file(s){' and ' + sts if sts else ''}" if e.gate else "")
+                        describe=f"pocketbert export {Path(export.checkpoint).name} ({len(export.formats)} formats x "
+                        f"{','.join(export.quants)}; seq {','.join(map(str, export.seq_lens))}"
+                        + (f"; gate on {len(sources)} corpus file(s){' + STS' if sts else ''}" if e.gate else "")
                         + ")"))
     evaluated = recipe.eval.sts or recipe.eval.suite
     if evaluated:
@@ -367,8 +367,9 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
                                      "suite": recipe.eval.suite},
                             lambda resume: _eval(out, sts, refs, Path(export.checkpoint), probe, suite), "eval.json",
                             inputs=[*([sts] if sts else []), *probe, *(suite.files if suite else [])],
-                            describe="pocketbert eval bundle" + (f" --sts {sts}" if sts else "")
-                            + (f" --suite {suite.name}" if suite else "") + (f" (and {', '.join(refs)})" if refs else "")))
+                            describe="pocketbert eval bundle" + (" --sts" if sts else "")
+                            + (f" --suite {suite.name}" if suite else "")
+                            + (f" (and {len(refs)} reference{'s' if len(refs) > 1 else ''})" if refs else "")))
     if recipe.bench.enabled:
         stages.append(bench)
         stages.append(Stage("report", {"results": str(out / "results.json")}, lambda resume: _report(out),
