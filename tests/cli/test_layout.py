@@ -11,16 +11,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 # folder -> project modules it may import (prefix match). No exceptions: the bundle contract is its own
 # torch-free package that export writes through and every reader reads through.
+# pocketbert.console is the one output channel every stage speaks through (torch-free, no imports of its own)
 ALLOWED = {
-    "pipeline": ("pocketbert.pipeline", "pocketbert.errors", "pocketbert.files"),
+    "pipeline": ("pocketbert.pipeline", "pocketbert.errors", "pocketbert.files", "pocketbert.console"),
     "pocketbert/bundle": ("pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
-    "export": ("pocketbert.export", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files",
+    "export": ("pocketbert.export", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files", "pocketbert.console",
                "pocketbert.pipeline.models", "pocketbert.pipeline.checkpoint", "pocketbert.pipeline.tokenizer",
                "pocketbert.pipeline.evaluate",
                "pocketbert.pipeline.names",  # a checkpoint to export is given by name or path, static models too
                "pocketbert.pipeline.suite",  # the dev suite every artifact is scored on
                "pocketbert.pipeline.quantize"),  # the one int4 / int8 grid: the table snap and every exporter share it
-    "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files"),
+    "runtime_bench": ("pocketbert.runtime_bench", "pocketbert.bundle", "pocketbert.errors", "pocketbert.files",
+                      "pocketbert.console"),
 }
 
 
