@@ -286,6 +286,46 @@ def load_checkpoint(path: str | os.PathLike, with_mlm_head: bool | None = None) 
         PocketBertError: missing folder or weights, unsupported model_type, corrupted file, key mismatch.
     """
     path = Path(path)
+    hf, weights, cfg, groups, record = _read_folder(path)
+    model_type = hf["model_type"]
+    state = read_safetensors(weights)
+    heads = _Heads.of(state, model_type)
+    if not record.get("config"):
+        cfg = _config_with_heads(cfg, heads, state, model_type)
+    if with_mlm_head is None:
+        with_mlm_head = heads.mlm
+    if heads.classifier and model_type == "distilbert":
+        raise PocketBertError(
+            f"{path}: DistilBERT classification heads (pre_classifier + ReLU) are not supported; "
+            "load the base model (DistilBertModel or DistilBertForMaskedLM) and fine-tune with pocketbert"
+        )
+    model = Encoder(cfg, with_mlm_head=with_mlm_head)
+    n_stored = groups if model_type == "albert" else cfg.num_hidden_layers
+    name_map = _hf_name_map(cfg, model_type, heads.base_prefix, n_stored)
+    name_map.update(_head_map(model_type, heads.mlm and with_mlm_head, heads.classifier))
+    ours = model.state_dict()
+    mlm_bias_key = _mlm_bias_key(model_type) if heads.mlm and with_mlm_head else None
+    target, used, missing, mismatched = _match_keys(state, ours, name_map, mlm_bias_key)
+    mismatched += _shared_attention_mismatches(cfg, target)
+    unexpected = sorted(
+        k for k in state
+        if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
+    )
+    if missing or mismatched or unexpected:
+        raise PocketBertError(f"{weights} does not match a {model_type} encoder "
+                              f"({key_mismatch_summary(missing, mismatched, unexpected)})")
+    # Every parameter must be filled (random init only for an MLM head that was asked for and absent).
+    unfilled = [k for k in ours if k not in target and not (k.startswith("cls.") and not heads.mlm)]
+    if unfilled:
+        raise PocketBertError(f"{weights}: no weights for {', '.join(unfilled[:6])}")
+    model.load_state_dict(target, strict=False)
+    model.eval()
+    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record)
+
+
+def _read_folder(path: Path) -> tuple[dict, Path, EncoderConfig, int, dict]:
+    """A checkpoint folder's HF config, weights file, encoder config (with its number of stored layer groups) and
+    pocketbert.json record ({} for a folder pocketbert did not write)."""
     if not path.is_dir():
         raise PocketBertError(f"checkpoint {path} does not exist; pass a local HF model folder")
     if not (path / "config.json").is_file():
@@ -293,7 +333,6 @@ def load_checkpoint(path: str | os.PathLike, with_mlm_head: bool | None = None) 
     hf = _read_json(path / "config.json")
     weights = _find_weights(path)
     cfg, groups = config_from_hf(hf, path)
-    model_type = hf["model_type"]
     record = _read_json(path / MARKER) if (path / MARKER).is_file() else {}
     if record.get("config"):
         # Our own checkpoint: the record carries what HF configs cannot (attention-only sharing,
@@ -302,35 +341,48 @@ def load_checkpoint(path: str | os.PathLike, with_mlm_head: bool | None = None) 
             cfg = EncoderConfig.from_dict(record["config"])
         except (ValueError, TypeError) as e:
             raise PocketBertError(f"{path}/{MARKER}: invalid config ({e})") from None
+    return hf, weights, cfg, groups, record
 
-    state = read_safetensors(weights)
-    base_prefix = {"bert": "bert.", "distilbert": "distilbert.", "albert": "albert."}[model_type]
-    if not any(k.startswith(base_prefix) for k in state):
-        base_prefix = ""  # a bare *Model checkpoint (e.g. all-MiniLM-L6-v2)
-    has_mlm = any(k.startswith(_MLM_KEYS[0][{"bert": 1, "distilbert": 2, "albert": 3}[model_type]]) for k in state)
-    has_classifier = "classifier.weight" in state
-    pooler_key = {"bert": f"{base_prefix}pooler.dense.weight", "albert": f"{base_prefix}pooler.weight"}.get(model_type)
-    if not record.get("config"):
-        cfg.with_pooler = pooler_key is not None and pooler_key in state
-        if has_classifier:
-            n = state["classifier.weight"].shape[0]
-            id2label = cfg.id2label if len(cfg.id2label) == n else {i: f"LABEL_{i}" for i in range(n)}
-            cfg = cfg.replace(task="classification", num_labels=n, id2label=id2label,
-                              with_pooler=cfg.with_pooler or model_type != "distilbert")
-        elif has_mlm:
-            cfg = cfg.replace(task="mlm")
-    if with_mlm_head is None:
-        with_mlm_head = has_mlm
-    if has_classifier and model_type == "distilbert":
-        raise PocketBertError(
-            f"{path}: DistilBERT classification heads (pre_classifier + ReLU) are not supported; "
-            "load the base model (DistilBertModel or DistilBertForMaskedLM) and fine-tune with pocketbert"
-        )
-    model = Encoder(cfg, with_mlm_head=with_mlm_head)
-    n_stored = groups if model_type == "albert" else cfg.num_hidden_layers
-    name_map = _hf_name_map(cfg, model_type, base_prefix, n_stored)
-    name_map.update(_head_map(model_type, has_mlm and with_mlm_head, has_classifier))
-    ours = model.state_dict()
+
+@dataclass(frozen=True)
+class _Heads:
+    """What a weights file holds beside the encoder."""
+
+    base_prefix: str  # "bert." etc. before the encoder's keys; "" in a bare *Model checkpoint
+    mlm: bool
+    classifier: bool
+    pooler: bool
+
+    @classmethod
+    def of(cls, state: dict[str, torch.Tensor], model_type: str) -> _Heads:
+        base_prefix = {"bert": "bert.", "distilbert": "distilbert.", "albert": "albert."}[model_type]
+        if not any(k.startswith(base_prefix) for k in state):
+            base_prefix = ""  # a bare *Model checkpoint (e.g. all-MiniLM-L6-v2)
+        mlm_prefix = _MLM_KEYS[0][{"bert": 1, "distilbert": 2, "albert": 3}[model_type]]
+        pooler_key = {"bert": f"{base_prefix}pooler.dense.weight", "albert": f"{base_prefix}pooler.weight"}.get(model_type)
+        return cls(base_prefix=base_prefix, mlm=any(k.startswith(mlm_prefix) for k in state),
+                   classifier="classifier.weight" in state, pooler=pooler_key is not None and pooler_key in state)
+
+
+def _config_with_heads(cfg: EncoderConfig, heads: _Heads, state: dict[str, torch.Tensor],
+                       model_type: str) -> EncoderConfig:
+    """An HF folder's encoder config completed from its weights: pooler, and the task its head implies."""
+    cfg.with_pooler = heads.pooler
+    if heads.classifier:
+        n = state["classifier.weight"].shape[0]
+        id2label = cfg.id2label if len(cfg.id2label) == n else {i: f"LABEL_{i}" for i in range(n)}
+        cfg = cfg.replace(task="classification", num_labels=n, id2label=id2label,
+                          with_pooler=cfg.with_pooler or model_type != "distilbert")
+    elif heads.mlm:
+        cfg = cfg.replace(task="mlm")
+    return cfg
+
+
+def _match_keys(state: dict[str, torch.Tensor], ours: dict[str, torch.Tensor], name_map: dict[str, str],
+                mlm_bias_key: str | None) -> tuple[dict[str, torch.Tensor], set[str], list[str], list[str]]:
+    """The file's tensors under our names, by `name_map` (ours -> theirs, without .weight/.bias) and the MLM
+    decoder bias when the head is loaded. Returns (target state, file keys used, missing keys, shape
+    mismatches)."""
     target: dict[str, torch.Tensor] = {}
     missing, mismatched = [], []
     used = set()
@@ -347,35 +399,28 @@ def load_checkpoint(path: str | os.PathLike, with_mlm_head: bool | None = None) 
                 mismatched.append(f"{tk} {tuple(state[tk].shape)} vs {tuple(ours[ok].shape)}")
                 continue
             target[ok] = state[tk]
-    if has_mlm and with_mlm_head:
-        bias_key = _mlm_bias_key(model_type)
-        if bias_key in state:
-            target["cls.predictions.bias"] = state[bias_key]
-            used.add(bias_key)
+    if mlm_bias_key is not None:
+        if mlm_bias_key in state:
+            target["cls.predictions.bias"] = state[mlm_bias_key]
+            used.add(mlm_bias_key)
         else:
-            missing.append(bias_key)
-    if cfg.sharing == "attention":
-        # Stored once per layer (HF has no attention-only sharing); all copies must agree.
-        for i in range(1, cfg.num_hidden_layers):
-            for ours_key, _, _ in _LAYER_KEYS[:5]:
-                for suffix in (".weight", ".bias"):
-                    a, b = f"encoder.layer.0.{ours_key}{suffix}", f"encoder.layer.{i}.{ours_key}{suffix}"
-                    if a in target and b in target and not torch.equal(target[a], target[b]):
-                        mismatched.append(f"layer {i} {ours_key}{suffix} differs from layer 0 under attention sharing")
-    unexpected = sorted(
-        k for k in state
-        if k not in used and not k.endswith(_IGNORABLE_SUFFIXES) and not k.startswith(_IGNORABLE_PREFIXES)
-    )
-    if missing or mismatched or unexpected:
-        raise PocketBertError(f"{weights} does not match a {model_type} encoder "
-                              f"({key_mismatch_summary(missing, mismatched, unexpected)})")
-    # Every parameter must be filled (random init only for an MLM head that was asked for and absent).
-    unfilled = [k for k in ours if k not in target and not (k.startswith("cls.") and not has_mlm)]
-    if unfilled:
-        raise PocketBertError(f"{weights}: no weights for {', '.join(unfilled[:6])}")
-    model.load_state_dict(target, strict=False)
-    model.eval()
-    return LoadedCheckpoint(model=model, path=path, model_type=model_type, record=record)
+            missing.append(mlm_bias_key)
+    return target, used, missing, mismatched
+
+
+def _shared_attention_mismatches(cfg: EncoderConfig, target: dict[str, torch.Tensor]) -> list[str]:
+    """Under attention-only sharing the attention weights are stored once per layer (HF has no such sharing);
+    all copies must agree. Returns one line per copy that differs from layer 0."""
+    if cfg.sharing != "attention":
+        return []
+    mismatched = []
+    for i in range(1, cfg.num_hidden_layers):
+        for ours_key, _, _ in _LAYER_KEYS[:5]:
+            for suffix in (".weight", ".bias"):
+                a, b = f"encoder.layer.0.{ours_key}{suffix}", f"encoder.layer.{i}.{ours_key}{suffix}"
+                if a in target and b in target and not torch.equal(target[a], target[b]):
+                    mismatched.append(f"layer {i} {ours_key}{suffix} differs from layer 0 under attention sharing")
+    return mismatched
 
 
 def parent_record(parent: LoadedCheckpoint) -> dict:

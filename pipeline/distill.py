@@ -17,6 +17,7 @@ pass), run (`train.fit`), write and verify (`train.write_and_verify`: checkpoint
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -134,18 +135,8 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     setup = Setup(cfg, teachers, student, student_tok, kind.layer_map(cfg, init_layers), tokenizer, [], [], None,
                   run.device)
     kind.check_models(setup)  # before reading text or any teacher pass
-    # the checkpoint's parent (the teacher export records and the bench measures): the first BERT-family teacher
-    parent = next((t for t in teachers if isinstance(t, LoadedCheckpoint)), None)
-    if parent is None:
-        raise PocketBertError("list a BERT-family teacher among teachers (the model the student replaces, e.g. "
-                              "minilm): it is the checkpoint's parent and the teacher the bench measures")
-    records = read_texts(cfg.data.train, cfg.data.text_field, cfg.data.label_field if kind.needs_labels else None,
-                         cfg.data.limit)
-    removed = drop_dev_sentences(records, dev_sentences())  # dev-suite text never trains a student
-    if not kind.token_aligned:  # each distinct sentence once: in-batch duplicates would be free pairs
-        records.texts = list(dict.fromkeys(records.texts))
-    ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
-    train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
+    parent = parent_teacher(teachers)
+    records, removed, ids, train_idx, held_idx = training_text(cfg, tokenizer, student)
     setup.train_ids = train_ids = [ids[i] for i in train_idx]
     setup.train_texts = [records.texts[i] for i in train_idx]
     setup.train_labels = [records.labels[i] for i in train_idx] if records.labels is not None else None
@@ -162,15 +153,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     run.ddp = ddp = init_distributed(run.device)  # before the teacher passes, which ranks share
     objective = kind.create(setup)
     student = objective.student
-
-    def make_batch(index: list[int], gen: torch.Generator) -> dict:
-        if pairs and cfg.data.pairs_per_batch:  # + k random related pairs (seeded: a resumed run draws the same)
-            drawn = torch.randint(len(pairs), (cfg.data.pairs_per_batch,), generator=gen).tolist()
-            index = list(dict.fromkeys([*index, *(i for k in drawn for i in pairs[k])]))
-        input_ids, mask = collate([train_ids[i] for i in index], tokenizer.pad_id)
-        batch = {"input_ids": input_ids, "attention_mask": mask, "index": index}
-        objective.add_to_batch(batch, gen)
-        return batch
+    make_batch = batch_maker(cfg, objective, train_ids, pairs, tokenizer.pad_id)
 
     resolved = to_dict(cfg)
     baseline = {}
@@ -182,13 +165,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
         log.debug("distill: teachers %s | student %s", [str(t.path) for t in teachers], student_record)
         log.debug("distill: resolved recipe in %s", run.write_resolved(resolved))
         if evaluate is not None and cfg.eval.at_start and not resume:
-            if kind.token_aligned:
-                baseline = {"teacher": evaluate(teachers[0].model)}
-            else:  # each teacher with its own tokenizer
-                baseline = {"teachers": {t.path: make_evaluator(cfg.eval, cfg.data, Tokenizer(c.path), [])(c.model)
-                                         for t, c in zip(cfg.teachers, teachers, strict=True)
-                                         if isinstance(c, LoadedCheckpoint)}}
-            baseline["student_init"] = evaluate(student)
+            baseline = evaluate_before_training(cfg, teachers, student, evaluate)
             say(f"distill: before training: {baseline}")
 
     # -- run -------------------------------------------------------------------------------------
@@ -215,3 +192,63 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     }
     return write_and_verify(run, objective, result, record, student_tok, train_ids, tokenizer.pad_id,
                             before_training=baseline)
+
+
+def parent_teacher(teachers: list) -> LoadedCheckpoint:
+    """The checkpoint's parent (the teacher export records and the bench measures): the first BERT-family
+    teacher."""
+    parent = next((t for t in teachers if isinstance(t, LoadedCheckpoint)), None)
+    if parent is None:
+        raise PocketBertError("list a BERT-family teacher among teachers (the model the student replaces, e.g. "
+                              "minilm): it is the checkpoint's parent and the teacher the bench measures")
+    return parent
+
+
+def training_text(cfg: DistillRecipe, tokenizer: Tokenizer, student: Encoder):
+    """The recipe's training text without dev-suite sentences (and, for the sentence objectives, each distinct
+    sentence once), tokenized, and split into training and held-out rows.
+
+    Returns:
+        (records, removed, ids, train_idx, held_idx): the texts read, how many were dev-suite sentences, the token
+        ids of every text, and the indices of the training and held-out texts.
+    """
+    kind = cfg.objective_class
+    records = read_texts(cfg.data.train, cfg.data.text_field, cfg.data.label_field if kind.needs_labels else None,
+                         cfg.data.limit)
+    removed = drop_dev_sentences(records, dev_sentences())  # dev-suite text never trains a student
+    if not kind.token_aligned:  # each distinct sentence once: in-batch duplicates would be free pairs
+        records.texts = list(dict.fromkeys(records.texts))
+    ids = tokenize(tokenizer, records.texts, min(cfg.data.max_length, student.config.max_position_embeddings))
+    train_idx, held_idx = split_holdout(len(ids), cfg.data.holdout, cfg.train.seed)
+    return records, removed, ids, train_idx, held_idx
+
+
+def batch_maker(cfg: DistillRecipe, objective, train_ids: list[list[int]], pairs: list,
+                pad_id: int) -> Callable[[list[int], torch.Generator], dict]:
+    """`TrainData.make_batch`: the texts at `index`, plus `data.pairs_per_batch` related pairs drawn with the
+    seeded generator (a resumed run draws the same), collated, with what the objective adds."""
+
+    def make_batch(index: list[int], gen: torch.Generator) -> dict:
+        if pairs and cfg.data.pairs_per_batch:  # + k random related pairs (seeded: a resumed run draws the same)
+            drawn = torch.randint(len(pairs), (cfg.data.pairs_per_batch,), generator=gen).tolist()
+            index = list(dict.fromkeys([*index, *(i for k in drawn for i in pairs[k])]))
+        input_ids, mask = collate([train_ids[i] for i in index], pad_id)
+        batch = {"input_ids": input_ids, "attention_mask": mask, "index": index}
+        objective.add_to_batch(batch, gen)
+        return batch
+
+    return make_batch
+
+
+def evaluate_before_training(cfg: DistillRecipe, teachers: list, student: Encoder,
+                             evaluate: Callable[[Encoder], dict]) -> dict:
+    """`eval.at_start`: the teachers' scores (the token-aligned objectives' teacher on the student's evaluation;
+    otherwise each BERT-family teacher with its own tokenizer) and the untrained student's (`student_init`)."""
+    if cfg.objective_class.token_aligned:
+        baseline = {"teacher": evaluate(teachers[0].model)}
+    else:  # each teacher with its own tokenizer
+        baseline = {"teachers": {t.path: make_evaluator(cfg.eval, cfg.data, Tokenizer(c.path), [])(c.model)
+                                 for t, c in zip(cfg.teachers, teachers, strict=True)
+                                 if isinstance(c, LoadedCheckpoint)}}
+    baseline["student_init"] = evaluate(student)
+    return baseline

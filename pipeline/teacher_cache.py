@@ -584,30 +584,70 @@ def teacher_embeddings(teacher, texts: list[str], max_length: int | None, root: 
     teacher = as_teacher(teacher)
     ranks = Ranks.current()
     key, parts = cache_key(teacher, texts, max_length)
-    if ranks.active:
-        digests = ranks.gather(np.frombuffer(bytes.fromhex(key), dtype=np.uint8).astype(np.int64))
-        if not (digests == digests[0]).all():
-            raise PocketBertError("the ranks of this process group passed different corpora or teachers to the "
-                                  "teacher pass; give every rank the same texts, teacher and max_length")
+    _check_same_key(ranks, key)
     folder = Path(root) / "teacher_emb"
     final, info_path, parts_dir = folder / f"{key}.npy", folder / f"{key}.json", folder / f"{key}.parts"
     info = {"key": key, **parts, "file": str(final)}
     shape = (len(texts), teacher.dim)
     if ranks.gather(np.array([_valid(final, shape)])).all():
-        emb = np.load(final, allow_pickle=False)
-        try:
-            recorded = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            recorded = {}
-        return emb, {**recorded, **info, "hit": True}
+        return _read_cached(final, info_path, info)
 
     t0 = time.perf_counter()
+    agreement = _prepare_backend(teacher, texts, max_length, root, parts_dir, ranks, min_agreement)
+    plan = _plan_chunks(teacher, texts, max_length, chunk_size, parts_dir, ranks)
+    emb = np.zeros(shape, dtype=np.float32)
+    for i in plan.provided:
+        emb[plan.chunks[i]] = np.load(plan.files[i], allow_pickle=False)
+    pass_s = _encode_chunks(teacher, plan, emb, ranks, max_tokens, batch_size, progress)
+    ranks.sum_(emb)
+    computed = sum(len(plan.chunks[i]) for i in plan.missing)
+    record = {
+        **info,
+        "pass": {"sentences": len(texts), "computed_sentences": computed,
+                 "computed_chunks": len(plan.missing), "reused_chunks": len(plan.chunks) - len(plan.missing),
+                 "chunk_size": chunk_size, "max_tokens": max_tokens, "batch_size": batch_size,
+                 "ranks": ranks.world, "threads_per_rank": torch.get_num_threads(), "device": teacher.device,
+                 "encode_s": round(pass_s, 3), "total_s": round(time.perf_counter() - t0, 3),
+                 "sentences_per_s": round(computed / pass_s, 2) if pass_s > 0 else None,
+                 "padded_tokens": int(sum((e - s) * int(plan.lengths[c[e - 1]]) for c in plan.chunks
+                                          for s, e in plan_batches(plan.lengths[c], max_tokens, batch_size))),
+                 "tokens": int(plan.lengths.sum())},
+        "agreement": agreement,
+    }
+    _write_final(final, info_path, emb, record, ranks)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return emb, {**record, "hit": False}
+
+
+def _check_same_key(ranks: Ranks, key: str) -> None:
+    """Every rank of a process group must be encoding the same corpus with the same teacher."""
+    if ranks.active:
+        digests = ranks.gather(np.frombuffer(bytes.fromhex(key), dtype=np.uint8).astype(np.int64))
+        if not (digests == digests[0]).all():
+            raise PocketBertError("the ranks of this process group passed different corpora or teachers to the "
+                                  "teacher pass; give every rank the same texts, teacher and max_length")
+
+
+def _read_cached(final: Path, info_path: Path, info: dict) -> tuple[np.ndarray, dict]:
+    """A cache hit: the embeddings, and what the pass that wrote them recorded (if its record is readable)."""
+    emb = np.load(final, allow_pickle=False)
+    try:
+        recorded = json.loads(info_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    return emb, {**recorded, **info, "hit": True}
+
+
+def _prepare_backend(teacher: SentenceTeacher, texts: list[str], max_length: int | None, root: Path,
+                     parts_dir: Path, ranks: Ranks, min_agreement: float) -> dict | None:
+    """Make the backend ready on every rank and, for a backend other than fp32, measure its agreement with fp32
+    before anything is written (a refused backend leaves nothing); returns that agreement (None for fp32)."""
     if ranks.rank == 0:
         teacher.prepare(root)  # an ONNX export happens once, on rank 0, before the others open it
     ranks.barrier()
     teacher.prepare(root)
     agreement = None
-    if teacher.backend != "fp32":  # measured before anything is written: a refused backend leaves nothing
+    if teacher.backend != "fp32":
         agreement = _agreement(teacher, texts, max_length, ranks, parts_dir / "agreement.json")
         if agreement["min"] < min_agreement:
             raise PocketBertError(
@@ -618,62 +658,69 @@ def teacher_embeddings(teacher, texts: list[str], max_length: int | None, root: 
         parts_dir.mkdir(parents=True, exist_ok=True)
         if agreement is not None:
             write_json(parts_dir / "agreement.json", agreement)
+    return agreement
 
+
+@dataclass
+class _ChunkPlan:
+    """The corpus cut into chunks that are saved as they finish, and which rank does what with them."""
+
+    rows: list[list[int]]  # token ids of every text
+    lengths: np.ndarray  # (N,) int64 token counts
+    chunks: list[np.ndarray]  # row indices of each chunk, in length order
+    files: list[Path]  # each chunk's file in the parts folder
+    missing: list[int]  # chunks no rank holds: computed in this pass
+    mine: list[int]  # the missing chunks this rank computes
+    provided: list[int]  # held chunks this rank reads in (the lowest rank that holds each)
+
+
+def _plan_chunks(teacher: SentenceTeacher, texts: list[str], max_length: int | None, chunk_size: int,
+                 parts_dir: Path, ranks: Ranks) -> _ChunkPlan:
     rows = teacher.token_ids(texts, max_length)
     lengths = np.array([len(r) for r in rows], dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
     n_chunks = -(-len(order) // chunk_size)
     chunks = [order[c::n_chunks] for c in range(n_chunks)]  # strided: equal cost, each in length order
-    chunk_files = [parts_dir / f"chunk-{i:05d}.npy" for i in range(len(chunks))]
-    have = np.array([_valid(f, (len(c), teacher.dim)) for f, c in zip(chunk_files, chunks)], dtype=np.int64)
+    files = [parts_dir / f"chunk-{i:05d}.npy" for i in range(len(chunks))]
+    have = np.array([_valid(f, (len(c), teacher.dim)) for f, c in zip(files, chunks)], dtype=np.int64)
     holders = ranks.gather(have)  # (world, chunks)
     missing = [i for i in range(len(chunks)) if not holders[:, i].any()]
-    mine = missing[ranks.rank::ranks.world]
     provided = [i for i in range(len(chunks)) if holders[:, i].any() and int(np.argmax(holders[:, i])) == ranks.rank]
+    return _ChunkPlan(rows=rows, lengths=lengths, chunks=chunks, files=files, missing=missing,
+                      mine=missing[ranks.rank::ranks.world], provided=provided)
 
-    emb = np.zeros(shape, dtype=np.float32)
-    for i in provided:
-        emb[chunks[i]] = np.load(chunk_files[i], allow_pickle=False)
+
+def _encode_chunks(teacher: SentenceTeacher, plan: _ChunkPlan, emb: np.ndarray, ranks: Ranks, max_tokens: int,
+                   batch_size: int, progress: bool) -> float:
+    """Encode this rank's chunks into `emb` (N, D), saving each chunk as it finishes; returns the pass's seconds
+    (the slowest rank's)."""
     where = f" [rank {ranks.rank} of {ranks.world}]" if ranks.active else ""
-    bar = PassProgress(f"encode {teacher.name} ({teacher.backend}){where}", sum(len(chunks[i]) for i in mine),
-                       show=progress and ranks.rank == 0)
+    bar = PassProgress(f"encode {teacher.name} ({teacher.backend}){where}",
+                       sum(len(plan.chunks[i]) for i in plan.mine), show=progress and ranks.rank == 0)
     t_pass = time.perf_counter()
     try:
-        for i in mine:
-            chunk = chunks[i]
+        for i in plan.mine:
+            chunk = plan.chunks[i]
             out = np.zeros((len(chunk), teacher.dim), dtype=np.float32)
-            for start, end in plan_batches(lengths[chunk], max_tokens, batch_size):
-                out[start:end] = teacher.encode_rows([rows[j] for j in chunk[start:end]])
+            for start, end in plan_batches(plan.lengths[chunk], max_tokens, batch_size):
+                out[start:end] = teacher.encode_rows([plan.rows[j] for j in chunk[start:end]])
                 bar.update(end - start)
-            _save(chunk_files[i], out)
+            _save(plan.files[i], out)
             emb[chunk] = out
     finally:
         bar.close()
-    pass_s = ranks.max(time.perf_counter() - t_pass)
-    ranks.sum_(emb)
-    computed = sum(len(chunks[i]) for i in missing)
-    record = {
-        **info,
-        "pass": {"sentences": len(texts), "computed_sentences": computed,
-                 "computed_chunks": len(missing), "reused_chunks": len(chunks) - len(missing),
-                 "chunk_size": chunk_size, "max_tokens": max_tokens, "batch_size": batch_size,
-                 "ranks": ranks.world, "threads_per_rank": torch.get_num_threads(), "device": teacher.device,
-                 "encode_s": round(pass_s, 3), "total_s": round(time.perf_counter() - t0, 3),
-                 "sentences_per_s": round(computed / pass_s, 2) if pass_s > 0 else None,
-                 "padded_tokens": int(sum((e - s) * int(lengths[c[e - 1]]) for c in chunks
-                                          for s, e in plan_batches(lengths[c], max_tokens, batch_size))),
-                 "tokens": int(lengths.sum())},
-        "agreement": agreement,
-    }
+    return ranks.max(time.perf_counter() - t_pass)
+
+
+def _write_final(final: Path, info_path: Path, emb: np.ndarray, record: dict, ranks: Ranks) -> None:
+    """Rank 0 writes the embeddings and their record; a rank whose cache folder is not rank 0's writes its own."""
     if ranks.rank == 0:
         _save(final, emb)
         write_json(info_path, record)
     ranks.barrier()
-    if not _valid(final, shape):  # a rank whose cache folder is not rank 0's
+    if not _valid(final, emb.shape):
         _save(final, emb)
         write_json(info_path, record)
-    shutil.rmtree(parts_dir, ignore_errors=True)
-    return emb, {**record, "hit": False}
 
 
 def _agreement(teacher: SentenceTeacher, texts: list[str], max_length: int | None, ranks: Ranks,

@@ -433,6 +433,119 @@ def _evaluate(state: TrainState, objective: nn.Module, evaluate: Callable[[nn.Mo
         dist.barrier()
 
 
+@dataclass
+class _Trainer:
+    """What one `fit` trains with, set up once: the objective (and its DDP wrapper), the trainable parameters
+    and their optimizer, the schedule's length and time budget, and where the state and the metrics go."""
+
+    objective: nn.Module
+    model: nn.Module  # the objective, or its DistributedDataParallel wrapper under torchrun
+    named: list[tuple[str, nn.Parameter]]  # the trainable parameters
+    optimizer: torch.optim.AdamW
+    total_steps: int | None  # None: the time budget alone ends the run
+    budget_s: float  # 0: no time budget
+    bf16: bool
+    state_path: Path
+    metrics_path: Path
+
+    @property
+    def trainable(self) -> set[str]:
+        return {n for n, _ in self.named}
+
+
+def _set_up(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run) -> _Trainer:
+    """Move the objective to the device, wrap it for DDP, build AdamW and the schedule's length."""
+    ddp, device = run.ddp, run.device
+    bf16 = use_bf16(cfg, device)
+    objective.to(device)
+    named = [(n, p) for n, p in objective.named_parameters() if p.requires_grad]
+    if not named:
+        raise PocketBertError("nothing to train: the objective has no trainable parameters")
+    model = objective
+    if ddp.active:
+        model = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[ddp.local_rank] if device == "cuda" else None, find_unused_parameters=False)
+    per_epoch = len(epoch_batches(data.lengths, data.batch_size, cfg.seed, 0, data.group_by_length, 0,
+                                  ddp.world_size))
+    total_steps = cfg.max_steps or (math.ceil(cfg.epochs * per_epoch / cfg.grad_accum) if cfg.epochs > 0 else None)
+    return _Trainer(objective=objective, model=model, named=named, optimizer=adamw(named, cfg),
+                    total_steps=total_steps, budget_s=cfg.max_minutes * 60.0, bf16=bf16,
+                    state_path=run.work_dir / STATE_FILE, metrics_path=run.work_dir / METRICS_FILE)
+
+
+def _micro_batch(data: TrainData, cfg: TrainConfig, ddp: Dist, state: TrainState,
+                 batches: list[list[int]]) -> tuple[list[int], list[list[int]]]:
+    """The next micro-batch's example indices and the epoch order they come from (a new epoch's order once
+    this one is used up)."""
+    if state.micro_pos >= len(batches):
+        state.epoch, state.micro_pos = state.epoch + 1, 0
+        batches = epoch_batches(data.lengths, data.batch_size, cfg.seed, state.epoch, data.group_by_length,
+                                ddp.rank, ddp.world_size)
+    idx = batches[state.micro_pos]
+    state.micro_pos += 1
+    return idx, batches
+
+
+def _optimizer_step(t: _Trainer, data: TrainData, cfg: TrainConfig, run: Run, state: TrainState,
+                    batches: list[list[int]]) -> tuple[float, list[list[int]]]:
+    """One optimizer step over `cfg.grad_accum` micro-batches; `state` moves to the next step (its clock is the
+    caller's). Returns the step's learning-rate factor and the epoch order to continue from."""
+    ddp, device = run.ddp, run.device
+    factor = lr_factor(state.step, t.total_steps, state.elapsed, t.budget_s, cfg.warmup)
+    for g in t.optimizer.param_groups:
+        g["lr"] = cfg.lr * factor
+    t.optimizer.zero_grad(set_to_none=True)
+    loss_sum, terms_sum = 0.0, {}
+    for micro in range(cfg.grad_accum):
+        idx, batches = _micro_batch(data, cfg, ddp, state, batches)
+        gen = torch.Generator().manual_seed(_seed_for(cfg.seed, state.step, micro, ddp.rank))
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in data.make_batch(idx, gen).items()}
+        # for schedules in the loss
+        batch["progress"] = run_progress(state.step, t.total_steps, state.elapsed, t.budget_s)
+        # DDP all-reduces gradients on the last micro-batch only
+        sync = t.model.no_sync() if ddp.active and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
+        with sync:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=t.bf16):
+                loss, terms = t.model(batch)
+            (loss / cfg.grad_accum).backward()
+        loss_sum += float(loss.detach()) / cfg.grad_accum
+        for k, v in terms.items():
+            terms_sum[k] = terms_sum.get(k, 0.0) + v / cfg.grad_accum
+        state.examples += len(idx) * ddp.world_size
+    if not math.isfinite(loss_sum):
+        raise PocketBertError(f"the loss became {loss_sum} at step {state.step + 1}; lower train.lr or check the data")
+    if cfg.clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for _, p in t.named], cfg.clip_norm)
+    t.optimizer.step()
+    state.step += 1
+    state.loss, state.terms = loss_sum, terms_sum
+    return factor, batches
+
+
+def _finish(t: _Trainer, cfg: TrainConfig, run: Run, state: TrainState, interrupted: bool,
+            evaluate: Callable[[nn.Module], dict] | None, metric: str, recipe: dict | None) -> None:
+    """After the loop: save and stop on Ctrl-C; otherwise the last evaluation, the final state, the end of DDP,
+    and the curves."""
+    ddp = run.ddp
+    if interrupted:
+        if ddp.main:
+            save_state(t.state_path, state, t.objective, t.optimizer, t.trainable, recipe)
+            say(f"{run.name}: interrupted at step {state.step}; state saved in {run.work_dir}, continue with --resume")
+        raise KeyboardInterrupt
+    if evaluate is not None and state.evaluated_at != state.step:
+        _evaluate(state, t.objective, evaluate, metric, cfg.keep_best, t.metrics_path, ddp)
+    if ddp.main:
+        save_state(t.state_path, state, t.objective, t.optimizer, t.trainable, recipe)
+    if ddp.active:
+        dist.barrier()
+        dist.destroy_process_group()  # rank 0 writes the checkpoint alone from here
+    if ddp.main and t.metrics_path.is_file():
+        try:
+            write_curves(t.metrics_path, run.work_dir / CURVES_FILE)
+        except Exception as e:  # noqa: BLE001 - a plot must never fail a finished run
+            say(f"{run.name}: could not draw curves ({e})")
+
+
 def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
         evaluate: Callable[[nn.Module], dict] | None = None, metric: str = "auto", recipe: dict | None = None,
         initial_eval: dict | None = None) -> FitResult:
@@ -450,30 +563,14 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
         PocketBertError: nothing to train, a state that does not fit, a loss that is not finite.
         KeyboardInterrupt: after Ctrl-C, once the state is saved.
     """
-    ddp, device, work_dir = run.ddp, run.device, run.work_dir
-    bf16 = use_bf16(cfg, device)
-    objective.to(device)
-    named = [(n, p) for n, p in objective.named_parameters() if p.requires_grad]
-    if not named:
-        raise PocketBertError("nothing to train: the objective has no trainable parameters")
-    model = objective
-    if ddp.active:
-        model = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[ddp.local_rank] if device == "cuda" else None, find_unused_parameters=False)
-    optimizer = adamw(named, cfg)
-    trainable = {n for n, _ in named}
-    per_epoch = len(epoch_batches(data.lengths, data.batch_size, cfg.seed, 0, data.group_by_length, 0,
-                                  ddp.world_size))
-    total_steps = cfg.max_steps or (math.ceil(cfg.epochs * per_epoch / cfg.grad_accum) if cfg.epochs > 0 else None)
-    budget_s = cfg.max_minutes * 60.0
-    state_path, metrics_path = work_dir / STATE_FILE, work_dir / METRICS_FILE
-
+    ddp, device = run.ddp, run.device
+    t = _set_up(objective, data, cfg, run)
     if ddp.main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    state = load_state(state_path, objective, optimizer) if run.resume else TrainState()
+        run.work_dir.mkdir(parents=True, exist_ok=True)
+    state = load_state(t.state_path, objective, t.optimizer) if run.resume else TrainState()
     if ddp.main:
-        _start_metrics(metrics_path, state.step if run.resume else None, initial_eval)
-    progress = Progress(run.name, total_steps, budget_s, state.step, state.elapsed, show=ddp.main)
+        _start_metrics(t.metrics_path, state.step if run.resume else None, initial_eval)
+    progress = Progress(run.name, t.total_steps, t.budget_s, state.step, state.elapsed, show=ddp.main)
     objective.student.train()
     batches = epoch_batches(data.lengths, data.batch_size, cfg.seed, state.epoch, data.group_by_length, ddp.rank,
                             ddp.world_size)
@@ -481,76 +578,28 @@ def fit(objective: nn.Module, data: TrainData, cfg: TrainConfig, run: Run,
     t_start = time.perf_counter() - state.elapsed
     with _Interrupt() as stop:
         while True:
-            done = (total_steps is not None and state.step >= total_steps) or (budget_s > 0 and state.elapsed >= budget_s)
+            done = ((t.total_steps is not None and state.step >= t.total_steps)
+                    or (t.budget_s > 0 and state.elapsed >= t.budget_s))
             if _agreed(done, ddp, device, rank0_decides=True):  # rank 0's clock decides for everyone
                 break
-            factor = lr_factor(state.step, total_steps, state.elapsed, budget_s, cfg.warmup)
-            for g in optimizer.param_groups:
-                g["lr"] = cfg.lr * factor
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum, terms_sum = 0.0, {}
-            for micro in range(cfg.grad_accum):
-                if state.micro_pos >= len(batches):
-                    state.epoch, state.micro_pos = state.epoch + 1, 0
-                    batches = epoch_batches(data.lengths, data.batch_size, cfg.seed, state.epoch, data.group_by_length,
-                                            ddp.rank, ddp.world_size)
-                idx = batches[state.micro_pos]
-                state.micro_pos += 1
-                gen = torch.Generator().manual_seed(_seed_for(cfg.seed, state.step, micro, ddp.rank))
-                batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in data.make_batch(idx, gen).items()}
-                batch["progress"] = run_progress(state.step, total_steps, state.elapsed, budget_s)  # for schedules in the loss
-                # DDP all-reduces gradients on the last micro-batch only
-                sync = model.no_sync() if ddp.active and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                        loss, terms = model(batch)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += float(loss.detach()) / cfg.grad_accum
-                for k, v in terms.items():
-                    terms_sum[k] = terms_sum.get(k, 0.0) + v / cfg.grad_accum
-                state.examples += len(idx) * ddp.world_size
-            if not math.isfinite(loss_sum):
-                raise PocketBertError(f"the loss became {loss_sum} at step {state.step + 1}; lower train.lr or check the data")
-            if cfg.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.clip_norm)
-            optimizer.step()
-            state.step += 1
+            factor, batches = _optimizer_step(t, data, cfg, run, state, batches)
             state.elapsed = time.perf_counter() - t_start
-            state.loss, state.terms = loss_sum, terms_sum
-
             if ddp.main and (state.step % cfg.log_every == 0 or state.step == 1):
-                _append(metrics_path, {"kind": "train", "step": state.step, "epoch": state.epoch,
-                                       "time_s": round(state.elapsed, 2), "lr": cfg.lr * factor, "loss": state.loss,
-                                       **{f"loss_{k}": v for k, v in state.terms.items()}})
+                _append(t.metrics_path, {"kind": "train", "step": state.step, "epoch": state.epoch,
+                                         "time_s": round(state.elapsed, 2), "lr": cfg.lr * factor, "loss": state.loss,
+                                         **{f"loss_{k}": v for k, v in state.terms.items()}})
             progress.update(state.step, state.elapsed, state.loss, state.terms)
             if cfg.eval_every and state.step % cfg.eval_every == 0:
                 if evaluate is not None:
-                    _evaluate(state, objective, evaluate, metric, cfg.keep_best, metrics_path, ddp)
+                    _evaluate(state, objective, evaluate, metric, cfg.keep_best, t.metrics_path, ddp)
                 t_start = time.perf_counter() - state.elapsed  # evaluation time is not training time
             if ddp.main and cfg.save_every and state.step % cfg.save_every == 0:
-                save_state(state_path, state, objective, optimizer, trainable, recipe)
+                save_state(t.state_path, state, objective, t.optimizer, t.trainable, recipe)
             interrupted = _agreed(stop.hit, ddp, device, rank0_decides=False)
             if interrupted:
                 break
     progress.update(state.step, state.elapsed, state.loss, state.terms, last=True)
-
-    if interrupted:
-        if ddp.main:
-            save_state(state_path, state, objective, optimizer, trainable, recipe)
-            say(f"{run.name}: interrupted at step {state.step}; state saved in {work_dir}, continue with --resume")
-        raise KeyboardInterrupt
-    if evaluate is not None and state.evaluated_at != state.step:
-        _evaluate(state, objective, evaluate, metric, cfg.keep_best, metrics_path, ddp)
-    if ddp.main:
-        save_state(state_path, state, objective, optimizer, trainable, recipe)
-    if ddp.active:
-        dist.barrier()
-        dist.destroy_process_group()  # rank 0 writes the checkpoint alone from here
-    if ddp.main and metrics_path.is_file():
-        try:
-            write_curves(metrics_path, work_dir / CURVES_FILE)
-        except Exception as e:  # noqa: BLE001 - a plot must never fail a finished run
-            say(f"{run.name}: could not draw curves ({e})")
+    _finish(t, cfg, run, state, interrupted, evaluate, metric, recipe)
     return FitResult(steps=state.step, final_loss=state.loss, last_terms=state.terms, best_metric=state.best["metric"],
                      best_value=state.best["value"], best_step=state.best["step"], last_eval=state.last_eval,
                      wall_s=state.elapsed, examples_seen=state.examples,

@@ -25,6 +25,8 @@ import pytest
 
 from pocketbert.cli import main
 
+from helpers.checkpoints import make_tiny_static
+
 REPO = Path(__file__).resolve().parents[2]
 KOTLIN_CORE = REPO / "android_demo" / "core"
 SWIFT_PACKAGE = REPO / "ios_demo" / "PocketBertKit"
@@ -241,8 +243,6 @@ def exported(tiny_student, tmp_path_factory) -> dict[str, Path]:
     _rewrite_golden(bad_output, alter_output)
 
     # A static (model2vec-style) student in the same contract: fp32, int8 and int4 tables, buckets 32 and 128.
-    from test_static_student import make_tiny_static
-
     static = root / "static_bundle"
     rc = main(["export", str(make_tiny_static(root / "static_ckpt")), "--out", str(static), "--formats", "onnx",
                "--quant", "fp32,int8,int4", "--seq-len", "32,128"])

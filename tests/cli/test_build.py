@@ -13,28 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 
-from conftest import default_sigint
+from helpers import default_sigint
+from helpers.texts import sts_pairs, synthetic_corpus
 
 pytestmark = pytest.mark.integration
-
-
-def _sts(path: Path) -> Path:
-    rows = [
-        ("the man is playing a guitar", "a man plays a guitar", 4.6),
-        ("the dog runs in the street", "a dog is running on the road", 4.0),
-        ("a woman is cooking", "the woman cooks", 4.4),
-        ("the cat is happy", "a sad bird sings", 0.6),
-        ("people dance to the music", "the people are dancing", 4.1),
-        ("a child reads a story", "the train is red", 0.2),
-        ("two men ride horses", "a man is eating", 0.8),
-        ("the movie is very good", "the film is great", 3.9),
-    ]
-    path.write_text("".join(f"{a}\t{b}\t{s}\n" for a, b, s in rows), encoding="utf-8")
-    return path
 
 
 def _labelled(path: Path) -> Path:
@@ -59,7 +44,7 @@ def tiny_recipe(tmp_path_factory, tiny_bert) -> Path:
         },
         "trim_vocab": [str(corpus)],
         "export": {"formats": ["onnx", "executorch"], "quant": ["fp32", "int8"], "seq_len": [16]},
-        "eval": {"sts": str(_sts(d / "sts.tsv")), "probe": [str(_labelled(d / "probe.tsv"))] * 2},
+        "eval": {"sts": str(sts_pairs(d / "sts.tsv")), "probe": [str(_labelled(d / "probe.tsv"))] * 2},
         "bench": {"threads": [1], "seq_len": [16], "runs": 3, "warmup": 1, "baseline": "teacher"},
     }
     path = d / "build-tiny.yaml"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_build import _sts
-from test_train import synthetic_corpus
 
 from pocketbert.cli import main
+
+from helpers.texts import sts_pairs, synthetic_corpus
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def _recipe(d: Path, teacher: Path, corpus: Path, peers: list[str]) -> Path:
             "train": {"epochs": 2, "batch_size": 16, "lr": 0.01},
         },
         "export": {"formats": ["onnx", "executorch"], "quant": ["fp32", "int8"], "seq_len": [16]},
-        "eval": {"sts": str(_sts(d / "sts.tsv"))},
+        "eval": {"sts": str(sts_pairs(d / "sts.tsv"))},
         "bench": {"threads": [1], "seq_len": [16], "runs": 3, "warmup": 1, "baseline": "teacher", "peers": peers},
     }
     path = d / "build-static-tiny.yaml"

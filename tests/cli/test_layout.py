@@ -95,3 +95,22 @@ def test_bundle_contract_is_torch_free():
             "or m.startswith(('pocketbert.pipeline', 'pocketbert.export'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_tests_import_helpers_not_each_other():
+    """Test modules share plain functions through tests/helpers/, never by importing another test module or
+    conftest.py (whose fixtures pytest injects by name): the import of a test module runs its module-level code
+    and ties one test file's layout to another's. Imports inside functions count too."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] == "conftest" or name.split(".")[-1].startswith("test_"):
+                    found.append(f"{path.relative_to(REPO)}:{node.lineno} imports {name}")
+    assert not found, "move the shared function into tests/helpers/:\n" + "\n".join(found)

@@ -276,7 +276,7 @@ def test_mlm_checkpoint_exports_as_embedding(tiny_bert_mlm, tmp_path):
 
 
 def test_classification_export_lists_labels(tmp_path):
-    from conftest import make_hf_checkpoint
+    from helpers.checkpoints import make_hf_checkpoint
 
     ckpt = make_hf_checkpoint(tmp_path / "cls", "bert", head="classification", num_labels=3,
                               id2label={0: "neg", 1: "neu", 2: "pos"})

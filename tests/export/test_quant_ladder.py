@@ -23,10 +23,10 @@ RUNNABLE = ("executorch", "tflite", "onnx")
 @pytest.fixture(scope="module")
 def texts(tmp_path_factory) -> dict[str, Path]:
     """A corpus (150 distinct sentences of the tiny vocabulary) and a tiny STS file (80 scored pairs)."""
-    from conftest import _WORDS  # the tiny vocabulary's words
+    from helpers.checkpoints import WORDS  # the tiny vocabulary's words
 
     rng = random.Random(0)
-    sentences = list(dict.fromkeys(" ".join(rng.choices(_WORDS, k=rng.randint(4, 10))) for _ in range(200)))[:150]
+    sentences = list(dict.fromkeys(" ".join(rng.choices(WORDS, k=rng.randint(4, 10))) for _ in range(200)))[:150]
     root = tmp_path_factory.mktemp("texts")
     corpus = root / "corpus.txt"
     corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")

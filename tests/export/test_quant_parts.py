@@ -61,7 +61,7 @@ def factorized(tmp_path_factory):
     from pocketbert.export.wrapper import TaskModule
     from pocketbert.pipeline.checkpoint import load_checkpoint
 
-    from conftest import make_hf_checkpoint
+    from helpers.checkpoints import make_hf_checkpoint
 
     path = make_hf_checkpoint(tmp_path_factory.mktemp("albert") / "ckpt", "albert", embedding_size=64, hidden_size=128,
                               num_hidden_layers=2, intermediate_size=128, num_hidden_groups=2)

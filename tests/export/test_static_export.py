@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-from test_static_student import make_tiny_static
 
 from pocketbert.cli import main
+
+from helpers.checkpoints import make_tiny_static
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pocketbert.pipeline.evaluate import embed_texts
 from pocketbert.pipeline.models.encoder import Encoder, tiny_config
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import make_hf_checkpoint, tiny_vocab, write_tiny_tokenizer
+from helpers.checkpoints import make_hf_checkpoint, tiny_vocab, write_tiny_tokenizer
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a man is playing a guitar", "Café? 你好!"]
 

@@ -12,7 +12,7 @@ from pocketbert.pipeline import data
 from pocketbert.pipeline.data import collate, epoch_batches, read_texts, split_holdout, tokenize
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import write_tiny_tokenizer
+from helpers.checkpoints import write_tiny_tokenizer
 
 
 def test_text_jsonl_tsv_csv_folders_and_globs(tmp_path):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.pipeline.checkpoint import load_checkpoint
@@ -19,7 +18,8 @@ from pocketbert.pipeline.student import select_layers
 from pocketbert.pipeline.tokenizer import Tokenizer
 from pocketbert.pipeline.train import Run, TrainData, fit
 
-from conftest import write_tiny_tokenizer
+from helpers.checkpoints import write_tiny_tokenizer
+from helpers.texts import synthetic_corpus
 
 pytestmark = pytest.mark.integration
 

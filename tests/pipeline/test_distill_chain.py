@@ -8,7 +8,6 @@ import json
 
 import pytest
 import torch
-from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.pipeline.checkpoint import load_checkpoint
@@ -16,7 +15,8 @@ from pocketbert.pipeline.data import read_texts, tokenize
 from pocketbert.pipeline.evaluate import mlm_accuracy
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import write_tiny_tokenizer
+from helpers.checkpoints import write_tiny_tokenizer
+from helpers.texts import synthetic_corpus
 
 pytestmark = pytest.mark.integration
 

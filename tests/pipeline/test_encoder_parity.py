@@ -8,7 +8,7 @@ from torch.testing import assert_close
 
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
-from conftest import make_hf_checkpoint
+from helpers.checkpoints import make_hf_checkpoint
 
 ATOL = 1e-5
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_suite import make_suite_data
-from test_train import synthetic_corpus
 
 from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import losses
 from pocketbert.pipeline.checkpoint import load_checkpoint
 
-from conftest import make_hf_checkpoint
+from helpers.checkpoints import make_hf_checkpoint, make_tiny_mpnet
+from helpers.texts import make_suite_data, synthetic_corpus
 
 
 def test_similarity_mse_against_its_formula():
@@ -293,7 +292,6 @@ def test_embedding_size_needs_a_sentence_objective(tmp_path, tiny_bert, capsys):
 def test_mpnet_is_an_ensemble_teacher_and_never_an_anchor(tmp_path, tiny_bert, capsys, monkeypatch):
     """An MPNet folder (its own tokenizer and architecture) teaches through the cached sentence embeddings; named
     as the anchor, which needs the student's tokenizer and an encoder, it is a one-line error before any pass."""
-    from test_mpnet import make_tiny_mpnet
 
     monkeypatch.setenv("POCKETBERT_CACHE", str(tmp_path / "cache"))
     mpnet_dir = make_tiny_mpnet(tmp_path / "mpnet")

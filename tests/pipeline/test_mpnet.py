@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline import mpnet
 from pocketbert.pipeline.teacher_cache import load_sentence_teacher
 
-from conftest import tiny_vocab
+from helpers.checkpoints import make_tiny_mpnet
 
 # Different lengths (so batches pad), punctuation, accents, and one text past the token limit.
 SENTENCES = [
@@ -27,34 +26,6 @@ SENTENCES = [
     "Ünïcödé façade — naïve café!",
     " ".join(["the quick brown fox jumps over the lazy dog"] * 60),
 ]
-
-
-def make_tiny_mpnet(path: Path, seed: int = 0, max_seq_length: int = 48) -> Path:
-    """A random MPNetModel folder laid out as sentence-transformers saves all-mpnet-base-v2."""
-    import transformers as tf
-
-    torch.manual_seed(seed)
-    vocab = ["<s>", "<pad>", "</s>", "<unk>"] + [t for t in tiny_vocab() if t != "[PAD]"] + ["<mask>"]
-    cfg = tf.MPNetConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         intermediate_size=64, max_position_embeddings=66, pad_token_id=1)
-    model = tf.MPNetModel(cfg).eval()
-    with torch.no_grad():  # random, not zero, LayerNorm and bias terms: parity sees every term
-        for name, p in model.named_parameters():
-            if "LayerNorm" in name or name.endswith("bias"):
-                p.add_(torch.randn_like(p) * 0.1)
-    model.save_pretrained(path, safe_serialization=True)
-    tf.MPNetTokenizer(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(path)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
-    (path / "modules.json").write_text(json.dumps(modules))
-    (path / "1_Pooling").mkdir()
-    (path / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
-         "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
-    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
-                                                                "do_lower_case": False}))
-    return path
 
 
 def _sentence_transformers(path: Path, sentences: list[str]) -> np.ndarray:

@@ -17,7 +17,7 @@ from pocketbert.pipeline.names import resolve
 from pocketbert.pipeline.peers import PARITY_TOL, import_onnx, read_onnx_encoder, resolve_peer
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import tiny_vocab, write_tiny_tokenizer
+from helpers.checkpoints import tiny_vocab, write_tiny_tokenizer
 
 pytestmark = pytest.mark.integration  # ONNX export and ONNX Runtime on tiny models
 

@@ -15,7 +15,7 @@ from pocketbert.pipeline.recipe import (
     shipped_recipes,
 )
 
-from conftest import write_tiny_tokenizer
+from helpers.checkpoints import write_tiny_tokenizer
 
 KIND = {"distill": DistillRecipe, "pretrain": PretrainRecipe, "finetune": FinetuneRecipe}
 

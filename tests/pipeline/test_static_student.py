@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_train import synthetic_corpus
 
 from pocketbert.errors import PocketBertError
-from pocketbert.pipeline.static import load_static_checkpoint, save_static_checkpoint
+from pocketbert.pipeline.static import load_static_checkpoint
 from pocketbert.pipeline.static_student import (
     StaticDataConfig,
     StaticRecipe,
@@ -22,9 +21,9 @@ from pocketbert.pipeline.static_student import (
 )
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import tiny_vocab
+from helpers.checkpoints import make_tiny_static
+from helpers.texts import synthetic_corpus
 
-OPTIONS = {"lowercase": True, "strip_accents": True, "tokenize_chinese_chars": True}
 TEXTS = [
     "A man is playing a guitar.",
     "the quick brown fox jumps over the lazy dog",
@@ -32,13 +31,6 @@ TEXTS = [
     "very " * 30 + "good",
     "x",
 ]
-
-
-def make_tiny_static(path: Path, dim: int = 32, seed: int = 0) -> Path:
-    """A static student folder over the tiny vocabulary with a random table (the rows of the specials too)."""
-    tokens = tiny_vocab()
-    table = np.random.default_rng(seed).normal(size=(len(tokens), dim)).astype(np.float32)
-    return save_static_checkpoint(table, tokens, path, OPTIONS, {"stage": "static"})
 
 
 @pytest.fixture(scope="module")

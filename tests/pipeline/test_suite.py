@@ -4,7 +4,6 @@ bad suite files are one-line errors; dev-suite sentences never reach training te
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,25 +12,7 @@ from pocketbert.cli import main
 from pocketbert.errors import PocketBertError
 from pocketbert.pipeline.suite import TASKS, dev_files, dev_sentences, load_suite, score_suite
 
-STS_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-SICK_HEADER = "pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
-
-
-def make_suite_data(root: Path) -> Path:
-    """A tiny data folder in the shared data's layout: 4 STS-B pairs, 4 SICK pairs, 2-class SST-2 and 2-class AG News."""
-    for d in ("stsb", "sick", "sst2", "agnews"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "stsb" / "dev.tsv").write_text(STS_HEADER + "".join(
-        f"{i}\tg\tf\t2012\t{i}\tn\tn\tsts a{i}\tsts b{i}\t{float(i)}\n" for i in range(1, 5)))
-    (root / "sick" / "test.tsv").write_text(SICK_HEADER + "".join(
-        f"{i}\tsick a{i}\tsick b{i}\t{float(i)}\tNEUTRAL\n" for i in range(1, 5)))
-    (root / "sst2" / "train.tsv").write_text("sentence\tlabel\n" + "".join(
-        f"{'good' if i % 2 else 'bad'} train {i}\t{i % 2}\n" for i in range(20)))
-    (root / "sst2" / "dev.tsv").write_text("sentence\tlabel\n" + "".join(
-        f"{'good' if i % 2 else 'bad'} dev {i}\t{i % 2}\n" for i in range(10)))
-    (root / "agnews" / "dev.tsv").write_text("text\tlabel\n" + "".join(
-        f"{'sport' if i % 2 else 'world'} news {i}\t{'Sports' if i % 2 else 'World'}\n" for i in range(20)))
-    return root
+from helpers.texts import STS_HEADER, make_suite_data
 
 
 def _embed(texts: list[str]) -> np.ndarray:

@@ -31,7 +31,7 @@ from pocketbert.pipeline.teacher_cache import (
 )
 from pocketbert.pipeline.tokenizer import Tokenizer
 
-from conftest import REPO
+from helpers import REPO
 
 _WORDS = ("the a man woman dog cat plays playing guitar cello runs street red blue big small movie good bad "
           "very quick brown fox jumps over lazy water music song dance").split()
@@ -79,7 +79,7 @@ def test_length_sorted_dynamic_batches_equal_one_text_at_a_time(tiny_bert):
 
 
 def test_the_key_covers_corpus_order_length_backend_and_teacher(tiny_bert, tmp_path):
-    from conftest import make_hf_checkpoint
+    from helpers.checkpoints import make_hf_checkpoint
 
     teacher = load_sentence_teacher(tiny_bert)
     texts = ["a man plays the cello", "a dog runs", "the movie was good"]

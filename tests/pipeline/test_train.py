@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -16,29 +15,12 @@ import pytest
 from pocketbert.pipeline.checkpoint import load_checkpoint
 from pocketbert.pipeline.train import lr_factor
 
-from conftest import default_sigint
+from helpers import default_sigint
+from helpers.texts import synthetic_corpus
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-SUBJECTS = {"man": ("plays", "guitar"), "woman": ("plays", "cello"), "child": ("plays", "flute"),
-            "dog": ("runs on", "road"), "cat": ("walks on", "table"), "bird": ("sings", "song"),
-            "person": ("rides", "horse"), "people": ("ride", "train")}
-ADJ = ["red", "blue", "green", "big", "small", "quick", "brown", "lazy", "happy", "sad"]
-
-
-def synthetic_corpus(path: Path, n: int, seed: int = 0) -> Path:
-    """Sentences with learnable structure: each subject has its verb and object, adjectives are random."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(n):
-        subj = rng.choice(sorted(SUBJECTS))
-        verb, obj = SUBJECTS[subj]
-        lines.append(f"the {rng.choice(ADJ)} {subj} {verb} the {rng.choice(ADJ)} {obj}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
 
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from test_bench import make_tiny_bundle  # noqa: E402
 
 from pocketbert.cli import main
 from pocketbert.runtime_bench.adb import parse_binary_output
 from pocketbert.runtime_bench.schema import read_results
+
+from helpers.bundles import make_tiny_bundle
+from helpers.checkpoints import make_hf_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +23,6 @@ FAKE_ADB = Path(__file__).resolve().parents[1] / "fake_adb"
 @pytest.fixture(scope="module")
 def phone_bundle(tmp_path_factory) -> Path:
     """The tiny bundle plus a stand-in .tflite (a flatbuffer header, enough for the fake tools)."""
-    from conftest import make_hf_checkpoint
-
     teacher = make_hf_checkpoint(tmp_path_factory.mktemp("adb_teacher"), "bert")
     root = make_tiny_bundle(tmp_path_factory.mktemp("adb") / "bundle", teacher, broken=True)
     manifest = json.loads((root / "manifest.json").read_text())
