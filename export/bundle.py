@@ -299,7 +299,7 @@ def _remove(path: Path) -> None:
 def _gate_short(g: dict) -> str:
     """The gate in a few words for the terminal (`_gate_line` has every number, in the log)."""
     if g["status"] == "skipped":
-        return f"skipped ({g['reason']})"
+        return f"skipped ({g['reason'].split(' (')[0].split(';')[0]})"
     sts = f"STS {g['sts']['delta']:+.2f}, " if "sts" in g else ""
     return f"{g['status']} ({sts}top-10 {g['top10_overlap']:.3f})"
 

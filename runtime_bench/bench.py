@@ -737,7 +737,7 @@ def main(opts: BenchOptions, log: Callable[[str], None] = print) -> tuple[dict, 
     cache = Path(opts.cache) if opts.cache else default_cache()
     for ref in refs:
         ref.quality = ref.quality or quality_by_checkpoint.get(str(Path(ref.path).resolve()), {})
-        log(f"preparing {ref.name} baselines from {ref.path} (cache {cache})")
+        log(f"preparing {ref.name} baselines (ONNX exports cached in {Path(cache).name})")
         baselines += prepare_baselines(ref, cache)
     doc = run_bench(bundle, out, threads=opts.threads, seq_lens=seq_lens, runs=opts.runs, warmup=opts.warmup,
                     baselines=baselines, rounds=opts.rounds, profile=opts.profile, log=log, command=opts.command,

@@ -15,7 +15,9 @@ The in-batch matrix only constrains B(B-1)/2 pooled similarities; the anchor pla
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,6 +29,8 @@ from pocketbert.pipeline.data import cache_dir
 from pocketbert.pipeline.objectives.base import Objective, Setup, encoder_of, same_vocab
 from pocketbert.pipeline.teacher_cache import as_teacher, teacher_embeddings
 from pocketbert.pipeline.validate import check_nonnegative
+
+log = logging.getLogger("pocketbert.distill")
 
 
 @dataclass
@@ -116,8 +120,9 @@ class EnsembleObjective(Objective):
             emb, info = teacher_embeddings(teacher, setup.train_texts, cfg.data.max_length, cache_dir())
             targets.append(torch.from_numpy(emb))
             caches.append({"path": spec.path, "weight": spec.weight, **info})
-            say(f"distill: teacher {spec.path}: {'cached' if info['hit'] else 'computed'} embeddings "
-                f"{tuple(emb.shape)} ({info['file']})")
+            say(f"distill: teacher {Path(str(spec.path)).name}: {'cached' if info['hit'] else 'computed'} "
+                f"embeddings {tuple(emb.shape)}")
+            log.debug("distill: teacher %s embeddings in %s", spec.path, info["file"])
         if anchor is not None:
             anchor[1].to(setup.device)
         return cls(setup.student, targets, [t.weight for t in cfg.teachers], cfg.loss, anchor, caches)
