@@ -357,8 +357,9 @@ def _record_invariance(artifacts: list[Artifact], fmt: str, ran: dict[str, dict[
             a.invariance = inv
             log.debug("%s: bucket invariance %s", a.file, inv)
             if inv["status"] != "skipped":
+                cos = inv["min_cosine"]
                 log.info("export: %s %s seq%d  bucket invariance %s (min cosine %s)", a.format, a.quant, a.seq_len,
-                         inv["status"], inv["min_cosine"])
+                         inv["status"], f"{cos:.6f}" if isinstance(cos, float) else cos)
             if inv["status"] == "failed":
                 raise PocketBertError(f"{a.file}: {inv['reason']}; nothing was written")
 
