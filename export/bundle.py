@@ -273,7 +273,7 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
     outs: list = []
     parity = verify_artifact(fmt, path, inputs, refs, tolerance(quant), seq_len, out_name, out_shape, quant, outs)
     cos = f" (min cosine {parity['min_cosine']:.5f})" if isinstance(parity.get("min_cosine"), float) else ""
-    log.info("export: %s %s seq%d  %.1f MB  %.0f s  parity %s%s", fmt, quant, seq_len, path.stat().st_size / 1e6,
+    log.info("export: %s %s seq%d  %.1f MB  %.0f s  parity %s%s", fmt, quant, seq_len, path_size(path) / 1e6,
              seconds, parity["status"], cos)
     log.debug("%s: parity %s", fname, parity)
     if parity["status"] == "failed" and strict:
