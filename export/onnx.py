@@ -53,6 +53,12 @@ def _rename_io(model, output_name: str) -> None:
     g.output[0].name = output_name
 
 
+def _is_table(name: str) -> bool:
+    """An embedding table: the word rows, and with a dynamic length the position rows too (a Gather by arange(T);
+    a static length folds them into a constant), so `embeddings` kept at int8 keeps both."""
+    return any(t in name for t in ("word_embeddings", "position_embeddings", "token_type_embeddings"))
+
+
 def _part_nodes(model, parts: list[str]) -> list[str]:
     """Names of the MatMul / Gather nodes that belong to `parts` (`embeddings`, `layer.{i}.attention`, ...).
 
@@ -65,7 +71,7 @@ def _part_nodes(model, parts: list[str]) -> list[str]:
     names = []
     for node in model.graph.node:
         namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
-        if node.op_type == "Gather" and EMBEDDING_TABLE in paths and "word_embeddings" in node.input[0]:
+        if node.op_type == "Gather" and EMBEDDING_TABLE in paths and _is_table(node.input[0]):
             names.append(node.name)
         elif node.op_type == "MatMul" and any(f"/{path}: " in namespace for path in paths):
             names.append(node.name)
@@ -118,7 +124,11 @@ def _int8(src: Path, dst: Path, model, nodes: list[str] | None = None) -> None:
     if blockwise:
         cfg = DefaultWeightOnlyQuantConfig(block_size=INT4_GROUP, is_symmetric=True, accuracy_level=4, bits=8,
                                            op_types_to_quantize=("MatMul",), quant_axes=(("MatMul", 0),))
-        q = MatMulNBitsQuantizer(onnx.load(str(mid)), nodes_to_include=blockwise, algo_config=cfg)
+        graph = onnx.load(str(mid))
+        # nodes_to_include adds to op_types_to_quantize, it does not restrict it (ORT 1.32): every other MatMul
+        # is excluded by name, or int4-mixed's layers would be quantized here at 8 bits before `_int4` sees them
+        others = [n.name for n in graph.graph.node if n.op_type == "MatMul" and n.name not in blockwise]
+        q = MatMulNBitsQuantizer(graph, nodes_to_exclude=others, algo_config=cfg)
         q.process()
         onnx.save(q.model.model, str(dst))
         mid.unlink()
