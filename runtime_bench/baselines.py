@@ -43,15 +43,12 @@ def default_cache() -> Path:
     return Path(os.environ.get("POCKETBERT_CACHE") or Path.home() / ".cache" / "pocketbert")
 
 
-def _export_teacher_onnx(teacher: Path, dst: Path) -> None:
-    """The teacher as an ONNX feature extractor with mean pooling, dynamic batch and length (the
-    sentence-transformers `backend="onnx"` route; the pooling runs in the graph instead of numpy)."""
+def mean_pooled(model):
+    """`model` (a transformers encoder) with sentence-transformers mean pooling in its graph:
+    (input_ids, attention_mask) (B, T) of any int type -> (B, H). Exported as an ONNX feature extractor."""
     import torch
-    from transformers import AutoModel
 
     from .worker import mean_pool
-
-    model = AutoModel.from_pretrained(teacher).eval()
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, m):
@@ -59,12 +56,23 @@ def _export_teacher_onnx(teacher: Path, dst: Path) -> None:
             self.m = m
 
         def forward(self, input_ids, attention_mask):
-            return mean_pool(self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
-                             attention_mask)
+            # transformers embeds int64 ids; int32 inputs (the bundle contract) are cast in the graph
+            hidden = self.m(input_ids=input_ids.long(), attention_mask=attention_mask.long()).last_hidden_state
+            return mean_pool(hidden, attention_mask)
 
+    return MeanPooled(model)
+
+
+def _export_teacher_onnx(teacher: Path, dst: Path) -> None:
+    """The teacher as an ONNX feature extractor with mean pooling, dynamic batch and length (the
+    sentence-transformers `backend="onnx"` route; the pooling runs in the graph instead of numpy)."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(teacher).eval()
     ids = torch.ones(1, 16, dtype=torch.long)
     dyn = {0: "batch", 1: "sequence"}
-    torch.onnx.export(MeanPooled(model), (ids, ids), str(dst), input_names=["input_ids", "attention_mask"],
+    torch.onnx.export(mean_pooled(model), (ids, ids), str(dst), input_names=["input_ids", "attention_mask"],
                       output_names=["embedding"], dynamic_axes={"input_ids": dyn, "attention_mask": dyn},
                       opset_version=17, dynamo=False)
 

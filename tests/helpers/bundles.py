@@ -22,25 +22,16 @@ def make_tiny_bundle(root: Path, teacher: Path, broken: bool = True) -> Path:
     from transformers import AutoModel
 
     from pocketbert.pipeline.checkpoint import read_config
+    from pocketbert.runtime_bench.baselines import mean_pooled
 
     root.mkdir(parents=True)
     model = AutoModel.from_pretrained(teacher).eval()
-
-    class MeanPooled(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids, attention_mask):
-            h = self.m(input_ids=input_ids.long(), attention_mask=attention_mask.long()).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(h.dtype)
-            return (h * mask).sum(1) / mask.sum(1)
 
     artifacts = []
     for n in SEQ_LENS:
         ids = torch.ones(1, n, dtype=torch.int32)
         fp32 = root / f"tiny_onnxruntime_fp32_seq{n}.onnx"
-        torch.onnx.export(MeanPooled(model), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
+        torch.onnx.export(mean_pooled(model), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
                           output_names=["embedding"], opset_version=17, dynamo=False)
         int8 = root / f"tiny_onnxruntime_int8_seq{n}.onnx"
         quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
