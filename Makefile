@@ -6,7 +6,7 @@ ARGS ?=  # recipe overrides for `make build`, e.g. ARGS=distill.train.threads=1 
 .PHONY: install build test test-fast lint
 
 install:
-	$(PYTHON) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	$(PYTHON) -m pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[dev]"
 
 # Main job on the embedded default recipe (pocketbert/recipes/build-default.yaml): a 2-layer student distilled
 # from all-MiniLM-L6-v2 and paraphrase-MiniLM-L3-v2 together for 1,000 steps on STS-B and SST-2 train sentences,
