@@ -56,12 +56,15 @@ class Int4RowEmbedding(nn.Module):
     """Weight-only int4 embedding: two symmetric int4 values per byte, one fp16 scale per `group` columns.
 
     Storage per row: E/2 bytes + 2 * E/group bytes (E=384, group 32: 216 bytes, 0.56x the int8 table).
-    Unpacking is gather, floor division, subtract and multiply on the gathered (B, T, E) rows only.
+    Unpacking is gather, floor division, subtract and multiply on the gathered (B, T, E) rows only
+    (`pipeline.quantize.unpack_int4` computes the same values with bit operations, which are not core ATen).
     """
+
+    ZERO_POINT = 8  # `pack_int4`'s offset form: each nibble holds q + 8
 
     def __init__(self, weight: torch.Tensor, group: int):
         super().__init__()
-        from pocketbert.pipeline.quantize import symmetric_blocks
+        from pocketbert.pipeline.quantize import pack_int4, symmetric_blocks
 
         rows, dim = weight.shape
         if dim % 2:
@@ -69,14 +72,14 @@ class Int4RowEmbedding(nn.Module):
         self.group = group if dim % group == 0 else dim
         # rounded with the fp16 scales it dequantizes with (V, E/g, g), (V, E/g, 1)
         q, scale = symmetric_blocks(weight, 4, self.group, fp16_scale=True)
-        q = (q.to(torch.int16) + 8).reshape(rows, dim)  # 0..15
-        self.register_buffer("packed", (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))  # (V, E/2)
+        # stored as q + 8 (0..15), so that `forward` unpacks without sign extension
+        self.register_buffer("packed", pack_int4(q.reshape(rows, dim), zero_point=self.ZERO_POINT))  # (V, E/2)
         self.register_buffer("scale", scale.squeeze(-1).to(torch.float16))  # (V, E/g)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(ids, self.packed).to(torch.int32)  # (B, T, E/2); a gather kernel, as Int8RowEmbedding
         high = torch.div(rows, 16, rounding_mode="floor")  # core ATen ops only (no shift), portable kernels
-        q = torch.stack((rows - high * 16, high), dim=-1).reshape(*ids.shape, -1) - 8  # (B, T, E), -8..7
+        q = torch.stack((rows - high * 16, high), dim=-1).reshape(*ids.shape, -1) - self.ZERO_POINT  # (B, T, E), -8..7
         scale = F.embedding(ids, self.scale).to(torch.float32).unsqueeze(-1)  # (B, T, E/g, 1)
         return (q.to(torch.float32).reshape(*ids.shape, -1, self.group) * scale).reshape(*ids.shape, -1)
 

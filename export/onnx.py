@@ -176,7 +176,7 @@ def _symmetric_tables(model, tables: dict) -> None:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    from pocketbert.pipeline.quantize import symmetric_blocks
+    from pocketbert.pipeline.quantize import pack_int4, symmetric_blocks
 
     from .quant import INT4_GROUP
 
@@ -188,11 +188,9 @@ def _symmetric_tables(model, tables: dict) -> None:
         table = torch.from_numpy(np.array(tables[name], dtype=np.float32))  # a writable copy
         q, scale = symmetric_blocks(table, 4, INT4_GROUP, fp16_scale=True)  # (V, E/32, 32), (V, E/32, 1)
         data, scales = inits[node.input[0]], inits[node.input[2]]
-        # packed raw bytes, two values per byte, the first in the low nibble (a value list would be stored as
-        # varints, 1.4x the size)
-        nibbles = (q.reshape(-1).to(torch.int16) & 0x0F).numpy().astype(np.uint8)
-        nibbles = np.concatenate([nibbles, np.zeros(len(nibbles) % 2, np.uint8)])
-        packed = (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+        # packed raw bytes, two's complement nibbles (ONNX's INT4) over the flattened table (a value list would be
+        # stored as varints, 1.4x the size)
+        packed = pack_int4(q.reshape(-1)).numpy().tobytes()
         data.CopyFrom(helper.make_tensor(data.name, TensorProto.INT4, list(table.shape), packed, raw=True))
         scales.CopyFrom(numpy_helper.from_array(scale.squeeze(-1).numpy().astype(np.float32), scales.name))
 
