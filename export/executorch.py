@@ -25,6 +25,8 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 
+from . import formats
+from .quant import QuantRecipe
 from .wrapper import dynamic_shapes
 
 # XNNPACK re-plans per length; a dynamic program cost the same as a static one at equal length
@@ -247,33 +249,27 @@ def _delegation(graph_module) -> dict:
     }
 
 
-def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None, dynamic: bool = False) -> dict:
-    """Write `path` (.pte). Returns notes: how much of the graph XNNPACK runs.
+def export(module: nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe, output_name: str = "embedding",
+           calibration: list | None = None, dynamic: bool = False) -> dict:
+    """Write `path` (.pte) as `recipe` says (formats.Exporter). Returns notes: how much of the graph XNNPACK runs.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     dynamic: the program takes any sequence length from wrapper.MIN_SEQ_LEN to the example's N (XNNPACK re-plans its
         buffers when the length changes); otherwise exactly N.
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from .quant import INT4_GROUP
-
     module = for_xnnpack(copy.deepcopy(module).eval())
     shapes = dynamic_shapes(example_inputs[0].shape[1]) if dynamic else None
-    keep_int8 = list(keep_int8 or [])
-    if quant in ("int8", "int8-static"):
-        if quant == "int8-static" and not calibration:
+    if recipe.weight_bits == 8:  # int8, int8-static
+        if recipe.calibrated and not calibration:
             raise PocketBertError("executorch int8-static needs calibration inputs")
-        module = _pt2e_int8(quantize_embedding(module), example_inputs, calibration if quant == "int8-static" else None,
+        module = _pt2e_int8(quantize_embedding(module), example_inputs, calibration if recipe.calibrated else None,
                             shapes)
-    elif quant in ("int4", "int4-mixed"):
-        bits = 8 if "embeddings" in keep_int8 else 4
-        module = _torchao_int4(quantize_embedding(module, bits, INT4_GROUP), INT4_GROUP, keep_int8)
-    elif quant != "fp32":
-        raise PocketBertError(f"executorch has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
+    elif recipe.weight_bits == 4:  # int4, int4-mixed
+        module = _torchao_int4(quantize_embedding(module, recipe.embedding_bits, recipe.group), recipe.group,
+                               list(recipe.keep_int8))
     with torch.no_grad():
         program = torch.export.export(module, example_inputs, dynamic_shapes=shapes)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
@@ -281,6 +277,10 @@ def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, out
     Path(path).write_bytes(edge.to_executorch().buffer)
     notes["portable_ops"] = portable_ops(path)
     return notes
+
+
+# ExecuTorch's pybindings run on every host pocketbert exports on: parity always runs (formats.Exporter).
+unavailable_reason, check_spec = formats.runs_everywhere, formats.no_spec_check
 
 
 def set_threads(n: int) -> None:
