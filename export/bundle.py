@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,14 +29,24 @@ import torch
 from pocketbert.bundle.manifest import MANIFEST, Artifact, Manifest, path_size
 from pocketbert.bundle.naming import FORMATS, QUANTS, artifact_name, backend_of, model_slug
 from pocketbert.bundle.parity import Tolerance, bucket_invariance, case_inputs, compare, tolerance
+from pocketbert.console import say
 from pocketbert.errors import PocketBertError
 from pocketbert.files import atomic_output_dir, check_output_dir, path_sha256, provenance, write_json
 
 from . import formats
 from .evaluate import _encode
-from .gate import PROBE_TEXTS, TOP_K, GateConfig, build_reference, check_budget, gate_family, mixed_plan
+from .gate import (
+    PROBE_TEXTS,
+    TOP_K,
+    GateConfig,
+    Reference,
+    build_reference,
+    check_budget,
+    gate_family,
+    mixed_plan,
+)
 from .golden import build_golden
-from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, RECIPES, auto_ladder, check_pair
+from .quant import CALIBRATED, INT4_GROUP, NEEDS_CORPUS, QuantRecipe, auto_ladder
 from .wrapper import INPUT_NAMES, MIN_SEQ_LEN, TaskModule, output_name
 
 log = logging.getLogger("pocketbert.export")
@@ -85,10 +96,10 @@ class ExportConfig:
                 raise PocketBertError("--quant auto chooses by the gate; drop --no-gate")
             if not self.corpus:
                 raise PocketBertError("--quant auto gates on corpus sentences: pass --corpus")
-        else:
-            for fmt in self.formats:
-                for q in self.quants:
-                    check_pair(fmt, q)
+        # Each (format, rung) validated once, as the recipe its exporter receives (auto: each format's ladder). Not a
+        # field: the build's stage key (dataclasses.asdict) holds what the user chose, not what follows from it.
+        self._recipes = {(fmt, q): QuantRecipe.of(fmt, q) for fmt in self.formats
+                         for q in (auto_ladder(fmt) if self.auto else self.quants)}
         needs_text = set(NEEDS_CORPUS) & set(self.quants + (["int8-static"] if self.auto else []))
         if needs_text and not self.corpus:
             raise PocketBertError(f"--quant {','.join(sorted(needs_text))} calibrates on corpus text: pass --corpus")
@@ -123,8 +134,9 @@ class ExportConfig:
     def auto(self) -> bool:
         return self.quants == [AUTO]
 
-    def rungs(self, fmt: str) -> list[str]:
-        return auto_ladder(fmt) if self.auto else self.quants
+    def rungs(self, fmt: str) -> list[QuantRecipe]:
+        """The recipes `fmt` exports, in order (auto: its ladder, smallest first)."""
+        return [r for (f, _), r in self._recipes.items() if f == fmt]
 
 
 def parse_csv(value: str, what: str) -> list[str]:
@@ -173,12 +185,12 @@ def _outputs_section(cfg, task: str, seq_lens: list[int]) -> list[dict]:
              "meaning": "masked-LM logits per position over the vocabulary"}]
 
 
-def _notes_for(fmt: str, quant: str) -> dict:
-    notes = {"recipe": RECIPES[(fmt, quant)]}
-    if fmt == "coreml":
+def _notes_for(recipe: QuantRecipe) -> dict:
+    notes = {"recipe": recipe.description}
+    if recipe.format == "coreml":
         notes["compute_precision"] = (
             "fp16 is Core ML's default compute precision (GPU and Neural Engine always compute in fp16); "
-            + ("this artifact was converted with compute_precision FLOAT32, used on CPU" if quant == "fp32"
+            + ("this artifact was converted with compute_precision FLOAT32, used on CPU" if recipe.name == "fp32"
                else "this artifact computes in fp16")
         )
     return notes
@@ -240,15 +252,16 @@ def _probe_texts(texts: list[str], gate_sample: int) -> list[str]:
     return after if len(after) > 2 * TOP_K else texts[:CALIBRATION_TEXTS]
 
 
-def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
+def _export_one(recipe: QuantRecipe, seq_len: int, module: TaskModule, tmp: Path, name: str, out_name: str,
                 ref: tuple[list, list, list[str]], out_shape: list[int], calibration: list | None, mixed: dict | None,
                 strict: bool, dynamic: bool = False) -> tuple[Artifact, dict]:
-    """Export and verify one artifact into `tmp`: its manifest row and its outputs per golden case name
-    (empty when the runtime cannot run here). Raises PocketBertError on a toolchain failure, and on a
-    parity failure when `strict`.
+    """Export and verify one artifact of `recipe` (int4-mixed: its parts from the plan `mixed`) into `tmp`: its
+    manifest row and its outputs per golden case name (empty when the runtime cannot run here). Raises
+    PocketBertError on a toolchain failure, and on a parity failure when `strict`.
 
     dynamic: the artifact takes any length up to `seq_len` (the format's DYNAMIC_LENGTH); its parity runs
     the golden cases unpadded, as apps feed it, against the eager outputs at the bucket."""
+    fmt, quant = recipe.format, recipe.name
     mod = formats.module(fmt)
     inputs, refs, case_names = ref
     example = (torch.from_numpy(inputs[0][0]), torch.from_numpy(inputs[0][1]))
@@ -257,13 +270,11 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
                   for ids, mask in inputs]
     fname = artifact_name(name, fmt, quant, seq_len)
     path = tmp / fname
-    keep = mixed["kept_int8"] if quant == "int4-mixed" else None
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # toolchains print; keep stdout for --json
-            notes = mod.export(module, example, path, quant, output_name=out_name,
-                               calibration=calibration if quant in CALIBRATED else None, keep_int8=keep,
-                               **({"dynamic": True} if dynamic else {}))
+            notes = mod.export(module, example, path, recipe, output_name=out_name,
+                               calibration=calibration if recipe.calibrated else None, dynamic=dynamic)
     except PocketBertError:
         raise
     except Exception as e:  # a toolchain failure: name the artifact, keep one line
@@ -278,10 +289,10 @@ def _export_one(fmt: str, quant: str, seq_len: int, module: TaskModule, tmp: Pat
     log.debug("%s: parity %s", fname, parity)
     if parity["status"] == "failed" and strict:
         raise PocketBertError(f"parity failed for {fname}: {parity.get('reason')}; nothing was written")
-    notes = {**_notes_for(fmt, quant), **(notes or {})}
-    if quant in CALIBRATED:
+    notes = {**_notes_for(recipe), **(notes or {})}
+    if recipe.calibrated:
         notes["calibration"] = {"texts": len(calibration), "seq_len": seq_len}
-    if keep is not None:
+    if recipe.name == "int4-mixed":
         notes["sensitivity"] = mixed
     return Artifact(file=fname, format=fmt, backend=backend_of(fmt), quant=quant, seq_len=seq_len,
                     min_seq_len=MIN_SEQ_LEN if dynamic else None, size_bytes=path_size(path),
@@ -364,21 +375,40 @@ def _record_invariance(artifacts: list[Artifact], fmt: str, ran: dict[str, dict[
                 raise PocketBertError(f"{a.file}: {inv['reason']}; nothing was written")
 
 
-def main(cfg: ExportConfig) -> Manifest:
-    """Export `cfg.checkpoint` into the bundle `cfg.out`. Returns the manifest it wrote.
+@dataclass
+class _Job:
+    """One export whose inputs passed every check (`_set_up`): what each step after it reads."""
 
-    Raises:
-        PocketBertError: bad input (before anything is written) or an artifact that fails parity
-            (then nothing is written either).
-    """
-    from pocketbert.pipeline.checkpoint import find_teacher, parent_record, read_config
-    from pocketbert.pipeline.names import load
-    from pocketbert.pipeline.tokenizer import Tokenizer, build_wordpiece
+    cfg: ExportConfig
+    ckpt: Any  # the loaded checkpoint (pipeline.names.load): its folder, model and type
+    model: torch.nn.Module  # its model, in eval mode, its config's task set to `task`
+    module: TaskModule  # the model with its task's head and pooling: what every artifact computes
+    tok: Any  # the checkpoint's Tokenizer
+    task: str  # embedding, mlm or classification
+    name: str  # the model's name in artifact file names
+    out_name: str  # the artifacts' output name (`embedding` or `logits`)
+    rungs: dict[str, list[QuantRecipe]]  # format -> the recipes it exports, in order (auto: its ladder)
+    texts: list[str]  # the corpus sample (`_corpus_sample`): calibration first, then the gate's sentences
+    gating: bool  # the geometry gate runs (an embedding bundle and --gate)
 
-    out = Path(cfg.out)
-    check_output_dir(out, MANIFEST)
-    ckpt = load(cfg.checkpoint)
-    model = ckpt.model.eval()
+
+@dataclass
+class _Checks:
+    """What every artifact is exported with and checked against, made once inside the bundle folder."""
+
+    golden: dict  # golden.json: the fixed cases and their eager fp32 outputs
+    outputs: list[dict]  # the manifest's `outputs` section
+    refs: dict[int, tuple[list, list, list[str]]]  # bucket -> (inputs, eager fp32 outputs, case names) of the cases
+    out_shapes: dict[int, list[int]]  # bucket -> output shape ((1, H), (1, labels) or (1, N, V))
+    calibration: dict[int, list]  # bucket -> int8-static calibration inputs ({} without a corpus)
+    reference: Reference | None  # the gate's eager fp32 outputs (None: no gate)
+    gate_cfg: GateConfig
+    mixed: dict | None  # int4-mixed's plan (gate.mixed_plan), the manifest's `notes.sensitivity`
+
+
+def _task_of(cfg: ExportConfig, model: torch.nn.Module) -> str:
+    """The task to export (`cfg.task`, else the checkpoint's); an embedding export of a checkpoint with another
+    head sets the model's config to `embedding`. Raises PocketBertError for a head the checkpoint lacks."""
     mcfg = model.config
     task = cfg.task or mcfg.task
     if task != mcfg.task:
@@ -388,7 +418,19 @@ def main(cfg: ExportConfig) -> Manifest:
                 f"use --task {mcfg.task} or embedding"
             )
         model.config = dataclasses.replace(mcfg, task="embedding")
-        mcfg = model.config
+    return task
+
+
+def _set_up(cfg: ExportConfig) -> _Job:
+    """Load the checkpoint and check every input against it, before any work (PocketBertError otherwise)."""
+    from pocketbert.pipeline.names import load
+    from pocketbert.pipeline.tokenizer import Tokenizer
+
+    check_output_dir(Path(cfg.out), MANIFEST)
+    ckpt = load(cfg.checkpoint)
+    model = ckpt.model.eval()
+    task = _task_of(cfg, model)
+    mcfg = model.config
     too_long = [n for n in cfg.seq_lens if n > mcfg.max_position_embeddings]
     if too_long:
         raise PocketBertError(
@@ -407,112 +449,182 @@ def main(cfg: ExportConfig) -> Manifest:
                               "export needs its rungs named, e.g. --quant fp32,int8")
     name = model_slug(cfg.name or (ckpt.path.name if cfg.checkpoint != "minilm" else "all-minilm-l6-v2"))
     module = TaskModule(model).eval()
-    out_name = output_name(task)
-
-    def rungs_of(fmt: str) -> list[str]:  # a static model has no layers for int4-mixed to keep at int8
-        return [q for q in cfg.rungs(fmt) if not (static and q == "int4-mixed")]
-
-    rungs = {q for fmt in cfg.formats for q in rungs_of(fmt)}
-    if cfg.max_mb is not None and "int4-mixed" in rungs:
+    # a static model has no layers for int4-mixed to keep at int8 (auto's ladder skips the rung)
+    rungs = {fmt: [r for r in cfg.rungs(fmt) if not (static and r.name == "int4-mixed")] for fmt in cfg.formats}
+    names = {r.name for recipes in rungs.values() for r in recipes}
+    if cfg.max_mb is not None and "int4-mixed" in names:
         check_budget(module, INT4_GROUP, int(cfg.max_mb * 1e6))
     gating = cfg.gate and task == "embedding"
-    texts = _corpus_sample(cfg, need=gating or bool(rungs & {*CALIBRATED, "int4-mixed"}))
-    log.info("export %s -> %s: formats=%s quants=%s seq_lens=%s task=%s", ckpt.path, out, cfg.formats,
-             cfg.quants, cfg.seq_lens, task)
+    texts = _corpus_sample(cfg, need=gating or bool(names & {*CALIBRATED, "int4-mixed"}))
+    return _Job(cfg, ckpt, model, module, tok, task, name, output_name(task), rungs, texts, gating)
 
-    with atomic_output_dir(out, MANIFEST) as tmp:
-        shutil.copyfile(ckpt.path / "vocab.txt", tmp / "vocab.txt")
-        if (ckpt.path / "tokenizer.json").is_file():
-            shutil.copyfile(ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
-        else:
-            o = tok.options
-            build_wordpiece(tok.vocab, o["lowercase"], o["strip_accents"], o["tokenize_chinese_chars"]).save(
-                str(tmp / "tokenizer.json"))
-        golden = build_golden(module, tok, cfg.seq_lens, task)
-        write_json(tmp / "golden.json", golden)
 
-        outputs = _outputs_section(mcfg, task, cfg.seq_lens)
-        refs = {n: (*_reference(module, golden, n, tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
-                for n in cfg.seq_lens}
-        out_shapes = {n: [1, n, mcfg.vocab_size] if task == "mlm" else list(outputs[0]["shape"]) for n in cfg.seq_lens}
-        calibration = {n: _calibration_inputs(tok, texts[:CALIBRATION_TEXTS], n) for n in cfg.seq_lens} if texts else {}
-        if gating and not texts:
-            log.info("gate skipped: no corpus sentences given (--corpus)")
-        reference = (build_reference(module, tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
-                                     cfg.seq_lens, cfg.sts) if gating and texts else None)
-        gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
-        mixed = (mixed_plan(module, _encode(tok, _probe_texts(texts, cfg.gate_sample), cfg.seq_lens), INT4_GROUP,
-                            gate_cfg.min_top10_overlap, None if cfg.max_mb is None else int(cfg.max_mb * 1e6))
-                 if "int4-mixed" in rungs else None)
+def _write_tokenizer(job: _Job, tmp: Path) -> None:
+    """vocab.txt and tokenizer.json into the bundle (a checkpoint without tokenizer.json gets one built from its
+    vocabulary and options)."""
+    from pocketbert.pipeline.tokenizer import build_wordpiece
 
+    shutil.copyfile(job.ckpt.path / "vocab.txt", tmp / "vocab.txt")
+    if (job.ckpt.path / "tokenizer.json").is_file():
+        shutil.copyfile(job.ckpt.path / "tokenizer.json", tmp / "tokenizer.json")
+    else:
+        o = job.tok.options
+        build_wordpiece(job.tok.vocab, o["lowercase"], o["strip_accents"], o["tokenize_chinese_chars"]).save(
+            str(tmp / "tokenizer.json"))
+
+
+def _prepare_checks(job: _Job, tmp: Path) -> _Checks:
+    """golden.json (written into `tmp`), each bucket's eager references and calibration inputs, the gate's
+    reference and int4-mixed's plan: the first work of an export, after every input check."""
+    cfg, module, texts, seq_lens = job.cfg, job.module, job.texts, job.cfg.seq_lens
+    golden = build_golden(module, job.tok, seq_lens, job.task)
+    write_json(tmp / "golden.json", golden)
+    mcfg = job.model.config
+    outputs = _outputs_section(mcfg, job.task, seq_lens)
+    refs = {n: (*_reference(module, golden, n, job.tok.pad_id), [c["name"] for c in golden["cases"] if len(c["ids"]) <= n])
+            for n in seq_lens}
+    out_shapes = {n: [1, n, mcfg.vocab_size] if job.task == "mlm" else list(outputs[0]["shape"]) for n in seq_lens}
+    calibration = {n: _calibration_inputs(job.tok, texts[:CALIBRATION_TEXTS], n) for n in seq_lens} if texts else {}
+    if job.gating and not texts:
+        log.info("gate skipped: no corpus sentences given (--corpus)")
+    reference = (build_reference(module, job.tok, texts[CALIBRATION_TEXTS:CALIBRATION_TEXTS + cfg.gate_sample],
+                                 seq_lens, cfg.sts) if job.gating and texts else None)
+    gate_cfg = GateConfig(max_sts_drop=cfg.max_sts_drop)
+    mixed = None
+    if any(r.name == "int4-mixed" for recipes in job.rungs.values() for r in recipes):
+        probe = _encode(job.tok, _probe_texts(texts, cfg.gate_sample), seq_lens)
+        mixed = mixed_plan(module, probe, INT4_GROUP, gate_cfg.min_top10_overlap,
+                           None if cfg.max_mb is None else int(cfg.max_mb * 1e6))
+    return _Checks(golden, outputs, refs, out_shapes, calibration, reference, gate_cfg, mixed)
+
+
+def _export_family(job: _Job, checks: _Checks, tmp: Path, recipe: QuantRecipe, dynamic: bool) -> list[Artifact]:
+    """Export and verify `recipe` at every bucket, then check that the buckets agree (`_record_invariance`).
+    Raises PocketBertError as `_export_one` does (strict unless auto), and for buckets that disagree."""
+    done = [_export_one(recipe, n, job.module, tmp, job.name, job.out_name, checks.refs[n], checks.out_shapes[n],
+                        checks.calibration.get(n), checks.mixed, strict=not job.cfg.auto, dynamic=dynamic)
+            for n in job.cfg.seq_lens]
+    family = [row for row, _ in done]
+    ran = {row.seq_len: outs for row, outs in done if outs}  # seq_len -> {case: output}
+    _record_invariance(family, recipe.format, {recipe.name: ran} if ran else {}, checks.golden, job.task)
+    return family
+
+
+def _gate(fmt: str, quant: str, family: list[Artifact], checks: _Checks, tmp: Path) -> None:
+    """Run the geometry gate on one family and record it on each of its artifacts."""
+    result = gate_family(fmt, {a.seq_len: tmp / a.file for a in family}, checks.reference, checks.gate_cfg)
+    log.info("export: %s %s gate %s", fmt, quant, _gate_short(result))
+    log.debug("%s/%s gate: %s", fmt, quant, _gate_line(result))
+    for a in family:
+        a.gate = result
+
+
+def _export_format(job: _Job, checks: _Checks, tmp: Path, fmt: str) -> tuple[list[Artifact], dict | None]:
+    """One format's artifacts: every rung, or with auto the rungs up to the first that passes the gate (rejected
+    ones leave nothing behind). Returns them and, with auto, the format's `quant_auto` entry.
+
+    Raises:
+        PocketBertError: a rung that fails (not auto), or no rung that passes (auto).
+    """
+    cfg = job.cfg
+    with contextlib.redirect_stdout(sys.stderr):
+        formats.warm_up(fmt)
+    mod = formats.module(fmt)
+    unavailable = mod.unavailable_reason()
+    if cfg.auto and unavailable:
+        log.info("%s: --quant auto skipped: %s", fmt, unavailable)
+        return [], {"chosen": None, "reason": f"not chosen: the gate runs the model and {unavailable}", "tried": []}
+    # MLM logits are per position ((1, N, V): their shape follows the length), so MLM stays static
+    dynamic = cfg.dynamic and job.task != "mlm" and mod.DYNAMIC_LENGTH
+    artifacts, tried = [], []
+    for recipe in job.rungs[fmt]:
+        if recipe.name == "int4-mixed":
+            recipe = recipe.keeping(checks.mixed["kept_int8"])
+        try:
+            family = _export_family(job, checks, tmp, recipe, dynamic)
+        except PocketBertError as e:
+            if not cfg.auto:
+                raise
+            for n in cfg.seq_lens:
+                _remove(tmp / artifact_name(job.name, fmt, recipe.name, n))
+            tried.append({"quant": recipe.name, "size_bytes": None, "gate": "not run", "sts_drop": None,
+                          "top10_overlap": None, "passed": False, "reasons": [str(e)]})
+            continue
+        failed = [a for a in family if a.parity["status"] == "failed"]
+        if checks.reference is not None and not failed:
+            _gate(fmt, recipe.name, family, checks, tmp)
+        if not cfg.auto:
+            artifacts += family
+            continue
+        row = _tried_row(recipe.name, family, failed)
+        tried.append(row)
+        if row["passed"]:
+            return family, {"chosen": recipe.name, "tried": tried,
+                            "reason": _auto_reason(recipe.name, row, tried, cfg.max_sts_drop)}
+        for a in family:  # a rejected rung leaves nothing behind
+            _remove(tmp / a.file)
+    if cfg.auto:
+        raise PocketBertError(_no_rung_line(fmt, cfg.max_sts_drop, tried))
+    return artifacts, None
+
+
+def _manifest(job: _Job, checks: _Checks, tmp: Path, artifacts: list[Artifact], auto: dict) -> Manifest:
+    """The bundle's manifest: the model and where it came from, inputs and outputs, tokenizer, golden, the
+    artifacts with their tolerances, and with auto what each format chose and why."""
+    from pocketbert.pipeline.checkpoint import find_teacher, parent_record, read_config
+
+    cfg, mcfg = job.cfg, job.model.config
+    model_section = {"name": job.name, "task": job.task, "config": mcfg.to_dict(),
+                     "num_parameters": sum(p.numel() for p in job.model.parameters()), "parent": parent_record(job.ckpt)}
+    teacher = find_teacher(job.ckpt.path)
+    if teacher is not None and (teacher / "model.safetensors").is_file():
+        model_section["teacher"] = {"path": str(teacher.resolve()),
+                                    "weights_sha256": path_sha256(teacher / "model.safetensors"),
+                                    "config": read_config(teacher).to_dict()}
+    return Manifest(
+        model=model_section,
+        inputs=[{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}} for n in INPUT_NAMES],
+        outputs=checks.outputs, seq_lens=cfg.seq_lens, tokenizer=_tokenizer_section(job.tok, max(cfg.seq_lens)),
+        golden={"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")}, artifacts=artifacts,
+        provenance=provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
+        tolerances={a.key: tolerance(a.quant) for a in artifacts},
+        labels=([mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
+                if job.task == "classification" else None),
+        quant_auto={"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto} if cfg.auto else None)
+
+
+def _header(cfg: ExportConfig) -> str:
+    """The export in one short line for the terminal (`main` logs the full configuration at DEBUG)."""
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    quants = "quant auto" if cfg.auto else count(len(cfg.quants), "quant")
+    return (f"export: {count(len(cfg.formats), 'format')} x {quants} x {count(len(cfg.seq_lens), 'length')} "
+            f"-> {Path(cfg.out).name}")
+
+
+def main(cfg: ExportConfig) -> Manifest:
+    """Export `cfg.checkpoint` into the bundle `cfg.out`: set up (every check), then in a temporary folder the
+    tokenizer, golden cases and references, each format's artifacts, and the manifest; the folder becomes
+    `cfg.out` only when all of it succeeded. Returns the manifest it wrote.
+
+    Raises:
+        PocketBertError: bad input (before anything is written) or an artifact that fails parity
+            (then nothing is written either).
+    """
+    job = _set_up(cfg)
+    say(_header(cfg))
+    log.debug("export %s -> %s: formats=%s quants=%s seq_lens=%s task=%s", job.ckpt.path, cfg.out, cfg.formats,
+              cfg.quants, cfg.seq_lens, job.task)
+    with atomic_output_dir(Path(cfg.out), MANIFEST) as tmp:
+        _write_tokenizer(job, tmp)
+        checks = _prepare_checks(job, tmp)
         artifacts, auto = [], {}
         for fmt in cfg.formats:
-            with contextlib.redirect_stdout(sys.stderr):
-                formats.warm_up(fmt)
-            mod = formats.module(fmt)
-            unavailable = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
-            if cfg.auto and unavailable:
-                auto[fmt] = {"chosen": None, "reason": f"not chosen: the gate runs the model and {unavailable}",
-                             "tried": []}
-                log.info("%s: --quant auto skipped: %s", fmt, unavailable)
-                continue
-            tried = []
-            for quant in rungs_of(fmt):
-                try:
-                    # MLM logits are per position ((1, N, V): their shape follows the length), so MLM stays static
-                    dynamic = cfg.dynamic and task != "mlm" and getattr(mod, "DYNAMIC_LENGTH", False)
-                    done = [_export_one(fmt, quant, n, module, tmp, name, out_name, refs[n], out_shapes[n],
-                                        calibration.get(n), mixed, strict=not cfg.auto, dynamic=dynamic)
-                            for n in cfg.seq_lens]
-                    family = [row for row, _ in done]
-                    ran = {row.seq_len: outs for row, outs in done if outs}  # seq_len -> {case: output}
-                    _record_invariance(family, fmt, {quant: ran} if ran else {}, golden, task)
-                except PocketBertError as e:
-                    if not cfg.auto:
-                        raise
-                    for n in cfg.seq_lens:
-                        _remove(tmp / artifact_name(name, fmt, quant, n))
-                    tried.append({"quant": quant, "size_bytes": None, "gate": "not run", "sts_drop": None,
-                                  "top10_overlap": None, "passed": False, "reasons": [str(e)]})
-                    continue
-                failed = [a for a in family if a.parity["status"] == "failed"]
-                if reference is not None and not failed:
-                    result = gate_family(fmt, {a.seq_len: tmp / a.file for a in family}, reference, gate_cfg)
-                    log.info("export: %s %s gate %s", fmt, quant, _gate_short(result))
-                    log.debug("%s/%s gate: %s", fmt, quant, _gate_line(result))
-                    for a in family:
-                        a.gate = result
-                if not cfg.auto:
-                    artifacts += family
-                    continue
-                row = _tried_row(quant, family, failed)
-                tried.append(row)
-                if row["passed"]:
-                    artifacts += family
-                    auto[fmt] = {"chosen": quant, "reason": _auto_reason(quant, row, tried, cfg.max_sts_drop),
-                                 "tried": tried}
-                    break
-                for a in family:  # a rejected rung leaves nothing behind
-                    _remove(tmp / a.file)
-            if cfg.auto and fmt not in auto:
-                raise PocketBertError(_no_rung_line(fmt, cfg.max_sts_drop, tried))
-
-        model_section = {"name": name, "task": task, "config": mcfg.to_dict(),
-                         "num_parameters": sum(p.numel() for p in model.parameters()), "parent": parent_record(ckpt)}
-        teacher = find_teacher(ckpt.path)
-        if teacher is not None and (teacher / "model.safetensors").is_file():
-            model_section["teacher"] = {"path": str(teacher.resolve()),
-                                        "weights_sha256": path_sha256(teacher / "model.safetensors"),
-                                        "config": read_config(teacher).to_dict()}
-        manifest = Manifest(
-            model=model_section,
-            inputs=[{"name": n, "dtype": "int32", "shape": {str(s): [1, s] for s in cfg.seq_lens}} for n in INPUT_NAMES],
-            outputs=outputs, seq_lens=cfg.seq_lens, tokenizer=_tokenizer_section(tok, max(cfg.seq_lens)),
-            golden={"file": "golden.json", "sha256": path_sha256(tmp / "golden.json")}, artifacts=artifacts,
-            provenance=provenance(*sorted({d for f in cfg.formats for d in formats.TOOLS[f]}), command=cfg.command),
-            tolerances={a.key: tolerance(a.quant) for a in artifacts},
-            labels=([mcfg.id2label.get(i, f"LABEL_{i}") for i in range(mcfg.num_labels)]
-                    if task == "classification" else None),
-            quant_auto={"max_sts_drop": cfg.max_sts_drop, "sts": cfg.sts, "formats": auto} if cfg.auto else None)
+            family, choice = _export_format(job, checks, tmp, fmt)
+            artifacts += family
+            if choice is not None:
+                auto[fmt] = choice
+        manifest = _manifest(job, checks, tmp, artifacts, auto)
         manifest.write(tmp)
     return manifest

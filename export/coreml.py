@@ -23,9 +23,13 @@ import torch
 
 from pocketbert.errors import PocketBertError
 
+from .quant import QuantRecipe
 from .wrapper import INPUT_NAMES
 
 MIN_TARGET = "iOS17"
+# Converted from a static `torch.export` program: each artifact takes exactly its bucket (Core ML's flexible
+# input shapes are not used).
+DYNAMIC_LENGTH = False
 log = logging.getLogger("pocketbert.export.coreml")
 
 
@@ -46,41 +50,38 @@ def _part_consts(mlmodel, parts: list[str]) -> list[str]:
     return [name for name in ops if any(name.endswith(k) for k in keys)]
 
 
-def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
-    """Write `path` (a .mlpackage folder). Returns notes (compute precision, weight dtypes).
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe, output_name: str = "embedding",
+           calibration: list | None = None, dynamic: bool = False) -> dict:
+    """Write `path` (a .mlpackage folder) as `recipe` says (formats.Exporter). Returns notes (compute precision,
+    weight dtypes). Core ML has no calibrated recipe (quant.REFUSALS), so `calibration` is not read.
 
-    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
+    dynamic: refused: Core ML artifacts take exactly their bucket (DYNAMIC_LENGTH).
     """
     import coremltools as ct
 
-    if quant not in ("fp32", "fp16", "int8", "int4", "int4-mixed"):
-        raise PocketBertError(f"coreml has no {quant} mode; use fp32, fp16, int8, int4 or int4-mixed")
+    if dynamic:
+        raise PocketBertError("coreml artifacts take exactly their bucket (DYNAMIC_LENGTH is False); pass dynamic=False")
     with torch.no_grad():
         program = torch.export.export(module.eval(), example_inputs)
     program = program.run_decompositions({})
     inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32) for n, t in zip(INPUT_NAMES, example_inputs)]
-    precision = ct.precision.FLOAT32 if quant == "fp32" else ct.precision.FLOAT16
-    int4 = quant in ("int4", "int4-mixed")
-    target = "iOS18" if int4 else MIN_TARGET
+    precision = ct.precision.FLOAT32 if recipe.weight_bits == 32 else ct.precision.FLOAT16
+    target = "iOS18" if recipe.weight_bits == 4 else MIN_TARGET  # per-block quantization needs iOS 18
     mlmodel = ct.convert(program, inputs=inputs, outputs=[ct.TensorType(name=output_name)],
                          convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
                          compute_precision=precision, skip_model_load=True)
-    if quant in ("int8", "int4", "int4-mixed"):
+    if recipe.weight_bits in (8, 4):
         import coremltools.optimize.coreml as cto
-
-        from .quant import INT4_GROUP
 
         int8 = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                            weight_threshold=512)
-        if not int4:
+        if recipe.weight_bits == 8:
             config = cto.OptimizationConfig(global_config=int8)
         else:
-            keep = _part_consts(mlmodel, list(keep_int8 or [])) if quant == "int4-mixed" else []
             config = cto.OptimizationConfig(
                 global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
-                                                          block_size=INT4_GROUP, weight_threshold=512),
-                op_name_configs={name: int8 for name in keep})
+                                                          block_size=recipe.group, weight_threshold=512),
+                op_name_configs={name: int8 for name in _part_consts(mlmodel, list(recipe.keep_int8))})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             mlmodel = cto.linear_quantize_weights(mlmodel, config=config)
@@ -197,5 +198,6 @@ class Runner:
         return np.asarray(out[self.output], dtype=np.float32)
 
 
-def load(path: Path) -> Runner:
+def load(path: Path, threads: int = 1) -> Runner:
+    """A Runner (macOS only); Core ML schedules its own threads, so `threads` is not read (formats.Exporter)."""
     return Runner(path)

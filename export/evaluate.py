@@ -53,6 +53,47 @@ def _parent_row(bundle, texts: list[str], largest: int) -> tuple[dict, np.ndarra
     return {**row, "status": "ok"}, embed_texts(model, Tokenizer(path), texts, max_length=largest)
 
 
+def _artifact_groups(bundle, formats_filter: list[str] | None) -> dict[tuple[str, str], dict[int, dict]]:
+    """The bundle's artifacts as (format, quant) -> bucket -> manifest row, in manifest order."""
+    groups: dict[tuple[str, str], dict[int, dict]] = {}
+    for a in bundle.artifacts:
+        if not formats_filter or a["format"] in formats_filter:
+            groups.setdefault((a["format"], a["quant"]), {})[a["seq_len"]] = a
+    return groups
+
+
+def _artifact_row(bundle, fmt: str, quant: str, by_len: dict[int, dict], tok, texts: list[str],
+                  encoded: list) -> tuple[dict, np.ndarray | None, float]:
+    """One (format, quant) family's row, its (len(texts), H) embeddings and the seconds they took once the
+    artifacts were loaded. Each text runs in the smallest bucket of the family that holds it (`encoded`: the
+    texts in the bundle's buckets, reused when the family has them all). `(row, None, 0)` when the runtime
+    cannot run here."""
+    have = sorted(by_len)
+    row = {"artifact": ", ".join(by_len[n]["file"] for n in have), "format": fmt, "quant": quant, "seq_len": have,
+           "size_bytes": sum(by_len[n]["size_bytes"] for n in have)}
+    mod = formats.module(fmt)
+    reason = mod.unavailable_reason()
+    if reason:
+        return {**row, "status": "skipped", "spearman": None, "reason": reason}, None, 0.0
+    runners = {n: mod.load(bundle.artifact_path(by_len[n])) for n in have}
+    t0 = time.perf_counter()
+    inputs = encoded if have == bundle.seq_lens else _encode(tok, texts, have)
+    emb = np.stack([np.asarray(runners[n](ids, mask), dtype=np.float32).reshape(-1) for n, ids, mask in inputs])
+    return {**row, "status": "ok"}, emb, time.perf_counter() - t0
+
+
+def _add_deltas(rows: list[dict], suite) -> None:
+    """Each row's `delta_vs_pytorch` (Spearman points) and, with a suite, `suite_delta_vs_pytorch` (of the mean),
+    against the first row (PyTorch fp32), in place; None where either side has no score."""
+    ref = rows[0]
+    for r in rows:
+        r["delta_vs_pytorch"] = (None if ref.get("spearman") is None or r.get("spearman") is None
+                                 else round(r["spearman"] - ref["spearman"], 4))
+        if suite is not None:
+            r["suite_delta_vs_pytorch"] = (None if "suite" not in ref or "suite" not in r
+                                           else round(r["suite"]["mean"] - ref["suite"]["mean"], 2))
+
+
 def evaluate_bundle(bundle_path, sts_path=None, formats_filter: list[str] | None = None, threads: int = 1,
                     suite=None) -> dict:
     """STS Spearman x100 (`sts_path`) and/or the dev suite (`suite`: a name or a loaded `Suite`) per runnable
@@ -80,7 +121,6 @@ def evaluate_bundle(bundle_path, sts_path=None, formats_filter: list[str] | None
     tok = Tokenizer(bundle.root)
     texts = list(dict.fromkeys((pairs.s1 + pairs.s2 if pairs else []) + (suite.texts() if suite else [])))
     index = {t: i for i, t in enumerate(texts)}
-    buckets = bundle.seq_lens
 
     def scored(row: dict, emb: np.ndarray, seconds: float) -> dict:
         def embed(ts: list[str]) -> np.ndarray:
@@ -93,40 +133,18 @@ def evaluate_bundle(bundle_path, sts_path=None, formats_filter: list[str] | None
         return {**row, "seconds": round(seconds, 2)}
 
     t0 = time.perf_counter()
-    parent, emb = _parent_row(bundle, texts, buckets[-1])
+    parent, emb = _parent_row(bundle, texts, bundle.seq_lens[-1])
     rows = [scored(parent, emb, time.perf_counter() - t0) if emb is not None else {**parent, "spearman": None}]
-    groups: dict[tuple[str, str], dict[int, dict]] = {}
-    for a in bundle.artifacts:
-        if not formats_filter or a["format"] in formats_filter:
-            groups.setdefault((a["format"], a["quant"]), {})[a["seq_len"]] = a
+    groups = _artifact_groups(bundle, formats_filter)
     if "executorch" in {f for f, _ in groups}:
         from .executorch import set_threads
 
         set_threads(threads)
-    encoded = _encode(tok, texts, buckets)
+    encoded = _encode(tok, texts, bundle.seq_lens)
     for (fmt, quant), by_len in groups.items():
-        have = sorted(by_len)
-        names = ", ".join(by_len[n]["file"] for n in have)
-        row = {"artifact": names, "format": fmt, "quant": quant, "seq_len": have,
-               "size_bytes": sum(by_len[n]["size_bytes"] for n in have)}
-        mod = formats.module(fmt)
-        reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
-        if reason:
-            rows.append({**row, "status": "skipped", "spearman": None, "reason": reason})
-            continue
-        runners = {n: mod.load(bundle.artifact_path(by_len[n])) for n in have}
-        t0 = time.perf_counter()
-        group_inputs = encoded if have == buckets else _encode(tok, texts, have)
-        emb = np.stack([np.asarray(runners[n](ids, mask), dtype=np.float32).reshape(-1)
-                        for n, ids, mask in group_inputs])
-        rows.append(scored({**row, "status": "ok"}, emb, time.perf_counter() - t0))
-    ref = rows[0]
-    for r in rows:
-        r["delta_vs_pytorch"] = (None if ref.get("spearman") is None or r.get("spearman") is None
-                                 else round(r["spearman"] - ref["spearman"], 4))
-        if suite is not None:
-            r["suite_delta_vs_pytorch"] = (None if "suite" not in ref or "suite" not in r
-                                           else round(r["suite"]["mean"] - ref["suite"]["mean"], 2))
+        row, emb, seconds = _artifact_row(bundle, fmt, quant, by_len, tok, texts, encoded)
+        rows.append(row if emb is None else scored(row, emb, seconds))
+    _add_deltas(rows, suite)
     out = {"bundle": str(bundle_path), "rows": rows}
     if pairs is not None:
         out |= {"sts": str(sts_path), "pairs": len(pairs.scores)}

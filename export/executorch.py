@@ -25,6 +25,8 @@ from torch import nn
 
 from pocketbert.errors import PocketBertError
 
+from . import formats
+from .quant import QuantRecipe
 from .wrapper import dynamic_shapes
 
 # XNNPACK re-plans per length; a dynamic program cost the same as a static one at equal length
@@ -56,12 +58,15 @@ class Int4RowEmbedding(nn.Module):
     """Weight-only int4 embedding: two symmetric int4 values per byte, one fp16 scale per `group` columns.
 
     Storage per row: E/2 bytes + 2 * E/group bytes (E=384, group 32: 216 bytes, 0.56x the int8 table).
-    Unpacking is gather, floor division, subtract and multiply on the gathered (B, T, E) rows only.
+    Unpacking is gather, floor division, subtract and multiply on the gathered (B, T, E) rows only
+    (`pipeline.quantize.unpack_int4` computes the same values with bit operations, which are not core ATen).
     """
+
+    ZERO_POINT = 8  # `pack_int4`'s offset form: each nibble holds q + 8
 
     def __init__(self, weight: torch.Tensor, group: int):
         super().__init__()
-        from pocketbert.pipeline.quantize import symmetric_blocks
+        from pocketbert.pipeline.quantize import pack_int4, symmetric_blocks
 
         rows, dim = weight.shape
         if dim % 2:
@@ -69,14 +74,14 @@ class Int4RowEmbedding(nn.Module):
         self.group = group if dim % group == 0 else dim
         # rounded with the fp16 scales it dequantizes with (V, E/g, g), (V, E/g, 1)
         q, scale = symmetric_blocks(weight, 4, self.group, fp16_scale=True)
-        q = (q.to(torch.int16) + 8).reshape(rows, dim)  # 0..15
-        self.register_buffer("packed", (q[:, 0::2] | (q[:, 1::2] << 4)).to(torch.uint8))  # (V, E/2)
+        # stored as q + 8 (0..15), so that `forward` unpacks without sign extension
+        self.register_buffer("packed", pack_int4(q.reshape(rows, dim), zero_point=self.ZERO_POINT))  # (V, E/2)
         self.register_buffer("scale", scale.squeeze(-1).to(torch.float16))  # (V, E/g)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         rows = F.embedding(ids, self.packed).to(torch.int32)  # (B, T, E/2); a gather kernel, as Int8RowEmbedding
         high = torch.div(rows, 16, rounding_mode="floor")  # core ATen ops only (no shift), portable kernels
-        q = torch.stack((rows - high * 16, high), dim=-1).reshape(*ids.shape, -1) - 8  # (B, T, E), -8..7
+        q = torch.stack((rows - high * 16, high), dim=-1).reshape(*ids.shape, -1) - self.ZERO_POINT  # (B, T, E), -8..7
         scale = F.embedding(ids, self.scale).to(torch.float32).unsqueeze(-1)  # (B, T, E/g, 1)
         return (q.to(torch.float32).reshape(*ids.shape, -1, self.group) * scale).reshape(*ids.shape, -1)
 
@@ -244,33 +249,27 @@ def _delegation(graph_module) -> dict:
     }
 
 
-def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None, dynamic: bool = False) -> dict:
-    """Write `path` (.pte). Returns notes: how much of the graph XNNPACK runs.
+def export(module: nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe, output_name: str = "embedding",
+           calibration: list | None = None, dynamic: bool = False) -> dict:
+    """Write `path` (.pte) as `recipe` says (formats.Exporter). Returns notes: how much of the graph XNNPACK runs.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     dynamic: the program takes any sequence length from wrapper.MIN_SEQ_LEN to the example's N (XNNPACK re-plans its
         buffers when the length changes); otherwise exactly N.
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from .quant import INT4_GROUP
-
     module = for_xnnpack(copy.deepcopy(module).eval())
     shapes = dynamic_shapes(example_inputs[0].shape[1]) if dynamic else None
-    keep_int8 = list(keep_int8 or [])
-    if quant in ("int8", "int8-static"):
-        if quant == "int8-static" and not calibration:
+    if recipe.weight_bits == 8:  # int8, int8-static
+        if recipe.calibrated and not calibration:
             raise PocketBertError("executorch int8-static needs calibration inputs")
-        module = _pt2e_int8(quantize_embedding(module), example_inputs, calibration if quant == "int8-static" else None,
+        module = _pt2e_int8(quantize_embedding(module), example_inputs, calibration if recipe.calibrated else None,
                             shapes)
-    elif quant in ("int4", "int4-mixed"):
-        bits = 8 if "embeddings" in keep_int8 else 4
-        module = _torchao_int4(quantize_embedding(module, bits, INT4_GROUP), INT4_GROUP, keep_int8)
-    elif quant != "fp32":
-        raise PocketBertError(f"executorch has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
+    elif recipe.weight_bits == 4:  # int4, int4-mixed
+        module = _torchao_int4(quantize_embedding(module, recipe.embedding_bits, recipe.group), recipe.group,
+                               list(recipe.keep_int8))
     with torch.no_grad():
         program = torch.export.export(module, example_inputs, dynamic_shapes=shapes)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
@@ -278,6 +277,10 @@ def export(module: nn.Module, example_inputs: tuple, path: Path, quant: str, out
     Path(path).write_bytes(edge.to_executorch().buffer)
     notes["portable_ops"] = portable_ops(path)
     return notes
+
+
+# ExecuTorch's pybindings run on every host pocketbert exports on: parity always runs (formats.Exporter).
+unavailable_reason, check_spec = formats.runs_everywhere, formats.no_spec_check
 
 
 def set_threads(n: int) -> None:

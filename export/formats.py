@@ -1,11 +1,22 @@
-"""format name -> its exporter module (imported lazily: each pulls in a heavy toolchain)."""
+"""format name -> its exporter module (imported lazily: each pulls in a heavy toolchain).
+
+Each format's module (executorch.py, tflite.py, coreml.py, onnx.py) is an `Exporter`: the same few names, so
+that export, verify, the gate and eval call every format alike. Backend specifics stay inside each module.
+"""
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from pocketbert.bundle.naming import FORMATS
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from .quant import QuantRecipe
 
 # Distributions whose versions each format records in its artifacts' `tool_versions`.
 TOOLS = {
@@ -26,10 +37,57 @@ WARM_UP = {
 }
 
 
-def module(fmt: str) -> ModuleType:
+class Runner(Protocol):
+    """One loaded artifact: int32 (1, N) input_ids and attention_mask -> its float32 output."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """What every format's module provides."""
+
+    # The runtime takes any length up to the bucket (ExecuTorch, ONNX Runtime); False: exactly the bucket.
+    DYNAMIC_LENGTH: bool
+
+    def export(self, module: nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe,
+               output_name: str = "embedding", calibration: list | None = None, dynamic: bool = False) -> dict:
+        """Write the artifact `path` from a TaskModule and (input_ids, attention_mask) int32 (1, N) examples, as
+        `recipe` (already validated: quant.QuantRecipe.of) says. Returns the format's notes for the manifest.
+
+        calibration: (input_ids, attention_mask) int32 (1, N) pairs, for the recipes with static activations.
+        dynamic: the artifact takes any length from wrapper.MIN_SEQ_LEN to N (DYNAMIC_LENGTH formats only).
+        """
+        ...
+
+    def load(self, path: Path, threads: int = 1) -> Runner:
+        """The artifact loaded in its runtime, on `threads` threads where the runtime lets us choose."""
+        ...
+
+    def unavailable_reason(self) -> str | None:
+        """Why the runtime cannot run artifacts on this host (Core ML off macOS); None: it can."""
+        ...
+
+    def check_spec(self, path: Path, seq_len: int, output_name: str, output_shape: list[int], quant: str) -> dict:
+        """What can be checked of an artifact without running it (where `unavailable_reason` says why not); {}:
+        nothing beyond parity, which the runtime checks."""
+        ...
+
+
+def runs_everywhere() -> None:
+    """`unavailable_reason` of a runtime that runs on every host pocketbert exports on."""
+    return None
+
+
+def no_spec_check(path: Path, seq_len: int, output_name: str, output_shape: list[int], quant: str) -> dict:
+    """`check_spec` of a runtime that runs on every host: parity, in the runtime, checks the artifact."""
+    return {}
+
+
+def module(fmt: str) -> Exporter:
     if fmt not in FORMATS:
         raise KeyError(fmt)
-    return importlib.import_module(f"pocketbert.export.{fmt}")
+    return cast(Exporter, importlib.import_module(f"pocketbert.export.{fmt}"))
 
 
 def warm_up(fmt: str) -> None:
@@ -52,9 +110,9 @@ def run_or_skip(fmt: str, path, inputs: list[tuple], seq_len: int, out_name: str
     status `skipped`, the reason, and the format's spec check where it has one.
     """
     mod = module(fmt)
-    reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
+    reason = mod.unavailable_reason()
     if reason:
-        spec = mod.check_spec(path, seq_len, out_name, out_shape, quant) if hasattr(mod, "check_spec") else {}
+        spec = mod.check_spec(path, seq_len, out_name, out_shape, quant)
         return None, {"status": "skipped", "max_abs_diff": None, "min_cosine": None, "cases": 0, "reason": reason,
                       **({"spec_check": spec} if spec else {})}
     run = mod.load(path)

@@ -172,7 +172,7 @@ def gate_family(fmt: str, paths: dict[int, Path], ref: Reference, cfg: GateConfi
     from pocketbert.pipeline.evaluate import cosine_rows, sts_spearman
 
     mod = formats.module(fmt)
-    reason = mod.unavailable_reason() if hasattr(mod, "unavailable_reason") else None
+    reason = mod.unavailable_reason()
     if reason:
         return {"status": "skipped", "reason": reason}
     if sorted(paths) != ref.buckets:
@@ -273,6 +273,44 @@ def check_budget(module: nn.Module, group: int, max_bytes: int) -> None:
                               "vocabulary, factorize the embedding)")
 
 
+def _step(int8: list[str], measured: tuple[float, float]) -> dict:
+    """One step of the probe as `notes.sensitivity.probe.steps` records it: the parts at int8, and the probe's
+    (top-10 overlap, mean cosine) with every other part at int4."""
+    overlap, cos = measured
+    return {"int8": list(int8), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)}
+
+
+def _restore_until(parts: list[str], order: list[str], measure, target: float) -> tuple[list[str], list[dict]]:
+    """Without a budget: parts go back to int8 in `order` until the probe's top-10 overlap, with the rest at int4,
+    reaches `target` (at least one part is kept: the rung would otherwise be int4). Returns (kept, steps);
+    `measure(int8, int4)` is the probe's (top-10 overlap, mean cosine)."""
+    kept: list[str] = []
+    steps = []
+    for p in [None, *order]:
+        if p is not None:
+            kept.append(p)
+        overlap, cos = measure(kept, [q for q in parts if q not in kept])
+        steps.append(_step(kept, (overlap, cos)))
+        if kept and (overlap >= target or len(kept) == len(parts)):
+            break
+    return kept, steps
+
+
+def _fit_budget(module: nn.Module, parts: list[str], order: list[str], measure, group: int,
+                max_bytes: int) -> tuple[list[str], list[dict]]:
+    """Under a size budget: every part starts at int8 and parts go to int4 in reverse `order` (the least harm per
+    weight first) until `estimated_bytes` fits `max_bytes`; one probe step measures the result. Returns
+    (kept, steps)."""
+    int4: list[str] = []
+    for p in [None, *reversed(order)]:  # ends within the budget: check_budget passed with every part at int4
+        if p is not None:
+            int4.append(p)
+        if estimated_bytes(module, int4, group) <= max_bytes:
+            break
+    kept = [p for p in parts if p not in int4]
+    return kept, [_step(kept, measure(kept, int4))]
+
+
 @torch.inference_mode()
 def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]], group: int,
                min_overlap: float, max_bytes: int | None = None) -> dict:
@@ -304,26 +342,11 @@ def mixed_plan(module: nn.Module, probe: list[tuple[int, np.ndarray, np.ndarray]
 
     target = min(1.0, min_overlap + PLAN_MARGIN)
     loss = {p: 1.0 - measure([], [p])[1] for p in parts}
-    order = sorted(parts, key=lambda p: loss[p] / weights[p], reverse=True)
-    kept: list[str] = []
-    steps = []
-    if max_bytes is not None:
-        int4: list[str] = []
-        for p in [None, *reversed(order)]:  # ends within the budget: check_budget passed with every part at int4
-            if p is not None:
-                int4.append(p)
-            if estimated_bytes(module, int4, group) <= max_bytes:
-                break
-        kept = [p for p in parts if p not in int4]
-        overlap, cos = measure(kept, int4)
-        steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})
-    for p in [None, *order] if max_bytes is None else []:
-        if p is not None:
-            kept.append(p)
-        overlap, cos = measure(kept, [q for q in parts if q not in kept])
-        steps.append({"int8": list(kept), "top10_overlap": round(overlap, 4), "mean_cosine": round(cos, 6)})
-        if kept and (overlap >= target or len(kept) == len(parts)):
-            break
+    order = sorted(parts, key=lambda p: loss[p] / weights[p], reverse=True)  # most harm per weight first
+    if max_bytes is None:
+        kept, steps = _restore_until(parts, order, measure, target)
+    else:
+        kept, steps = _fit_budget(module, parts, order, measure, group, max_bytes)
     plan = {"int4_loss": {p: round(v, 6) for p, v in loss.items()}, "weights": weights, "kept_int8": kept,
             "probe": {"sentences": len(probe), "min_top10_overlap": min_overlap, "target_top10_overlap": round(target, 4),
                       "steps": steps},

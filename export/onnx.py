@@ -21,6 +21,8 @@ import torch
 
 from pocketbert.errors import PocketBertError
 
+from . import formats
+from .quant import QuantRecipe
 from .wrapper import INPUT_NAMES, dynamic_shapes
 
 OPSET = 18
@@ -28,8 +30,11 @@ OPSET = 18
 # (2-layer student: 2.80 vs 2.96 ms CPU at 32 tokens, 10.53 vs 10.56 at 128).
 DYNAMIC_LENGTH = True
 
+# ONNX Runtime runs on every host pocketbert exports on: parity always runs (formats.Exporter).
+unavailable_reason, check_spec = formats.runs_everywhere, formats.no_spec_check
 
 log = logging.getLogger("pocketbert.export.onnx")
+
 
 def _rename_io(model, output_name: str) -> None:
     """Name the graph output `output_name`; an internal value of that name (the exporter names the
@@ -176,7 +181,7 @@ def _symmetric_tables(model, tables: dict) -> None:
     """
     from onnx import TensorProto, helper, numpy_helper
 
-    from pocketbert.pipeline.quantize import symmetric_blocks
+    from pocketbert.pipeline.quantize import pack_int4, symmetric_blocks
 
     from .quant import INT4_GROUP
 
@@ -188,11 +193,9 @@ def _symmetric_tables(model, tables: dict) -> None:
         table = torch.from_numpy(np.array(tables[name], dtype=np.float32))  # a writable copy
         q, scale = symmetric_blocks(table, 4, INT4_GROUP, fp16_scale=True)  # (V, E/32, 32), (V, E/32, 1)
         data, scales = inits[node.input[0]], inits[node.input[2]]
-        # packed raw bytes, two values per byte, the first in the low nibble (a value list would be stored as
-        # varints, 1.4x the size)
-        nibbles = (q.reshape(-1).to(torch.int16) & 0x0F).numpy().astype(np.uint8)
-        nibbles = np.concatenate([nibbles, np.zeros(len(nibbles) % 2, np.uint8)])
-        packed = (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
+        # packed raw bytes, two's complement nibbles (ONNX's INT4) over the flattened table (a value list would be
+        # stored as varints, 1.4x the size)
+        packed = pack_int4(q.reshape(-1)).numpy().tobytes()
         data.CopyFrom(helper.make_tensor(data.name, TensorProto.INT4, list(table.shape), packed, raw=True))
         scales.CopyFrom(numpy_helper.from_array(scale.squeeze(-1).numpy().astype(np.float32), scales.name))
 
@@ -223,12 +226,67 @@ def _fp16_gather_scales(model) -> None:
     model.graph.node.extend(nodes)
 
 
-def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None, dynamic: bool = False) -> dict:
-    """Write `path` (.onnx, weights inside the file). Returns notes for the manifest.
+def _to_onnx(module: torch.nn.Module, example_inputs: tuple, dst: Path, output_name: str, dynamic: bool):
+    """The fp32 graph: `torch.onnx.export(dynamo=True)` into `dst`; returns it loaded, its output named
+    `output_name` and checked (`dst` keeps the exporter's names)."""
+    import onnx
+
+    torch.onnx.export(module, example_inputs, str(dst), dynamo=True, external_data=False, optimize=True,
+                      opset_version=OPSET, input_names=list(INPUT_NAMES), verbose=False,
+                      dynamic_shapes=dynamic_shapes(example_inputs[0].shape[1]) if dynamic else None)
+    model = onnx.load(str(dst))
+    _rename_io(model, output_name)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _int8_static(src: Path, dst: Path, calibration: list) -> None:
+    """`quantize_static` in QDQ form, its activation ranges calibrated on `calibration` ((ids, mask) pairs).
+
+    uint8 asymmetric activations (ORT's U8S8): symmetric int8 ones wasted half the range on BERT's skewed
+    post-LayerNorm/GELU activations (2-layer MiniLM student: mean cosine to fp32 0.92 symmetric, 0.97 asymmetric,
+    on 60 STS-B train sentences).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(src), str(dst), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["MatMul", "Gather"], calibrate_method=CalibrationMethod.MinMax)
+
+
+def _quantize(model, fp32: Path, dst: Path, recipe: QuantRecipe, calibration: list | None) -> None:
+    """Quantize the fp32 graph `model` into `dst` as `recipe` says (the module docstring). `fp32` is a scratch
+    path in a temporary folder (ONNX Runtime's quantizers read and write files); its folder takes their
+    intermediate files too."""
+    import onnx
+
+    # The exporter's value_info can disagree with ONNX Runtime's rewritten graph (a classifier
+    # Gemm failed shape inference: (32) vs (3)); the quantizer re-infers shapes without it.
+    del model.graph.value_info[:]
+    onnx.save(model, str(fp32))
+    if recipe.calibrated:
+        if not calibration:
+            raise PocketBertError("onnx int8-static needs calibration inputs")
+        _int8_static(fp32, dst, calibration)
+    elif recipe.weight_bits == 8:
+        _int8(fp32, dst, model)
+    elif not (keep := _part_nodes(model, list(recipe.keep_int8))):  # int4 (int4-mixed keeps parts at int8)
+        _int4(fp32, dst, [])
+    else:
+        # int4-mixed, int8 first: quantize_dynamic's shape inference fails on the opset-21 graph that
+        # MatMulNBitsQuantizer writes (2-layer student); MatMulNBits then takes the fp32 rest.
+        # The kept nodes stay excluded: an int8 Gather keeps its name and op type, and would be
+        # quantized again (an invalid GatherBlockQuantized).
+        int8 = fp32.with_name("int8.onnx")
+        _int8(fp32, int8, model, keep)
+        _int4(int8, dst, keep)
+
+
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe, output_name: str = "embedding",
+           calibration: list | None = None, dynamic: bool = False) -> dict:
+    """Write `path` (.onnx, weights inside the file) as `recipe` says (formats.Exporter). Returns notes: opset, ops.
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
     dynamic: the graph's sequence axis is symbolic (`seq_len`, any length from wrapper.MIN_SEQ_LEN to the example's N;
         ONNX Runtime plans per run), otherwise exactly N.
     """
@@ -237,58 +295,18 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
     path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        torch.onnx.export(module, example_inputs, str(fp32), dynamo=True, external_data=False, optimize=True,
-                          opset_version=OPSET, input_names=list(INPUT_NAMES), verbose=False,
-                          dynamic_shapes=dynamic_shapes(example_inputs[0].shape[1]) if dynamic else None)
-        model = onnx.load(str(fp32))
-        _rename_io(model, output_name)
-        onnx.checker.check_model(model)
-        if quant == "fp32":
+        model = _to_onnx(module, example_inputs, fp32, output_name, dynamic)
+        if recipe.weight_bits == 32:
             onnx.save(model, str(path))
-        elif quant in ("int8", "int8-static", "int4", "int4-mixed"):
-            from onnxruntime.quantization import (
-                CalibrationMethod,
-                QuantFormat,
-                QuantType,
-                quantize_static,
-            )
-
-            # The exporter's value_info can disagree with ONNX Runtime's rewritten graph (a classifier
-            # Gemm failed shape inference: (32) vs (3)); the quantizer re-infers shapes without it.
-            del model.graph.value_info[:]
-            onnx.save(model, str(fp32))
-            if quant == "int8":
-                _int8(fp32, path, model)
-            elif quant == "int8-static":
-                if not calibration:
-                    raise PocketBertError("onnx int8-static needs calibration inputs")
-                # uint8 asymmetric activations (ORT's U8S8): symmetric int8 ones wasted half the range on
-                # BERT's skewed post-LayerNorm/GELU activations (2-layer MiniLM student: mean cosine to fp32
-                # 0.92 symmetric, 0.97 asymmetric, on 60 STS-B train sentences).
-                quantize_static(str(fp32), str(path), _Calibration(calibration), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                op_types_to_quantize=["MatMul", "Gather"], calibrate_method=CalibrationMethod.MinMax)
-            else:
-                keep = _part_nodes(model, list(keep_int8 or [])) if quant == "int4-mixed" else []
-                if not keep:
-                    _int4(fp32, path, [])
-                else:
-                    # int8 first: quantize_dynamic's shape inference fails on the opset-21 graph that
-                    # MatMulNBitsQuantizer writes (2-layer student); MatMulNBits then takes the fp32 rest.
-                    # The kept nodes stay excluded: an int8 Gather keeps its name and op type, and would be
-                    # quantized again (an invalid GatherBlockQuantized).
-                    int8 = Path(tmp) / "int8.onnx"
-                    _int8(fp32, int8, model, keep)
-                    _int4(int8, path, keep)
         else:
-            raise PocketBertError(f"onnx has no {quant} mode; use fp32, int8, int8-static, int4 or int4-mixed")
+            _quantize(model, fp32, path, recipe, calibration)
     final = onnx.load(str(path))
     opset = next(o.version for o in final.opset_import if o.domain in ("", "ai.onnx"))
     if opset != OPSET:
         # ORT's MatMulNBitsQuantizer raises the opset to 21 (its 4- and 8-bit blocks need it) and warns that the
         # result "may not be a valid model": the checker below validates it, and parity against PyTorch follows
         onnx.checker.check_model(final)
-        log.debug("onnx %s: opset %d -> %d by ORT's MatMulNBitsQuantizer; onnx.checker passed", quant, OPSET, opset)
+        log.debug("onnx %s: opset %d -> %d by ORT's MatMulNBitsQuantizer; onnx.checker passed", recipe.name, OPSET, opset)
     return {"opset": opset, "ops": sorted({n.op_type for n in final.graph.node})}
 
 

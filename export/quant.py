@@ -10,10 +10,14 @@
 | int4        | int4 groups of 32, embedding table included | fp32 (dynamic int8 where the runtime's int4 kernels want it) |
 
 Each exporter implements its rows; this table is what the CLI validates against and what the
-manifest records. A pair a runtime cannot run is a one-line refusal (`REFUSALS`) before any work.
+manifest records. A pair a runtime cannot run is a one-line refusal (`REFUSALS`) before any work. Export
+validates each (format, name) once, where its config is checked, into a `QuantRecipe`, the value every
+exporter receives.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pocketbert.bundle.naming import FORMATS, QUANTS
 from pocketbert.errors import PocketBertError
@@ -138,3 +142,68 @@ def auto_ladder(fmt: str) -> list[str]:
     """The rungs `--quant auto` tries for `fmt`, smallest first."""
     return [q for q in AUTO_LADDER if (fmt, q) in RECIPES]
 
+
+
+# The table above per quantization name: (weight bits, int4 group, activations); see QuantRecipe.
+_SHAPES: dict[str, tuple[int, int | None, str]] = {
+    "fp32": (32, None, "float"),
+    "fp16": (16, None, "float"),
+    "int8": (8, None, "dynamic"),
+    "int8-static": (8, None, "static"),
+    "int4": (4, INT4_GROUP, "dynamic"),
+    "int4-mixed": (4, INT4_GROUP, "dynamic"),
+}
+
+
+@dataclass(frozen=True)
+class QuantRecipe:
+    """One quantization of one format, as its exporter receives it: built by `of`, which checks the pair.
+
+    format: the exporter's format (`executorch`, `tflite`, `coreml`, `onnx`).
+    name: the quantization name (the manifest's `quant` of the artifact).
+    weight_bits: 32, 16, 8 or 4 (int4-mixed: 4, with `keep_int8` at 8).
+    group: the int4 block size along the input dimension (INT4_GROUP); None: one scale per output channel.
+    activations: `float` (fp32, or fp16 where the format computes in it), `dynamic` (quantized on the fly where
+        the backend's integer kernels take them) or `static` (int8, ranges calibrated on corpus text: the
+        exporter needs calibration inputs).
+    description: the recipe in words (RECIPES), the manifest's `notes.recipe`.
+    keep_int8: the parts int4-mixed keeps at int8 (`embeddings`, `layer.{i}.attention`, ...; part_modules).
+    """
+
+    format: str
+    name: str
+    weight_bits: int
+    group: int | None
+    activations: str
+    description: str
+    keep_int8: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, fmt: str, quant: str, keep_int8: list[str] | tuple[str, ...] = ()) -> QuantRecipe:
+        """The recipe of (fmt, quant).
+
+        Raises:
+            PocketBertError: a pair `check_pair` refuses, parts kept at int8 by a rung other than int4-mixed,
+                or an unknown part name.
+        """
+        description = check_pair(fmt, quant)
+        keep = tuple(keep_int8)
+        if keep and quant != "int4-mixed":
+            raise PocketBertError(f"{fmt} {quant} keeps no parts at int8 (got {', '.join(keep)}); only int4-mixed does")
+        for part in keep:
+            part_modules(part)  # an unknown part raises
+        bits, group, activations = _SHAPES[quant]
+        return cls(fmt, quant, bits, group, activations, description, keep)
+
+    def keeping(self, parts: list[str]) -> QuantRecipe:
+        """This int4-mixed recipe with `parts` kept at int8 (the plan of gate.mixed_plan)."""
+        return QuantRecipe.of(self.format, self.name, parts)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.activations == "static"
+
+    @property
+    def embedding_bits(self) -> int:
+        """Bits of the word embedding table in an integer rung: int4 unless int4-mixed keeps `embeddings` at int8."""
+        return 4 if self.weight_bits == 4 and "embeddings" not in self.keep_int8 else 8

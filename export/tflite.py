@@ -22,12 +22,17 @@ import torch
 
 from pocketbert.errors import PocketBertError
 
+from . import formats
+from .quant import QuantRecipe
 from .wrapper import INPUT_NAMES
 
 # litert-torch lowers most aten ops through a JAX bridge that needs static shapes: a dynamic sequence
 # length fails in `sub` of the attention mask (AssertionError: float32[1,-9223372036854775808]), and
 # resize_tensor_input on a static model fails in its RESHAPEs, whose target shapes are constants.
 DYNAMIC_LENGTH = False
+
+# The LiteRT interpreter runs on every host pocketbert exports on: parity always runs (formats.Exporter).
+unavailable_reason, check_spec = formats.runs_everywhere, formats.no_spec_check
 
 
 class _Named(torch.nn.Module):
@@ -79,12 +84,14 @@ def _part_regex(part: str) -> str:
     return "|".join(alternatives)
 
 
-def _recipe(quant: str, keep_int8: list[str]):
-    from ai_edge_quantizer import qtyping, recipe, recipe_manager
+def _recipe(recipe: QuantRecipe):
+    """ai-edge-quantizer's recipe rows for a quantized `recipe` (the module docstring)."""
+    from ai_edge_quantizer import qtyping, recipe_manager
+    from ai_edge_quantizer import recipe as presets
 
-    if quant == "int8":
-        return recipe.dynamic_wi8_afp32()
-    if quant == "int8-static":
+    if recipe.weight_bits == 8 and not recipe.calibrated:
+        return presets.dynamic_wi8_afp32()
+    if recipe.calibrated:
         # Static int8 on FULLY_CONNECTED only, the embedding lookup int8 (dynamic: the policy has no static
         # EMBEDDING_LOOKUP). `static_wi8_ai8` on every supported op broke the model (max abs diff 126 on
         # the golden cases, tiny and 2-layer students alike); FULLY_CONNECTED alone kept a mean cosine of
@@ -92,12 +99,12 @@ def _recipe(quant: str, keep_int8: list[str]):
         rp = recipe_manager.RecipeManager()
         rp.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.FULLY_CONNECTED,
                              activation_num_bits=8, weight_num_bits=8)
-        return rp.get_quantization_recipe() + recipe.dynamic_wi8c_afp32(
+        return rp.get_quantization_recipe() + presets.dynamic_wi8c_afp32(
             operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP)
-    if quant in ("int4", "int4-mixed"):
-        rows = recipe.dynamic_wi4b32_afp32()
-        for part in keep_int8 if quant == "int4-mixed" else []:
-            rows = rows + recipe.dynamic_wi8c_afp32(regex=_part_regex(part))
+    if recipe.weight_bits == 4:  # blocks of 32 (INT4_GROUP)
+        rows = presets.dynamic_wi4b32_afp32()
+        for part in recipe.keep_int8:  # int4-mixed: the quantizer takes the last row whose regex matches an op
+            rows = rows + presets.dynamic_wi8c_afp32(regex=_part_regex(part))
         return rows
     return _fp16_recipe()
 
@@ -110,25 +117,25 @@ def _op_counts(path: Path) -> dict[str, int]:
     return dict(sorted(ops.items()))
 
 
-def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: str, output_name: str = "embedding",
-           calibration: list | None = None, keep_int8: list[str] | None = None) -> dict:
-    """Write `path` (.tflite). Returns notes (op counts of the flatbuffer).
+def export(module: torch.nn.Module, example_inputs: tuple, path: Path, recipe: QuantRecipe, output_name: str = "embedding",
+           calibration: list | None = None, dynamic: bool = False) -> dict:
+    """Write `path` (.tflite) as `recipe` says (formats.Exporter). Returns notes (op counts of the flatbuffer).
 
     calibration: (input_ids, attention_mask) int32 (1, N) pairs (int8-static only).
-    keep_int8: parts kept at int8 by int4-mixed (`embeddings`, `layer.{i}.attention`, `layer.{i}.ffn`; quant.part_modules).
+    dynamic: refused: LiteRT artifacts take exactly their bucket (DYNAMIC_LENGTH).
     """
     import litert_torch
 
     path = Path(path)
-    if quant not in ("fp32", "fp16", "int8", "int8-static", "int4", "int4-mixed"):
-        raise PocketBertError(f"tflite has no {quant} mode; use fp32, fp16, int8, int8-static, int4 or int4-mixed")
-    if quant == "int8-static" and not calibration:
+    if dynamic:
+        raise PocketBertError("tflite artifacts take exactly their bucket (DYNAMIC_LENGTH is False); pass dynamic=False")
+    if recipe.calibrated and not calibration:
         raise PocketBertError("tflite int8-static needs calibration inputs")
     # Keyword sample inputs and a dict output give the signature the manifest's names
     # (`input_ids`, `attention_mask` -> `embedding` / `logits`) instead of args_0, args_1 -> output_0.
     named = _Named(module.eval(), output_name).eval()
     edge = litert_torch.convert(named, sample_kwargs=dict(zip(INPUT_NAMES, example_inputs)))
-    if quant == "fp32":
+    if recipe.weight_bits == 32:
         edge.export(str(path))
     else:
         from ai_edge_quantizer import quantizer
@@ -137,7 +144,7 @@ def export(module: torch.nn.Module, example_inputs: tuple, path: Path, quant: st
             fp32 = Path(tmp) / "fp32.tflite"
             edge.export(str(fp32))
             qt = quantizer.Quantizer(str(fp32))
-            qt.load_quantization_recipe(_recipe(quant, list(keep_int8 or [])))
+            qt.load_quantization_recipe(_recipe(recipe))
             if qt.need_calibration:
                 samples = [dict(zip(INPUT_NAMES, (np.asarray(i, np.int32), np.asarray(m, np.int32))))
                            for i, m in calibration]

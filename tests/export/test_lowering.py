@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pocketbert.export import executorch as ex
+from pocketbert.export.quant import QuantRecipe
 from pocketbert.export.wrapper import TaskModule
 from pocketbert.pipeline.models.encoder import Encoder, tiny_config
 
@@ -45,8 +46,8 @@ def _inputs(n: int, seq_len: int | None = None) -> tuple[torch.Tensor, torch.Ten
 def test_linears_matmuls_and_layer_norms_run_inside_xnnpack(tmp_path, quant, factorized, dynamic):
     module = _module(factorized)
     path = tmp_path / "model.pte"
-    notes = ex.export(module, _inputs(16), path, quant, keep_int8=ALL_LINEARS_INT8 if quant == "int4-mixed" else None,
-                      dynamic=dynamic)
+    recipe = QuantRecipe.of("executorch", quant, ALL_LINEARS_INT8 if quant == "int4-mixed" else ())
+    notes = ex.export(module, _inputs(16), path, recipe, dynamic=dynamic)
     ops = ex.portable_ops(path)
     assert notes["portable_ops"] == ops
     unexplained = [op for op in ops if op not in ex.OPS_OUTSIDE_XNNPACK]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pocketbert.errors import PocketBertError
-from pocketbert.export.quant import part_modules
+from pocketbert.export.quant import QuantRecipe, part_modules
 
 # Op output tensor names as litert-torch writes them for the 2-layer student (module path per op; the key
 # and value projections carry the query's path, an op can carry its neighbour's LayerNorm).
@@ -95,7 +95,7 @@ def test_the_factorized_mapping_is_a_part_each_runtime_keeps_at_int8(factorized,
     assert et.get_submodule("encoder.encoder.layer.0.attention.self.query").weight.qdata.max() <= 7  # int4
 
     example = (torch.ones(1, 16, dtype=torch.int32), torch.ones(1, 16, dtype=torch.int32))
-    tflite.export(factorized, example, tmp_path / "m.tflite", "int4-mixed", keep_int8=keep)
+    tflite.export(factorized, example, tmp_path / "m.tflite", QuantRecipe.of("tflite", "int4-mixed", keep))
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(tmp_path / "m.tflite"))
@@ -108,7 +108,7 @@ def test_the_factorized_mapping_is_a_part_each_runtime_keeps_at_int8(factorized,
                                                           and ";;" not in n]
     assert sum(s == 128 * 128 // 32 for s in scales.values()) == len(scales) - 1  # the layers' linears at int4
 
-    ox.export(factorized, example, tmp_path / "m.onnx", "int4-mixed", keep_int8=keep)
+    ox.export(factorized, example, tmp_path / "m.onnx", QuantRecipe.of("onnx", "int4-mixed", keep))
     # the kept mapping is 8-bit MatMulNBits (its input carries outliers: onnx.OUTLIER_INPUTS), the layers 4-bit
     nbits = [next(a.i for a in n.attribute if a.name == "bits")
              for n in onnx.load(str(tmp_path / "m.onnx")).graph.node if n.op_type == "MatMulNBits"]
@@ -116,7 +116,7 @@ def test_the_factorized_mapping_is_a_part_each_runtime_keeps_at_int8(factorized,
 
     from pocketbert.export import coreml
 
-    notes = coreml.export(factorized, example, tmp_path / "m.mlpackage", "int4-mixed", keep_int8=keep)
+    notes = coreml.export(factorized, example, tmp_path / "m.mlpackage", QuantRecipe.of("coreml", "int4-mixed", keep))
     assert notes["weight_dtypes"]["int8"] == 1 and notes["weight_dtypes"]["int4"] == 1 + 2 * 6  # table + layers
 
 
@@ -167,7 +167,7 @@ def test_onnx_int4_table_is_on_the_shared_grid(factorized, tmp_path):
     with torch.no_grad():
         table.copy_(fake_quant(table, 4, 32, fp16_scale=True))
     example = (torch.ones(1, 16, dtype=torch.int32), torch.ones(1, 16, dtype=torch.int32))
-    ox.export(module, example, tmp_path / "m.onnx", "int4")
+    ox.export(module, example, tmp_path / "m.onnx", QuantRecipe.of("onnx", "int4"))
     model = onnx.load(str(tmp_path / "m.onnx"))
     inits = {t.name: t for t in model.graph.initializer}
     node = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized" and "word_embeddings" in n.input[0])
