@@ -45,6 +45,12 @@ class TextRecords:
     skipped_non_utf8: int = 0
     files: list[str] = field(default_factory=list)
 
+    def skipped(self) -> str:
+        """` (N empty, M non-UTF-8 skipped)` for a terminal line, or nothing when nothing was skipped."""
+        if not (self.skipped_empty or self.skipped_non_utf8):
+            return ""
+        return f" ({self.skipped_empty} empty, {self.skipped_non_utf8} non-UTF-8 skipped)"
+
 
 def expand_sources(sources: list[str]) -> list[Path | str]:
     """Sources -> concrete files (folders and globs expanded, sorted); `default` stays as is."""

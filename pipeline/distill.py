@@ -160,8 +160,7 @@ def main(cfg: DistillRecipe, resume: bool = False, resume_dir: str | None = None
     if ddp.main:
         # one short line a person reads at 100 columns; the resolved teachers and the student record in the log
         say(f"distill: {cfg.objective} | teachers {', '.join(Path(str(t.path)).name for t in cfg.teachers)} | "
-            f"{len(train_ids)} texts ({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 "
-            f"skipped) | {run.device}")
+            f"{len(train_ids)} texts{records.skipped()} | {run.device}")
         log.debug("distill: teachers %s | student %s", [str(t.path) for t in teachers], student_record)
         log.debug("distill: resolved recipe in %s", run.write_resolved(resolved))
         if evaluate is not None and cfg.eval.at_start and not resume:

@@ -116,8 +116,8 @@ def main(cfg: PretrainRecipe, resume: bool = False, resume_dir: str | None = Non
 
     resolved = to_dict(cfg)
     if ddp.main:
-        say(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts "
-            f"({records.skipped_empty} empty, {records.skipped_non_utf8} non-UTF-8 skipped) | device {run.device}")
+        say(f"pretrain: {mcfg.num_parameters() / 1e6:.2f} M parameters | {len(train_ids)} texts{records.skipped()} "
+            f"| device {run.device}")
         say(f"pretrain: resolved recipe in {run.write_resolved(resolved)}")
 
     # -- run ------------------------------------------------------------------------------------
