@@ -354,10 +354,9 @@ def plan(recipe: BuildRecipe, out: Path, command: str = "pocketbert build") -> l
     stages.append(Stage("export", {**_key(export, leave_out=("corpus",)), "corpus_files": sources},
                         lambda resume: _export_summary(export_main(export)), "bundle",
                         inputs=[p for p in sources if Path(p).exists()] + ([sts] if sts else []),
-                        describe=f"pocketbert export {Path(export.checkpoint).name} ({len(export.formats)} formats x "
-                        f"{','.join(export.quants)}; seq {','.join(map(str, export.seq_lens))}"
-                        + (f"; gate on {len(sources)} corpus file(s){' + STS' if sts else ''}" if e.gate else "")
-                        + ")"))
+                        describe=f"pocketbert export {Path(export.checkpoint).name} ({len(export.formats)} formats, "
+                        f"{len(export.quants)} quants, seq {','.join(map(str, export.seq_lens))}"
+                        + (", gated" if e.gate else "") + ")"))  # the gate's files: the stage's corpus_files
     evaluated = recipe.eval.sts or recipe.eval.suite
     if evaluated:
         sts = str(Path(recipe.eval.sts).resolve()) if recipe.eval.sts else None
