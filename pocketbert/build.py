@@ -431,8 +431,9 @@ def _bench_stage(b: BenchSection, out: Path, teacher: str | None, peers: list[st
         return {"rows": len(doc["rows"]), "teacher": str(opts.teacher.path) if opts.teacher else None,
                 "peers": [str(p.path) for p in opts.peers]}
 
-    return Stage("bench", config, run, "results.json", describe=f"pocketbert bench bundle (threads {b.threads}, "
-                 f"seq {b.seq_len}, teacher {teacher or '-'}, peers {', '.join(peers) or '-'})")
+    return Stage("bench", config, run, "results.json", describe=f"pocketbert bench (threads "
+                 f"{','.join(map(str, b.threads))}, seq {','.join(map(str, b.seq_len))}, teacher {teacher or '-'}, "
+                 f"peers {','.join(peers) or '-'})")
 
 
 def _report(out: Path) -> dict:
