@@ -143,7 +143,9 @@ def verdict(doc: dict) -> dict | None:
     The student is its best artifact, among those that did not fail the geometry gate: of those whose quality
     is within noise of the best artifact's (`quality_noise`), and whose p50 is within LATENCY_NOISE of the
     fastest of them, the smallest (on a phone the download and the memory are the other costs). Without
-    quality, the same on p50 alone. A reference model's quality is its fp32 evaluation; its size and latency
+    quality, the same on p50 alone. The p50 is the one at real lengths when the bench measured it (what an
+    app waits for: a dynamic-length artifact runs a 15-token text at its length, a bucketed one at its
+    bucket's), else the one at seq N. A reference model's quality is its fp32 evaluation; its size and latency
     are those of its ONNX Runtime int8 row, the smallest way users ship it.
 
     The sentence calls the student and the best peer a tie when their quality differs by less than the noise;
@@ -158,13 +160,7 @@ def verdict(doc: dict) -> dict | None:
     arts = [r for r in arts if (r.get("gate") or {}).get("status") != "failed"] or arts
     if not arts:
         return None
-    measured = [_quality(r)[1] for r in arts if _quality(r)]
-    noise = quality_noise(measured) if measured else 0.0
-    best_q = max(measured, default=None)
-    pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - noise)]
-    fastest = min(r["latency_ms_p50"] for r in pool)
-    near = [r for r in pool if r["latency_ms_p50"] <= fastest * (1 + LATENCY_NOISE)]
-    student = min(near, key=lambda r: (r.get("size_bytes") or 0, r["latency_ms_p50"]))
+    student, noise = _pick_student(arts, _real_p50(doc))
     rows = [{"model": "student", "row": student["name"], "quality": (_quality(student) or (None, None))[1],
              "suite": _suite(student), "probe": (student.get("quality") or {}).get("probe_accuracy"),
              "size_mb": (student.get("size_bytes") or 0) / 1e6, "p50_ms": student["latency_ms_p50"], "speedup": 1.0}]
@@ -215,6 +211,29 @@ def verdict(doc: dict) -> dict | None:
     return {"seq_len": n, "threads": t0, "metric": metric, "rows": rows, "sentence": sentence}
 
 
+def _pick_student(arts: list[dict], real: dict[tuple[str, str], float]) -> tuple[dict, float]:
+    """The verdict's student among `arts` (verdict's rule) and the quality noise it used; `real`: the
+    real-length p50 per (format, quant), used in place of the seq-N p50 when there."""
+    measured = [_quality(r)[1] for r in arts if _quality(r)]
+    noise = quality_noise(measured) if measured else 0.0
+    best_q = max(measured, default=None)
+    pool = [r for r in arts if best_q is None or (_quality(r) and _quality(r)[1] >= best_q - noise)]
+    pool = [r for r in pool if (r["format"], r["quant"]) in real] or pool  # one kind of p50 across the pool
+
+    def waits(r: dict) -> float:
+        return real.get((r["format"], r["quant"]), r["latency_ms_p50"])
+
+    fastest = min(waits(r) for r in pool)
+    near = [r for r in pool if waits(r) <= fastest * (1 + LATENCY_NOISE)]
+    return min(near, key=lambda r: (r.get("size_bytes") or 0, waits(r))), noise
+
+
+def _real_p50(doc: dict) -> dict[tuple[str, str], float]:
+    """(format, quant) -> the artifact family's p50 at real lengths ({} without that section)."""
+    rows = (doc.get("real_lengths") or {}).get("rows", [])
+    return {(r["format"], r["quant"]): r["latency_ms_p50"] for r in rows if r["status"] == OK and r["role"] == "artifact"}
+
+
 def real_length_p50(doc: dict, student: dict, rows: list[dict]) -> str:
     """Each verdict row's p50 at real lengths (`real_p50_ms`, from the results' `real_lengths`) and the
     sentence that quotes the student's beside its seq-N p50 ('' without that section)."""
@@ -229,9 +248,12 @@ def real_length_p50(doc: dict, student: dict, rows: list[dict]) -> str:
         if r["row"] in ok:
             r["real_p50_ms"] = ok[r["row"]]["latency_ms_p50"]
     dist = section["distribution"]
+    faster = [f"{r['real_p50_ms'] / mine['latency_ms_p50']:.1f}x faster than {r['row']}"
+              for r in rows[1:] if r.get("real_p50_ms")]
     return (f" At real lengths ({dist['texts']} texts, median {dist['tokens_p50']:.0f} tokens, called as an app calls "
             f"it) the student's p50 is {mine['latency_ms_p50']:.2f} ms (p90 {mine['latency_ms_p90']:.2f}), against "
-            f"{student['latency_ms_p50']:.2f} ms at seq {student['seq_len']}.")
+            f"{student['latency_ms_p50']:.2f} ms at seq {student['seq_len']}"
+            + (f"; there it runs {' and '.join(faster)}." if faster else "."))
 
 
 def verdict_table(card: dict) -> tuple[list[str], list[list[str]]]:

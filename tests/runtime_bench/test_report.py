@@ -257,6 +257,30 @@ def test_verdict_breaks_ties_by_size_and_calls_a_tie_with_a_peer_a_tie(results_f
     assert "0.81 against 0.81" in tie["sentence"]
 
 
+def test_verdict_picks_on_the_p50_at_real_lengths_when_measured(results_file):
+    """An app waits for the real-length p50: a dynamic-length artifact slower at seq 128 but faster on real
+    text is the student, and the sentence gives its real-length speed-up over each reference."""
+    from pocketbert.runtime_bench.report import verdict
+
+    doc = json.loads(_with_peer(results_file, 0.79).read_text())
+    dynamic = dict(next(r for r in doc["rows"] if r["name"] == "s3_litert_int8_seq128.tflite" and r["threads"] == 1),
+                   name="s3_xnnpack_int8_seq128.pte", format="executorch", backend="xnnpack", status="ok")
+    dynamic["latency_ms_p50"] *= 1.2  # slower at seq 128
+    doc["rows"] = [r for r in doc["rows"] if r["name"] != dynamic["name"]] + [dynamic]
+    assert verdict(doc)["rows"][0]["row"] == "s3_litert_int8_seq128.tflite"  # no real-length section: seq 128
+
+    def real(name, fmt, quant, role, p50):
+        return {"name": name, "format": fmt, "quant": quant, "role": role, "threads": 1, "status": "ok",
+                "latency_ms_p50": p50, "latency_ms_p90": 2 * p50}
+
+    doc["real_lengths"] = {"distribution": {"texts": 100, "tokens_p50": 15}, "rows": [
+        real("tflite/int8", "tflite", "int8", "artifact", 2.9), real("executorch/int8", "executorch", "int8", "artifact", 0.5),
+        real("onnx/fp32", "onnx", "fp32", "artifact", 1.5), real("teacher_onnx_int8", "onnx", "int8", "baseline", 2.5)]}
+    card = verdict(doc)
+    assert card["rows"][0]["row"] == "s3_xnnpack_int8_seq128.pte" and card["rows"][0]["real_p50_ms"] == 0.5
+    assert "there it runs 5.0x faster than teacher_onnx_int8" in card["sentence"]
+
+
 def test_verdict_skips_gate_failures(results_file):
     """The card's student is never an artifact that failed the geometry gate."""
     from pocketbert.runtime_bench.report import verdict
