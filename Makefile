@@ -11,8 +11,9 @@ install:
 # Main job on the embedded default recipe (pocketbert/recipes/build-default.yaml): a 2-layer student distilled
 # from all-MiniLM-L6-v2 and paraphrase-MiniLM-L3-v2 together for 1,000 steps on STS-B and SST-2 train sentences,
 # exported to ExecuTorch, LiteRT, Core ML and ONNX (fp32, int8), each artifact verified and scored on STS-B dev,
-# benchmarked beside the teacher and the L3 peer, reported in $(OUT)/default/report.html. Sized to finish within
-# 20 minutes on 2 cores from an empty cache (README.md: what one run measured); a re-run skips finished stages.
+# benchmarked beside the teacher and the L3 peer, reported in $(OUT)/default/report.html. Sized for 20 minutes on
+# 2 cores from an empty cache; this round's quiet run took 22.6 (README.md: what it measured, and the next cut).
+# A re-run skips finished stages.
 build: install
 	pocketbert build $(ARGS) --out $(OUT)/default
 
